@@ -1,0 +1,108 @@
+# gretel: one Makefile, no autotools. `make` builds build/gretel; `make test` installs what
+# is missing (scripts/deps.sh), then runs unit tests, fuzzers (briefly) and integration tests
+# against real servers with an ASan+UBSan build; `make run` starts the proxy.
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+CC ?= cc
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 5
+
+PKGS = libevent libevent_openssl libevent_pthreads openssl libnghttp2 lmdb libpcre2-8 libpsl jansson inih
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+WARN = -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wundef -Wstrict-prototypes \
+       -Wmissing-prototypes -Wno-missing-field-initializers
+BASE_CFLAGS = -std=c17 -D_GNU_SOURCE -g $(WARN) -MMD -MP -Iinclude -DGT_VERSION='"$(VERSION)"'
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS = $(shell pkg-config --libs $(PKGS)) -lpthread
+
+CFLAGS ?= -O2
+SAN = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+SRC = $(wildcard src/util/*.c src/http1/*.c src/net/*.c src/proxy/*.c src/cli/*.c)
+LIB_SRC = $(filter-out src/cli/main.c,$(SRC))
+UNIT_SRC = $(wildcard tests/unit/test_*.c)
+FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
+
+OBJ = $(SRC:%.c=build/obj/%.o)
+TOBJ = $(SRC:%.c=build/test/obj/%.o)
+TLIB_OBJ = $(LIB_SRC:%.c=build/test/obj/%.o)
+UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=build/test/%)
+FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+
+.PHONY: all deps deps-test run test unit fuzz fuzz-quick integration bench install clean format
+
+all: build/gretel
+
+deps:
+	@scripts/deps.sh build
+
+deps-test:
+	@scripts/deps.sh test
+
+build/gretel: $(OBJ)
+	$(CC) $(CFLAGS) -o $@ $(OBJ) $(PKG_LIBS)
+
+build/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+# --- test build: sanitizers on, separate objects ---
+build/test/gretel: $(TOBJ)
+	$(CC) -O1 $(SAN) -o $@ $(TOBJ) $(PKG_LIBS)
+
+build/test/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -O1 $(SAN) $(PKG_CFLAGS) -c -o $@ $<
+
+build/test/test_%: tests/unit/test_%.c $(TLIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -O1 $(SAN) $(PKG_CFLAGS) $(shell pkg-config --cflags cmocka) -o $@ $< \
+	    $(TLIB_OBJ) $(PKG_LIBS) $(shell pkg-config --libs cmocka)
+
+# --- fuzzers: clang's libFuzzer over the parsers, with ASan+UBSan ---
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -std=c17 -D_GNU_SOURCE -g -O1 -Iinclude -DGT_VERSION='"$(VERSION)"' \
+	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(PKG_CFLAGS) \
+	    -o $@ $< $(LIB_SRC) $(PKG_LIBS)
+
+run:
+	@scripts/deps.sh build
+	@$(MAKE) --no-print-directory all
+	exec build/gretel run
+
+test:
+	@scripts/deps.sh test
+	@$(MAKE) --no-print-directory build/test/gretel $(UNIT_BIN) $(FUZZ_BIN) build/gretel
+	@scripts/run-tests.sh
+
+unit: $(UNIT_BIN)
+	@scripts/run-tests.sh unit
+
+fuzz: $(FUZZ_BIN)
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-60} scripts/run-tests.sh fuzz
+
+integration: build/test/gretel
+	@scripts/run-tests.sh integration
+
+bench: build/gretel
+	@scripts/deps.sh bench
+	scripts/bench/proxy.sh
+
+install: build/gretel
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	    $(DESTDIR)$(PREFIX)/share/gretel/rules $(DESTDIR)$(PREFIX)/etc/gretel
+	install -m 755 build/gretel $(DESTDIR)$(PREFIX)/bin/gretel
+	install -m 644 docs/gretel.1 $(DESTDIR)$(PREFIX)/share/man/man1/gretel.1
+	install -m 644 conf/gretel.conf $(DESTDIR)$(PREFIX)/etc/gretel/gretel.conf
+	for f in rules/*.rules; do [ -e "$$f" ] && install -m 644 "$$f" $(DESTDIR)$(PREFIX)/share/gretel/rules/; done; true
+
+format:
+	clang-format -i $(SRC) $(wildcard include/gretel/*.h src/*/*.h) $(UNIT_SRC) $(FUZZ_SRC)
+
+clean:
+	rm -rf build
+
+-include $(OBJ:.o=.d) $(TOBJ:.o=.d)

@@ -1,0 +1,168 @@
+/* The event-loop side of gretel: worker threads with one event_base each, listeners, the
+ * per-worker upstream pool, connects (DNS via evdns, `resolve` overrides, parent proxies)
+ * and raw tunnels. Owns sockets; knows nothing about rules. What threads share is gt_shared:
+ * the config snapshot, counters and the connection count. */
+#ifndef GT_NET_H
+#define GT_NET_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "gretel/config.h"
+#include "gretel/slice.h"
+
+struct event_base;
+struct evdns_base;
+struct event;
+struct bufferevent;
+struct evconnlistener;
+struct evbuffer;
+
+/* An immutable, refcounted config (and, later, ruleset) generation. A request keeps the
+ * snapshot it started with; the last release frees it. */
+typedef struct gt_snapshot {
+    atomic_uint refs;
+    gt_config *cfg;
+} gt_snapshot;
+
+/* Takes ownership of cfg; returns a snapshot holding one reference. */
+gt_snapshot *gt_snapshot_new(gt_config *cfg);
+gt_snapshot *gt_snapshot_ref(gt_snapshot *s);
+void gt_snapshot_release(gt_snapshot *s); /* NULL-safe */
+
+/* Process-wide counters, updated with relaxed atomics by workers. */
+typedef struct {
+    atomic_ullong requests, connects, local_responses, upstream_errors, client_errors,
+        denied, bytes_to_clients;
+    atomic_uint open_conns;
+} gt_counters;
+
+typedef struct gt_worker gt_worker;
+typedef struct gt_session gt_session;
+typedef struct gt_upstream gt_upstream;
+
+typedef struct gt_shared {
+    pthread_mutex_t snap_lock;
+    gt_snapshot *snap; /* current generation, guarded by snap_lock */
+    gt_counters counters;
+    atomic_bool stopping;
+    uint64_t started_ms;
+    unsigned nworkers;
+} gt_shared;
+
+/* Returns the current snapshot with a reference the caller must release. */
+gt_snapshot *gt_shared_acquire(gt_shared *sh);
+
+typedef struct gt_tunnel gt_tunnel;
+LIST_HEAD(gt_session_list, gt_session);
+LIST_HEAD(gt_tunnel_list, gt_tunnel);
+TAILQ_HEAD(gt_upstream_lru, gt_upstream);
+LIST_HEAD(gt_upstream_bucket, gt_upstream);
+
+#define GT_POOL_BUCKETS 256
+
+/* One worker thread: everything here is touched only by that thread, except `notify`
+ * which the main thread activates and `pending` (guarded by `lock`). */
+struct gt_worker {
+    gt_shared *sh;
+    unsigned id;
+    pthread_t thread;
+    struct event_base *base;
+    struct evdns_base *dns;
+    struct evconnlistener **listeners;
+    size_t nlisteners;
+    int *listen_fds;
+    gt_snapshot *snap; /* this worker's view of the current generation */
+    struct gt_session_list sessions;
+    unsigned nsessions;
+    struct gt_tunnel_list tunnels;
+    unsigned ntunnels;
+    unsigned next_id;
+    /* upstream keep-alive pool: hash by "host:port" plus an LRU across all keys */
+    struct gt_upstream_bucket pool[GT_POOL_BUCKETS];
+    struct gt_upstream_lru lru;
+    unsigned pool_size;
+    /* cross-thread messages */
+    struct event *notify;
+    pthread_mutex_t lock;
+    bool pending_reload, pending_stop;
+    bool draining;
+    struct event *drain_timer;
+};
+
+/* --- upstream connections (src/net/upstream.c) --- */
+
+/* A connection to an origin or to the parent proxy, owned by one session or by the pool. */
+struct gt_upstream {
+    gt_worker *w;
+    struct bufferevent *bev;
+    bool reused;   /* taken from the pool for this request */
+    bool via_http_proxy; /* requests go in absolute-form to a parent HTTP proxy */
+    char peer[64]; /* address text, for logs and error pages */
+    char key[272]; /* pool key */
+    unsigned key_hash;
+    LIST_ENTRY(gt_upstream) bucket_link;
+    TAILQ_ENTRY(gt_upstream) lru_link;
+};
+
+typedef struct gt_connect gt_connect;
+
+/* Completion of gt_upstream_connect: on success `up` is a new connection the callee now
+ * owns and status is 0; else up is NULL, status is the HTTP status to answer (502 or 504)
+ * and why a short static-or-copied message valid only during the call. */
+typedef void (*gt_connect_cb)(void *arg, gt_upstream *up, int status, const char *why);
+
+/* Starts a non-blocking connect to host:port from worker w, honouring cfg's `resolve`
+ * overrides and `forward` parent proxy. For a tunnel (CONNECT), a parent HTTP proxy gets a
+ * CONNECT of its own and the callback fires after its 200. The whole attempt (DNS, TCP,
+ * parent handshake) is bounded by connect_timeout. The callback is called exactly once,
+ * never from within this call; *handle lets the caller cancel before that. */
+void gt_upstream_connect(gt_worker *w, const gt_config *cfg, gt_slice host, uint16_t port,
+                         bool tunnel, gt_connect_cb cb, void *arg, gt_connect **handle);
+/* Cancels a pending connect: its callback will not run. NULL-safe. */
+void gt_upstream_connect_cancel(gt_connect *c);
+
+/* The pool key for a plain-HTTP request to host:port under cfg (a parent proxy shares one). */
+void gt_upstream_key(const gt_config *cfg, gt_slice host, uint16_t port, char *key, size_t len);
+/* Takes an idle connection for key from w's pool, or NULL. */
+gt_upstream *gt_pool_take(gt_worker *w, const char *key);
+/* Returns a connection to w's pool (or frees it when the pool is full or disabled). The
+ * caller must have drained its input and finished its request. */
+void gt_pool_put(gt_worker *w, gt_upstream *up, const gt_config *cfg);
+/* Frees every idle pooled connection of w. */
+void gt_pool_clear(gt_worker *w);
+void gt_upstream_free(gt_upstream *up); /* NULL-safe; closes the socket */
+
+/* --- workers and the server (src/net/server.c) --- */
+
+/* Reads a new config on SIGHUP; returns 0 and a new config, or an error with diags. */
+typedef int (*gt_reload_fn)(void *arg, gt_config **out, gt_diags *diags);
+
+/* Runs the proxy until SIGTERM/SIGINT: binds cfg's listeners (errors are printed and the
+ * function returns 2), starts the workers, handles SIGHUP by calling reload and swapping the
+ * snapshot when it succeeds. Takes ownership of cfg. Returns the process exit code. */
+int gt_server_run(gt_config *cfg, gt_reload_fn reload, void *reload_arg);
+
+/* Called by a worker when its session count drops, to finish a drain. */
+void gt_worker_session_gone(gt_worker *w);
+
+/* Protocol handler for a freshly accepted client connection (src/proxy/session.c). */
+void gt_session_accept(gt_worker *w, int fd, const struct sockaddr *sa, int salen);
+/* Asks every session of w to finish its current request and close. */
+void gt_sessions_drain(gt_worker *w);
+/* Destroys every session of w at once (end of drain time, or exit). */
+void gt_sessions_destroy_all(gt_worker *w);
+
+/* Raw bidirectional relay between two connected bufferevents (src/net/tunnel.c). Takes
+ * ownership of both (their callbacks are replaced); logs one line when it ends, frees both
+ * and gives back the client's connection slot. `label` is "client=... host=..." for logs. */
+void gt_tunnel_start(gt_worker *w, struct bufferevent *client, struct bufferevent *origin,
+                     unsigned idle_ms, const char *label, uint64_t t0_ms);
+/* Shortens every tunnel's idle timeout so that a drain finishes once they go quiet. */
+void gt_tunnels_drain(gt_worker *w);
+void gt_tunnels_destroy_all(gt_worker *w);
+
+#endif

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what gretel needs to build, test or benchmark on Debian 12, and nothing
+# more. Idempotent and quiet when everything is present: it asks dpkg first and calls
+# apt-get only for what is missing.  Usage: scripts/deps.sh [build|test|bench]...
+set -euo pipefail
+
+build_pkgs=(build-essential pkg-config libevent-dev libssl-dev libnghttp2-dev liblmdb-dev
+            libpcre2-dev libpsl-dev libjansson-dev libinih-dev)
+test_pkgs=(libcmocka-dev clang libclang-rt-14-dev nginx-light curl python3 openssl procps)
+bench_pkgs=(wrk privoxy tinyproxy squid)
+
+want=()
+for set in "${@:-build}"; do
+  case "$set" in
+    build) want+=("${build_pkgs[@]}") ;;
+    test)  want+=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+    bench) want+=("${build_pkgs[@]}" "${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
+    *) echo "deps.sh: unknown set '$set' (build, test, bench)" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${want[@]}"; do
+  st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [ "$st" = installed ] || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "deps.sh: missing packages: ${missing[*]}" >&2
+  echo "deps.sh: run as root (or: sudo apt-get install ${missing[*]})" >&2
+  exit 1
+fi
+echo "deps.sh: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+# Services shipped by these packages (nginx, squid, privoxy, tinyproxy) must not start on
+# install: tests and benchmarks start their own instances on loopback ports.
+policy=/usr/sbin/policy-rc.d
+made_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod 755 "$policy"; made_policy=1
+fi
+cleanup() { [ "$made_policy" = 1 ] && rm -f "$policy"; }
+trap cleanup EXIT
+if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >/tmp/gretel-deps.log 2>&1; then
+  apt-get update -q >>/tmp/gretel-deps.log 2>&1
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >>/tmp/gretel-deps.log 2>&1 || {
+    tail -20 /tmp/gretel-deps.log >&2; echo "deps.sh: apt-get failed (log: /tmp/gretel-deps.log)" >&2; exit 1; }
+fi

@@ -1,0 +1,30 @@
+/* Shared by the command files in src/cli/: argument parsing for -c/-o and the commands'
+ * entry points. Each command returns the process exit code. */
+#ifndef GT_CLI_H
+#define GT_CLI_H
+
+#include <stddef.h>
+
+#include "gretel/config.h"
+
+typedef struct {
+    const char *conf_file; /* -c FILE, or NULL */
+    gt_config_override *ov;
+    size_t nov;
+    char **args; /* positional arguments left after options */
+    size_t nargs;
+} gt_cli_opts;
+
+/* Parses argv (after the command name) for -c FILE / -o KEY=VALUE; other arguments are kept
+ * as positional. Returns 0, or 2 after printing a usage error. */
+int gt_cli_parse(int argc, char **argv, gt_cli_opts *o);
+void gt_cli_opts_free(gt_cli_opts *o);
+/* Loads the config the options name, printing diagnostics to stderr. */
+int gt_cli_load_config(const gt_cli_opts *o, gt_config **out, gt_diags *diags);
+
+int gt_cmd_run(int argc, char **argv);
+int gt_cmd_check(int argc, char **argv);
+int gt_cmd_help(int argc, char **argv);
+int gt_cmd_version(int argc, char **argv);
+
+#endif

@@ -1,0 +1,53 @@
+/* Option parsing shared by every command: `-c FILE`, `-o KEY=VALUE` (repeatable), then
+ * positional arguments. Owns the arrays in gt_cli_opts until gt_cli_opts_free. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "gretel/util.h"
+
+int gt_cli_parse(int argc, char **argv, gt_cli_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->ov = gt_xcalloc((size_t)argc + 1, sizeof(*o->ov));
+    o->args = gt_xcalloc((size_t)argc + 1, sizeof(*o->args));
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "gretel: %s needs a FILE\n", a);
+                return 2;
+            }
+            o->conf_file = argv[++i];
+        } else if (strcmp(a, "-o") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "gretel: -o needs KEY=VALUE\n");
+                return 2;
+            }
+            const char *kv = argv[++i], *eq = strchr(kv, '=');
+            if (!eq || eq == kv) {
+                fprintf(stderr, "gretel: -o %s: expected KEY=VALUE\n", kv);
+                return 2;
+            }
+            o->ov[o->nov].key = kv;
+            o->ov[o->nov].key_len = (size_t)(eq - kv);
+            o->ov[o->nov].value = eq + 1;
+            o->nov++;
+        } else {
+            o->args[o->nargs++] = argv[i];
+        }
+    }
+    return 0;
+}
+
+void gt_cli_opts_free(gt_cli_opts *o)
+{
+    gt_free(&o->ov);
+    gt_free(&o->args);
+}
+
+int gt_cli_load_config(const gt_cli_opts *o, gt_config **out, gt_diags *diags)
+{
+    return gt_config_load(out, o->conf_file, o->ov, o->nov, diags);
+}

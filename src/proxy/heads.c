@@ -1,0 +1,161 @@
+/* Heads gretel writes: forwarded requests and responses with hop-by-hop fields removed
+ * (RFC 9110 §7.6.1), and local responses. Owns nothing; appends to the caller's evbuffer.
+ * Must never add anything that identifies the user (no Via, no X-Forwarded-For). */
+#include <event2/buffer.h>
+#include <stdio.h>
+
+#include "gretel/proxy.h"
+#include "gretel/util.h"
+
+const char *gt_http_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 103: return "Early Hints";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 417: return "Expectation Failed";
+    case 421: return "Misdirected Request";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+void gt_proxy_local_response(struct evbuffer *out, int status, const char *content_type,
+                             const char *body, size_t body_len, bool head_only, bool close,
+                             const char *extra)
+{
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                        "Cache-Control: no-store\r\n%s%s\r\n",
+                        status, gt_http_reason(status), content_type, body_len,
+                        extra ? extra : "", close ? "Connection: close\r\n" : "");
+    if (!head_only && body_len)
+        evbuffer_add(out, body, body_len);
+}
+
+void gt_proxy_error_response(struct evbuffer *out, int status, const char *why, bool head_only,
+                             bool close)
+{
+    char body[512];
+    int n = snprintf(body, sizeof(body), "gretel: %d %s: %s\n", status, gt_http_reason(status),
+                     why ? why : "");
+    if (n < 0)
+        n = 0;
+    if ((size_t)n >= sizeof(body))
+        n = sizeof(body) - 1;
+    gt_proxy_local_response(out, status, "text/plain; charset=utf-8", body, (size_t)n, head_only,
+                            close, NULL);
+}
+
+static void add_slice(struct evbuffer *out, gt_slice s)
+{
+    evbuffer_add(out, s.p, s.len);
+}
+
+/* Copies fields except hop-by-hop ones, those named by Connection, and those the caller
+ * re-emits itself (Host, framing). */
+static void copy_fields(struct evbuffer *out, const gt_http1_header *h, size_t n, bool drop_host,
+                        bool drop_cl)
+{
+    for (size_t i = 0; i < n; i++) {
+        gt_slice name = h[i].name;
+        if (gt_http1_is_hop_by_hop(name))
+            continue;
+        if (drop_host && gt_slice_caseeq(name, GT_S("host")))
+            continue;
+        if (drop_cl && gt_slice_caseeq(name, GT_S("content-length")))
+            continue;
+        if (gt_http1_connection_lists(h, n, name))
+            continue;
+        add_slice(out, name);
+        evbuffer_add(out, ": ", 2);
+        add_slice(out, h[i].value);
+        evbuffer_add(out, "\r\n", 2);
+    }
+}
+
+static void add_authority(struct evbuffer *out, const gt_http1_uri *uri, uint16_t default_port)
+{
+    if (uri->host_is_ipv6)
+        evbuffer_add(out, "[", 1);
+    add_slice(out, uri->host);
+    if (uri->host_is_ipv6)
+        evbuffer_add(out, "]", 1);
+    if (uri->port != default_port)
+        evbuffer_add_printf(out, ":%u", uri->port);
+}
+
+void gt_proxy_request_head(struct evbuffer *out, const gt_http1_request *req,
+                           const gt_http1_uri *uri, bool absolute_form,
+                           const gt_http1_body *body)
+{
+    uint16_t defport = uri->is_https ? 443 : 80;
+    add_slice(out, req->method);
+    evbuffer_add(out, " ", 1);
+    if (absolute_form) {
+        add_slice(out, uri->scheme);
+        evbuffer_add(out, "://", 3);
+        add_authority(out, uri, defport);
+    }
+    if (uri->path.len == 0 || uri->path.p[0] != '/')
+        evbuffer_add(out, "/", 1);
+    add_slice(out, uri->path);
+    evbuffer_add(out, " HTTP/1.1\r\nHost: ", 17);
+    add_authority(out, uri, defport);
+    evbuffer_add(out, "\r\n", 2);
+    /* Content-Length is re-emitted once, normalised ("5, 5" becomes "5"). */
+    copy_fields(out, req->headers, req->num_headers, true, true);
+    if (body->framing == GT_BODY_CHUNKED)
+        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    else if (body->framing == GT_BODY_LENGTH)
+        evbuffer_add_printf(out, "Content-Length: %llu\r\n", (unsigned long long)body->length);
+    else if (gt_slice_caseeq(req->method, GT_S("POST")) ||
+             gt_slice_caseeq(req->method, GT_S("PUT")))
+        /* a body-less POST/PUT still states its length, as RFC 9110 §8.6 asks of senders */
+        evbuffer_add(out, "Content-Length: 0\r\n", 19);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+void gt_proxy_response_head(struct evbuffer *out, const gt_http1_response *res,
+                            const gt_http1_body *body, bool close, bool client_is_10,
+                            bool dechunk)
+{
+    evbuffer_add_printf(out, "HTTP/1.1 %d ", res->status);
+    if (res->reason.len)
+        add_slice(out, res->reason);
+    else
+        evbuffer_add_printf(out, "%s", gt_http_reason(res->status));
+    evbuffer_add(out, "\r\n", 2);
+    /* Content-Length stays as sent for bodiless responses (HEAD, 304) where it describes
+     * the representation; otherwise it is re-emitted to match the relayed framing. */
+    bool drop_cl = body->framing != GT_BODY_NONE || body->had_cl_and_te;
+    copy_fields(out, res->headers, res->num_headers, false, drop_cl);
+    if (body->framing == GT_BODY_CHUNKED && !dechunk)
+        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    else if (body->framing == GT_BODY_LENGTH)
+        evbuffer_add_printf(out, "Content-Length: %llu\r\n", (unsigned long long)body->length);
+    if (res->status >= 200) {
+        if (close)
+            evbuffer_add(out, "Connection: close\r\n", 19);
+        else if (client_is_10)
+            evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+    }
+    evbuffer_add(out, "\r\n", 2);
+}

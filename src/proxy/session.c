@@ -1,0 +1,1043 @@
+/* One client connection speaking HTTP/1.1 to gretel as a proxy: read a head, decide, then
+ * answer locally, forward to an origin (streaming bodies both ways with back-pressure),
+ * or hand the connection to a CONNECT tunnel. Requests are handled one at a time in order,
+ * so pipelined requests are answered in order. This file is one state machine
+ * (enum sess_state) and runs only on its worker's thread; every failure path ends in
+ * session_destroy(). */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "gretel/http1.h"
+#include "gretel/log.h"
+#include "gretel/net.h"
+#include "gretel/proxy.h"
+#include "gretel/util.h"
+
+/* Buffering per direction before the other side stops being read: 256 KiB keeps a 1 Gbit/s
+ * LAN link busy at sub-millisecond RTTs while bounding memory per connection. */
+#define IO_HWM (256 * 1024)
+/* How long a connection we are closing keeps reading (and discarding) so that the client
+ * sees our last response instead of a TCP reset. */
+#define LINGER_MS 2000
+/* Connections accepted past max_connections get a 503; past this many more, none. */
+#define OVER_LIMIT_SLACK 64
+#define MAX_HEADERS_CAP 1000
+
+enum sess_state {
+    S_HEAD,       /* waiting for (the rest of) a request head */
+    S_CONNECTING, /* upstream connect in progress */
+    S_FORWARD,    /* request and response in flight */
+    S_CLOSING,    /* last response being flushed, then linger, then destroy */
+};
+
+struct gt_session {
+    gt_worker *w;
+    unsigned id;
+    struct bufferevent *bev;
+    char client[64];
+    char local[64]; /* the address the client reached us on, "1.2.3.4:8119" */
+    enum sess_state st;
+    LIST_ENTRY(gt_session) link;
+    struct event *timer;
+    bool timer_is_head; /* armed as header deadline (vs idle) */
+    size_t scanned;     /* bytes of input already searched for the end of the head */
+    bool denied, over_limit, draining, close_after, linger_started;
+    unsigned nreq;
+
+    /* the request in flight */
+    gt_snapshot *snap;
+    uint64_t t0;
+    char method[24];
+    char host[260];
+    uint16_t port;
+    char *url; /* only kept at log_level debug */
+    bool is_head, is_connect, client_10, keepalive;
+    gt_http1_body rq;
+    uint64_t rq_left;
+    gt_http1_chunked rq_chunk;
+    bool rq_done, rq_sent_any;
+    struct evbuffer *head; /* serialized upstream head (kept for one retry) */
+    gt_connect *connect;
+    gt_upstream *up;
+    bool retried, up_got_bytes;
+
+    /* the response in flight */
+    bool rs_head_done, rs_started, rs_done, dechunk, up_reusable;
+    gt_http1_body rs;
+    int rs_minor;
+    uint64_t rs_left;
+    gt_http1_chunked rs_chunk;
+    int status;
+    uint64_t bytes_out;
+    const char *decision;
+};
+
+static void process_heads(gt_session *s);
+static void on_up_read(struct bufferevent *bev, void *arg);
+static void on_up_write(struct bufferevent *bev, void *arg);
+static void on_up_event(struct bufferevent *bev, short what, void *arg);
+static void start_forward(gt_session *s, gt_upstream *up);
+
+static const gt_config *cfg_of(const gt_session *s)
+{
+    return s->snap ? s->snap->cfg : s->w->snap->cfg;
+}
+
+static struct timeval tv_ms(unsigned ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    return tv;
+}
+
+static void session_destroy(gt_session *s)
+{
+    gt_worker *w = s->w;
+    gt_upstream_connect_cancel(s->connect);
+    gt_upstream_free(s->up);
+    if (s->bev)
+        bufferevent_free(s->bev);
+    if (s->timer)
+        event_free(s->timer);
+    if (s->head)
+        evbuffer_free(s->head);
+    gt_snapshot_release(s->snap);
+    free(s->url);
+    LIST_REMOVE(s, link);
+    w->nsessions--;
+    atomic_fetch_sub_explicit(&w->sh->counters.open_conns, 1, memory_order_relaxed);
+    free(s);
+    gt_worker_session_gone(w);
+}
+
+/* --- request bookkeeping --- */
+
+static void log_request(gt_session *s)
+{
+    uint64_t ms = gt_now_ms() - s->t0;
+    if (gt_log_enabled(GT_LOG_DEBUG) && s->url)
+        gt_log_write(GT_LOG_DEBUG,
+                     "req conn=%u client=%s method=%s host=%s status=%d bytes=%llu ms=%llu "
+                     "decision=%s url=%s",
+                     s->id, s->client, s->method, s->host[0] ? s->host : "-", s->status,
+                     (unsigned long long)s->bytes_out, (unsigned long long)ms, s->decision,
+                     s->url);
+    else
+        gt_log(GT_LOG_INFO,
+               "req conn=%u client=%s method=%s host=%s status=%d bytes=%llu ms=%llu decision=%s",
+               s->id, s->client, s->method[0] ? s->method : "-", s->host[0] ? s->host : "-",
+               s->status, (unsigned long long)s->bytes_out, (unsigned long long)ms, s->decision);
+}
+
+/* Ends the current request: logs it and resets per-request state. */
+static void end_request(gt_session *s)
+{
+    log_request(s);
+    atomic_fetch_add_explicit(&s->w->sh->counters.bytes_to_clients, s->bytes_out,
+                              memory_order_relaxed);
+    gt_snapshot_release(s->snap);
+    s->snap = NULL;
+    gt_free(&s->url);
+    s->method[0] = s->host[0] = '\0';
+    s->port = 0;
+    s->is_head = s->is_connect = false;
+    s->rq_done = s->rq_sent_any = s->retried = s->up_got_bytes = false;
+    s->rs_head_done = s->rs_started = s->rs_done = s->dechunk = s->up_reusable = false;
+    s->status = 0;
+    s->bytes_out = 0;
+    s->decision = "pass";
+    s->scanned = 0;
+    if (s->head)
+        evbuffer_drain(s->head, evbuffer_get_length(s->head));
+}
+
+static void arm_idle(gt_session *s)
+{
+    const gt_config *cfg = cfg_of(s);
+    /* The first request of a connection gets the header timeout: an opened-but-silent
+     * connection is how slowloris starts. Later ones get the keep-alive idle timeout. */
+    struct timeval tv = tv_ms(s->nreq == 0 ? cfg->header_timeout_ms : cfg->idle_timeout_ms);
+    s->timer_is_head = false;
+    evtimer_add(s->timer, &tv);
+}
+
+static void arm_head_deadline(gt_session *s)
+{
+    struct timeval tv = tv_ms(cfg_of(s)->header_timeout_ms);
+    s->timer_is_head = true;
+    evtimer_add(s->timer, &tv);
+}
+
+static void enter_closing(gt_session *s)
+{
+    s->st = S_CLOSING;
+    evtimer_del(s->timer);
+    if (s->up) {
+        gt_upstream_free(s->up);
+        s->up = NULL;
+    }
+    gt_upstream_connect_cancel(s->connect);
+    s->connect = NULL;
+    bufferevent_set_timeouts(s->bev, NULL, NULL);
+    bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+        bufferevent_trigger(s->bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/* Where the current request's life ends: keep the connection for the next or close it. */
+static void next_or_close(gt_session *s)
+{
+    bool close = s->close_after || !s->keepalive || s->draining || !s->rq_done;
+    end_request(s);
+    s->nreq++;
+    if (close) {
+        enter_closing(s);
+        return;
+    }
+    s->st = S_HEAD;
+    bufferevent_set_timeouts(s->bev, NULL, NULL);
+    bufferevent_enable(s->bev, EV_READ);
+    arm_idle(s);
+    if (evbuffer_get_length(bufferevent_get_input(s->bev)))
+        process_heads(s);
+}
+
+/* Answers the current request locally. The connection closes when asked, or when a request
+ * body would otherwise have to be skipped. */
+static void respond_local(gt_session *s, int status, const char *why, bool close,
+                          const char *decision)
+{
+    if (s->rq.framing != GT_BODY_NONE && !s->rq_done)
+        close = true;
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    size_t before = evbuffer_get_length(out);
+    gt_proxy_error_response(out, status, why, s->is_head, close);
+    s->bytes_out += evbuffer_get_length(out) - before;
+    s->status = status;
+    s->decision = decision;
+    if (close)
+        s->close_after = true;
+    atomic_fetch_add_explicit(&s->w->sh->counters.local_responses, 1, memory_order_relaxed);
+    if (status >= 500)
+        gt_log(GT_LOG_WARN, "conn=%u client=%s host=%s status=%d error=\"%s\"", s->id, s->client,
+               s->host[0] ? s->host : "-", status, why);
+    else if (status >= 400)
+        gt_log(GT_LOG_INFO, "conn=%u client=%s status=%d error=\"%s\"", s->id, s->client, status,
+               why);
+    /* nothing of this request's body was consumed: mark it so next_or_close closes */
+    if (s->rq.framing != GT_BODY_NONE)
+        s->rq_done = false;
+    else
+        s->rq_done = true;
+    next_or_close(s);
+}
+
+/* A small status page for requests addressed to gretel itself. The full control page
+ * (bought list, set-up) is served from src/control/. */
+static void respond_self(gt_session *s, gt_slice path)
+{
+    gt_shared *sh = s->w->sh;
+    char body[1024];
+    int status = 200;
+    int n;
+    if (gt_slice_eq(path, GT_S("/")) || gt_slice_eq(path, GT_S("/status"))) {
+        n = snprintf(body, sizeof(body),
+                     "gretel %s\nuptime_s %llu\nworkers %u\nopen_connections %u\n"
+                     "requests %llu\nlocal_responses %llu\nupstream_errors %llu\n",
+                     GT_VERSION, (unsigned long long)((gt_now_ms() - sh->started_ms) / 1000),
+                     sh->nworkers, atomic_load(&sh->counters.open_conns),
+                     (unsigned long long)atomic_load(&sh->counters.requests),
+                     (unsigned long long)atomic_load(&sh->counters.local_responses),
+                     (unsigned long long)atomic_load(&sh->counters.upstream_errors));
+    } else {
+        status = 404;
+        n = snprintf(body, sizeof(body), "gretel: 404 Not Found\n");
+    }
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    size_t before = evbuffer_get_length(out);
+    bool close = s->rq.framing != GT_BODY_NONE || !s->keepalive;
+    gt_proxy_local_response(out, status, "text/plain; charset=utf-8", body, (size_t)n, s->is_head,
+                            close, NULL);
+    s->bytes_out += evbuffer_get_length(out) - before;
+    s->status = status;
+    s->decision = "local";
+    s->rq_done = s->rq.framing == GT_BODY_NONE;
+    next_or_close(s);
+}
+
+/* --- upstream failures --- */
+
+static void upstream_failed(gt_session *s, int status, const char *why)
+{
+    atomic_fetch_add_explicit(&s->w->sh->counters.upstream_errors, 1, memory_order_relaxed);
+    if (s->up) {
+        gt_upstream_free(s->up);
+        s->up = NULL;
+    }
+    if (s->rs_started) {
+        /* Part of the response is already with the client: the only honest signal left is
+         * to close the connection so the client sees a truncated message. */
+        gt_log(GT_LOG_WARN, "conn=%u client=%s host=%s error=\"%s\" after %llu bytes: closing",
+               s->id, s->client, s->host, why, (unsigned long long)s->bytes_out);
+        s->status = s->status ? s->status : status;
+        s->decision = "error";
+        log_request(s);
+        session_destroy(s);
+        return;
+    }
+    s->st = S_HEAD; /* respond_local continues from a request-level state */
+    respond_local(s, status, why, !s->rq_done, "error");
+}
+
+/* --- forwarding: request body --- */
+
+static void pump_request(gt_session *s)
+{
+    if (s->rq_done || !s->up)
+        return;
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    struct evbuffer *out = bufferevent_get_output(s->up->bev);
+    while (!s->rq_done) {
+        size_t avail = evbuffer_get_length(in);
+        if (s->rq.framing == GT_BODY_NONE) {
+            s->rq_done = true;
+            break;
+        }
+        if (avail == 0)
+            break;
+        if (s->rq.framing == GT_BODY_LENGTH) {
+            size_t n = avail < s->rq_left ? avail : (size_t)s->rq_left;
+            evbuffer_remove_buffer(in, out, n);
+            s->rq_left -= n;
+            s->rq_sent_any = true;
+            if (s->rq_left == 0)
+                s->rq_done = true;
+        } else if (s->rq_chunk.data_left) {
+            size_t n = avail < s->rq_chunk.data_left ? avail : (size_t)s->rq_chunk.data_left;
+            evbuffer_remove_buffer(in, out, n);
+            gt_http1_chunked_consumed(&s->rq_chunk, n);
+            s->rq_sent_any = true;
+        } else {
+            struct evbuffer_iovec v;
+            evbuffer_peek(in, -1, NULL, &v, 1);
+            size_t used = 0;
+            gt_http1_error err;
+            int r = gt_http1_chunked_feed(&s->rq_chunk, v.iov_base, v.iov_len, &used, &err);
+            if (r == GT_HTTP1_ERROR) {
+                s->rq_done = false;
+                s->close_after = true;
+                upstream_failed(s, 400, err.reason);
+                return;
+            }
+            evbuffer_remove_buffer(in, out, used);
+            s->rq_sent_any = true;
+            if (r == GT_CHUNKED_DONE)
+                s->rq_done = true;
+        }
+        if (evbuffer_get_length(out) >= IO_HWM) {
+            /* back-pressure: the origin is slower than the client */
+            bufferevent_disable(s->bev, EV_READ);
+            bufferevent_setwatermark(s->up->bev, EV_WRITE, IO_HWM / 2, 0);
+            break;
+        }
+    }
+    if (s->rq_done) {
+        const gt_config *cfg = cfg_of(s);
+        struct timeval rt = tv_ms(cfg->upstream_timeout_ms);
+        bufferevent_set_timeouts(s->up->bev, &rt, &rt);
+        /* the client is now only read for EOF and pipelined heads, left in its buffer */
+        bufferevent_set_timeouts(s->bev, NULL, &rt);
+    }
+}
+
+/* --- forwarding: response --- */
+
+static bool parse_response_head(gt_session *s)
+{
+    const gt_config *cfg = cfg_of(s);
+    struct evbuffer *in = bufferevent_get_input(s->up->bev);
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    gt_http1_header hdrs[MAX_HEADERS_CAP];
+    for (;;) {
+        size_t len = evbuffer_get_length(in);
+        if (len == 0)
+            return false;
+        size_t n = len < cfg->max_header_size ? len : cfg->max_header_size;
+        const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+        gt_http1_response res = {.headers = hdrs, .num_headers = cfg->max_headers};
+        gt_http1_error err;
+        int r = gt_http1_parse_response(buf, n, &res, &err);
+        if (r == GT_HTTP1_INCOMPLETE) {
+            if (len >= cfg->max_header_size) {
+                upstream_failed(s, 502, "response header block from upstream too large");
+                return false;
+            }
+            return false;
+        }
+        if (r < 0) {
+            char why[160];
+            snprintf(why, sizeof(why), "invalid response from upstream: %s", err.reason);
+            upstream_failed(s, 502, why);
+            return false;
+        }
+        if (res.status == 101) {
+            upstream_failed(s, 502, "upstream switched protocols without being asked");
+            return false;
+        }
+        if (res.status < 200) {
+            /* Interim responses: 100 only if the client asked for it, others (103) to
+             * HTTP/1.1 clients; HTTP/1.0 clients cannot receive them (RFC 9110 §15.2). */
+            gt_http1_body none = {.framing = GT_BODY_NONE};
+            if (!s->client_10 && (res.status != 100 || s->rq.expect_continue))
+                gt_proxy_response_head(out, &res, &none, false, false, false);
+            evbuffer_drain(in, (size_t)r);
+            continue;
+        }
+        if (gt_http1_response_body(&res, s->is_head, &s->rs, &err) < 0) {
+            upstream_failed(s, 502, err.reason);
+            return false;
+        }
+        s->rs_minor = res.minor_version;
+        s->status = res.status;
+        s->dechunk = s->rs.framing == GT_BODY_CHUNKED && s->client_10;
+        /* Responses delimited by close cannot be delimited for the client either (short of
+         * re-chunking), so the client connection closes with them. */
+        bool close = s->close_after || !s->keepalive || s->draining ||
+                     s->rs.framing == GT_BODY_EOF || s->dechunk;
+        if (close)
+            s->close_after = true;
+        size_t before = evbuffer_get_length(out);
+        gt_proxy_response_head(out, &res, &s->rs, close, s->client_10, s->dechunk);
+        s->bytes_out += evbuffer_get_length(out) - before;
+        evbuffer_drain(in, (size_t)r);
+        s->rs_head_done = s->rs_started = true;
+        s->rs_left = s->rs.length;
+        gt_http1_chunked_init(&s->rs_chunk);
+        s->up_reusable = !s->rs.conn_close && !(s->rs_minor == 0 && !s->rs.conn_keep_alive) &&
+                         s->rs.framing != GT_BODY_EOF && !s->rs.had_cl_and_te;
+        return true;
+    }
+}
+
+static void response_done(gt_session *s)
+{
+    s->rs_done = true;
+    gt_upstream *up = s->up;
+    s->up = NULL;
+    bool reusable = s->up_reusable && s->rq_done &&
+                    evbuffer_get_length(bufferevent_get_input(up->bev)) == 0 &&
+                    evbuffer_get_length(bufferevent_get_output(up->bev)) == 0;
+    if (reusable) {
+        bufferevent_setcb(up->bev, NULL, NULL, NULL, NULL);
+        gt_pool_put(s->w, up, cfg_of(s));
+    } else {
+        gt_upstream_free(up);
+    }
+    next_or_close(s);
+}
+
+static void relay_response(gt_session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->up->bev);
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    bool done = s->rs.framing == GT_BODY_NONE;
+    while (!done) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail == 0)
+            break;
+        if (s->rs.framing == GT_BODY_LENGTH) {
+            size_t n = avail < s->rs_left ? avail : (size_t)s->rs_left;
+            evbuffer_remove_buffer(in, out, n);
+            s->bytes_out += n;
+            s->rs_left -= n;
+            done = s->rs_left == 0;
+        } else if (s->rs.framing == GT_BODY_EOF) {
+            evbuffer_remove_buffer(in, out, avail);
+            s->bytes_out += avail;
+        } else if (s->rs_chunk.data_left) {
+            size_t n = avail < s->rs_chunk.data_left ? avail : (size_t)s->rs_chunk.data_left;
+            evbuffer_remove_buffer(in, out, n);
+            s->bytes_out += n;
+            gt_http1_chunked_consumed(&s->rs_chunk, n);
+        } else {
+            struct evbuffer_iovec v;
+            evbuffer_peek(in, -1, NULL, &v, 1);
+            size_t used = 0;
+            gt_http1_error err;
+            int r = gt_http1_chunked_feed(&s->rs_chunk, v.iov_base, v.iov_len, &used, &err);
+            if (r == GT_HTTP1_ERROR) {
+                upstream_failed(s, 502, err.reason);
+                return;
+            }
+            if (s->dechunk) {
+                evbuffer_drain(in, used); /* framing is not relayed to HTTP/1.0 clients */
+            } else {
+                evbuffer_remove_buffer(in, out, used);
+                s->bytes_out += used;
+            }
+            done = r == GT_CHUNKED_DONE;
+        }
+        if (!done && evbuffer_get_length(out) >= IO_HWM) {
+            /* back-pressure: the client is slower than the origin */
+            bufferevent_disable(s->up->bev, EV_READ);
+            break;
+        }
+    }
+    if (done)
+        response_done(s);
+}
+
+static void on_up_read(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    gt_session *s = arg;
+    s->up_got_bytes = true;
+    if (!s->rs_head_done && !parse_response_head(s))
+        return;
+    relay_response(s);
+}
+
+static void on_up_write(struct bufferevent *bev, void *arg)
+{
+    gt_session *s = arg;
+    if (s->st == S_FORWARD && !s->rq_done && !(bufferevent_get_enabled(s->bev) & EV_READ)) {
+        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+        bufferevent_enable(s->bev, EV_READ);
+        pump_request(s);
+    }
+}
+
+static void on_retry_connected(void *arg, gt_upstream *up, int status, const char *why);
+
+static void on_up_event(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    gt_session *s = arg;
+    if ((what & BEV_EVENT_EOF) && s->rs_head_done && s->rs.framing == GT_BODY_EOF) {
+        relay_response(s);
+        if (s->up) {
+            s->up_reusable = false;
+            response_done(s);
+        }
+        return;
+    }
+    /* A pooled connection the origin closed just as we reused it: safe to retry once on a
+     * fresh connection when nothing came back and no request body was sent. */
+    if (!s->up_got_bytes && s->up && s->up->reused && !s->retried && !s->rq_sent_any &&
+        s->rq.framing == GT_BODY_NONE && (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))) {
+        gt_upstream_free(s->up);
+        s->up = NULL;
+        s->retried = true;
+        s->st = S_CONNECTING;
+        gt_upstream_connect(s->w, cfg_of(s), gt_slice_cstr(s->host), s->port, false,
+                            on_retry_connected, s, &s->connect);
+        return;
+    }
+    char why[160];
+    if (what & BEV_EVENT_TIMEOUT)
+        snprintf(why, sizeof(why), "upstream %s sent nothing for %ums", s->up ? s->up->peer : "",
+                 cfg_of(s)->upstream_timeout_ms);
+    else if (what & BEV_EVENT_EOF)
+        snprintf(why, sizeof(why), "upstream %s closed the connection %s",
+                 s->up ? s->up->peer : "", s->rs_head_done ? "mid-response" : "before responding");
+    else
+        snprintf(why, sizeof(why), "upstream %s connection failed: %s", s->up ? s->up->peer : "",
+                 strerror(EVUTIL_SOCKET_ERROR() ? EVUTIL_SOCKET_ERROR() : ECONNRESET));
+    upstream_failed(s, (what & BEV_EVENT_TIMEOUT) ? 504 : 502, why);
+}
+
+static void start_forward(gt_session *s, gt_upstream *up)
+{
+    s->up = up;
+    s->st = S_FORWARD;
+    bufferevent_setcb(up->bev, on_up_read, on_up_write, on_up_event, s);
+    bufferevent_setwatermark(up->bev, EV_READ, 0, IO_HWM);
+    bufferevent_setwatermark(up->bev, EV_WRITE, 0, 0);
+    struct evbuffer *out = bufferevent_get_output(up->bev);
+    /* Keep a copy of the head while a retry is still possible; otherwise hand it over. */
+    if (up->reused && !s->retried && s->rq.framing == GT_BODY_NONE)
+        evbuffer_add(out, evbuffer_pullup(s->head, -1), evbuffer_get_length(s->head));
+    else
+        evbuffer_add_buffer(out, s->head);
+    const gt_config *cfg = cfg_of(s);
+    struct timeval t = tv_ms(cfg->upstream_timeout_ms);
+    bufferevent_set_timeouts(up->bev, NULL, &t);
+    bufferevent_set_timeouts(s->bev, &t, &t);
+    bufferevent_enable(up->bev, EV_READ | EV_WRITE);
+    bufferevent_enable(s->bev, EV_READ);
+    pump_request(s);
+}
+
+static void on_connected(void *arg, gt_upstream *up, int status, const char *why)
+{
+    gt_session *s = arg;
+    s->connect = NULL;
+    if (!up) {
+        upstream_failed(s, status, why);
+        return;
+    }
+    atomic_fetch_add_explicit(&s->w->sh->counters.connects, 1, memory_order_relaxed);
+    start_forward(s, up);
+}
+
+static void on_retry_connected(void *arg, gt_upstream *up, int status, const char *why)
+{
+    on_connected(arg, up, status, why);
+}
+
+/* --- CONNECT --- */
+
+static void on_tunnel_connected(void *arg, gt_upstream *up, int status, const char *why)
+{
+    gt_session *s = arg;
+    s->connect = NULL;
+    if (!up) {
+        atomic_fetch_add_explicit(&s->w->sh->counters.upstream_errors, 1, memory_order_relaxed);
+        s->st = S_HEAD;
+        respond_local(s, status, why, true, "error");
+        return;
+    }
+    static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+    bufferevent_write(s->bev, ok, sizeof(ok) - 1);
+    s->status = 200;
+    s->bytes_out = sizeof(ok) - 1;
+    s->decision = "tunnel";
+    log_request(s);
+    char label[400];
+    snprintf(label, sizeof(label), "conn=%u client=%s host=%s:%u", s->id, s->client, s->host,
+             s->port);
+    struct bufferevent *cb = s->bev, *ob = up->bev;
+    up->bev = NULL;
+    gt_upstream_free(up);
+    s->bev = NULL;
+    evtimer_del(s->timer);
+    /* The tunnel takes over the client's connection slot: undo the count the session
+     * destroy would subtract. */
+    atomic_fetch_add_explicit(&s->w->sh->counters.open_conns, 1, memory_order_relaxed);
+    gt_tunnel_start(s->w, cb, ob, cfg_of(s)->tunnel_idle_timeout_ms, label, s->t0);
+    session_destroy(s);
+}
+
+/* --- request heads --- */
+
+/* True when host:port names gretel itself: its documented name, the address this client
+ * reached it on, or one of its listen addresses. Such requests are never forwarded. */
+static bool host_is_self(gt_session *s, gt_slice host, uint16_t port)
+{
+    if (gt_slice_caseeq(host, GT_S("gretel.proxy")))
+        return true;
+    char hp[300];
+    bool v6 = memchr(host.p, ':', host.len) != NULL;
+    snprintf(hp, sizeof(hp), "%s%.*s%s:%u", v6 ? "[" : "", (int)host.len, host.p, v6 ? "]" : "",
+             port);
+    if (strcasecmp(hp, s->local) == 0)
+        return true;
+    const gt_config *cfg = cfg_of(s);
+    for (size_t i = 0; i < cfg->nlisten; i++)
+        if (strcasecmp(hp, cfg->listen[i].text) == 0)
+            return true;
+    return false;
+}
+
+static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len)
+{
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    const gt_config *cfg = s->w->snap->cfg;
+    gt_http1_error err;
+    gt_http1_uri uri;
+    s->snap = gt_snapshot_ref(s->w->snap);
+    s->t0 = gt_now_ms();
+    s->decision = "pass";
+    atomic_fetch_add_explicit(&s->w->sh->counters.requests, 1, memory_order_relaxed);
+    snprintf(s->method, sizeof(s->method), "%.*s", (int)req->method.len, req->method.p);
+    s->is_head = gt_slice_eq(req->method, GT_S("HEAD"));
+    s->is_connect = gt_slice_eq(req->method, GT_S("CONNECT"));
+    s->client_10 = req->minor_version == 0;
+    if (gt_log_enabled(GT_LOG_DEBUG))
+        s->url = gt_xslicedup(req->target);
+
+    int r = gt_http1_request_body(req, &s->rq, &err);
+    s->keepalive = s->client_10 ? s->rq.conn_keep_alive : !s->rq.conn_close;
+    if (r < 0) {
+        s->rq.framing = GT_BODY_LENGTH; /* unknown framing: the connection must close */
+        evbuffer_drain(in, head_len);
+        respond_local(s, err.status, err.reason, true, "error");
+        return;
+    }
+    s->rq_left = s->rq.length;
+    gt_http1_chunked_init(&s->rq_chunk);
+
+    if (s->denied) {
+        evbuffer_drain(in, head_len);
+        atomic_fetch_add_explicit(&s->w->sh->counters.denied, 1, memory_order_relaxed);
+        gt_log(GT_LOG_WARN, "denied client=%s: not in allow_clients", s->client);
+        respond_local(s, 403, "client address not allowed (allow_clients)", true, "deny");
+        return;
+    }
+    if (s->over_limit) {
+        evbuffer_drain(in, head_len);
+        respond_local(s, 503, "too many connections (max_connections)", true, "error");
+        return;
+    }
+    /* RFC 9112 §3.2: an HTTP/1.1 request carries exactly one Host. */
+    size_t nhost = 0;
+    gt_slice host_hdr = {0};
+    for (size_t i = 0; i < req->num_headers; i++)
+        if (gt_slice_caseeq(req->headers[i].name, GT_S("host"))) {
+            nhost++;
+            host_hdr = req->headers[i].value;
+        }
+    if (nhost > 1 || (nhost == 0 && !s->client_10)) {
+        evbuffer_drain(in, head_len);
+        respond_local(s, 400, nhost ? "more than one Host field" : "missing Host field", true,
+                      "error");
+        return;
+    }
+
+    if (s->is_connect) {
+        r = gt_http1_parse_authority(req->target, &uri, &err);
+        evbuffer_drain(in, head_len);
+        if (r < 0) {
+            respond_local(s, 400, err.reason, true, "error");
+            return;
+        }
+        snprintf(s->host, sizeof(s->host), "%.*s", (int)uri.host.len, uri.host.p);
+        s->port = uri.port;
+        if (s->rq.framing != GT_BODY_NONE) {
+            respond_local(s, 400, "CONNECT with a body", true, "error");
+            return;
+        }
+        if (!gt_config_connect_port_allowed(cfg, uri.port)) {
+            char why[96];
+            snprintf(why, sizeof(why), "CONNECT to port %u is not allowed (connect_ports)",
+                     uri.port);
+            respond_local(s, 403, why, true, "deny");
+            return;
+        }
+        if (host_is_self(s, uri.host, uri.port)) {
+            respond_local(s, 400, "CONNECT to gretel itself", true, "error");
+            return;
+        }
+        s->st = S_CONNECTING;
+        evtimer_del(s->timer);
+        bufferevent_disable(s->bev, EV_READ); /* early tunnel bytes wait in the buffer */
+        gt_upstream_connect(s->w, cfg, uri.host, uri.port, true, on_tunnel_connected, s,
+                            &s->connect);
+        return;
+    }
+
+    if (req->target.len && req->target.p[0] == '/') {
+        /* origin-form: only meaningful for gretel's own pages */
+        gt_http1_uri hu;
+        bool self = nhost && gt_http1_parse_authority(host_hdr, &hu, &err) == 0
+                        ? host_is_self(s, hu.host, hu.port)
+                        : (nhost && gt_slice_caseeq(host_hdr, GT_S("gretel.proxy"))) ||
+                              (nhost && host_is_self(s, host_hdr, 80));
+        if (self) {
+            snprintf(s->host, sizeof(s->host), "%.*s", (int)host_hdr.len, host_hdr.p);
+            gt_slice path = req->target;
+            const char *q = memchr(path.p, '?', path.len);
+            if (q)
+                path.len = (size_t)(q - path.p);
+            evbuffer_drain(in, head_len);
+            respond_self(s, path);
+            return;
+        }
+        evbuffer_drain(in, head_len);
+        respond_local(s, 400,
+                      "origin-form request: set gretel as the HTTP proxy of your browser "
+                      "(it expects absolute URLs)",
+                      true, "error");
+        return;
+    }
+    r = gt_http1_parse_absolute(req->target, &uri, &err);
+    if (r < 0) {
+        evbuffer_drain(in, head_len);
+        respond_local(s, err.status, err.reason, true, "error");
+        return;
+    }
+    snprintf(s->host, sizeof(s->host), "%.*s", (int)uri.host.len, uri.host.p);
+    for (char *p = s->host; *p; p++)
+        *p = gt_ascii_lower(*p);
+    s->port = uri.port;
+    if (uri.is_https) {
+        evbuffer_drain(in, head_len);
+        respond_local(s, 400, "https:// URLs go through CONNECT, not as plain requests", true,
+                      "error");
+        return;
+    }
+    if (host_is_self(s, uri.host, uri.port)) {
+        gt_slice path = uri.path.len ? uri.path : GT_S("/");
+        const char *q = memchr(path.p, '?', path.len);
+        if (q)
+            path.len = (size_t)(q - path.p);
+        evbuffer_drain(in, head_len);
+        respond_self(s, path);
+        return;
+    }
+    if (!s->head)
+        s->head = evbuffer_new();
+    gt_proxy_request_head(s->head, req, &uri, cfg->forward_kind == GT_FORWARD_HTTP, &s->rq);
+    evbuffer_drain(in, head_len);
+
+    char key[272];
+    gt_upstream_key(cfg, uri.host, uri.port, key, sizeof(key));
+    gt_upstream *up = gt_pool_take(s->w, key);
+    evtimer_del(s->timer);
+    if (up) {
+        start_forward(s, up);
+        return;
+    }
+    s->st = S_CONNECTING;
+    bufferevent_disable(s->bev, EV_READ); /* the body waits until the origin is there */
+    gt_upstream_connect(s->w, cfg, uri.host, uri.port, false, on_connected, s, &s->connect);
+}
+
+/* True if buf[from..len) holds the end of a head ("\n\r\n" or "\n\n"). */
+static bool has_head_end(const char *buf, size_t from, size_t len)
+{
+    for (size_t i = from; i < len; i++) {
+        const char *nl = memchr(buf + i, '\n', len - i);
+        if (!nl)
+            return false;
+        i = (size_t)(nl - buf);
+        if (i + 1 < len && buf[i + 1] == '\n')
+            return true;
+        if (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n')
+            return true;
+    }
+    return false;
+}
+
+static void process_heads(gt_session *s)
+{
+    gt_http1_header hdrs[MAX_HEADERS_CAP];
+    while (s->st == S_HEAD) {
+        struct evbuffer *in = bufferevent_get_input(s->bev);
+        size_t len = evbuffer_get_length(in);
+        if (len == 0)
+            return;
+        /* pipelined responses pile up if the client does not read: wait for it */
+        if (evbuffer_get_length(bufferevent_get_output(s->bev)) >= IO_HWM)
+            return;
+        const gt_config *cfg = s->w->snap->cfg;
+        if (!s->timer_is_head)
+            arm_head_deadline(s);
+        size_t cap = cfg->max_header_size;
+        size_t n = len < cap ? len : cap;
+        const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+        size_t from = s->scanned > 2 ? s->scanned - 2 : 0;
+        bool complete = has_head_end(buf, from, n) || (n >= 2 && buf[0] == '\n');
+        gt_http1_request req = {.headers = hdrs, .num_headers = cfg->max_headers};
+        gt_http1_error err;
+        int r = GT_HTTP1_INCOMPLETE;
+        if (complete || n >= cap) {
+            r = gt_http1_parse_request(buf, n, &req, &err);
+        } else {
+            /* A head can already be wrong before its end arrives; check what is here. */
+            gt_http1_request probe = {.headers = hdrs, .num_headers = cfg->max_headers};
+            r = gt_http1_parse_request(buf, n, &probe, &err);
+            if (r != GT_HTTP1_ERROR)
+                r = GT_HTTP1_INCOMPLETE;
+        }
+        s->scanned = n;
+        if (r == GT_HTTP1_INCOMPLETE) {
+            if (n < cap)
+                return; /* wait for more (header deadline is running) */
+            s->snap = gt_snapshot_ref(s->w->snap);
+            s->t0 = gt_now_ms();
+            s->rq.framing = GT_BODY_LENGTH; /* unknown: close after answering */
+            bool line_done = memchr(buf, '\n', n) != NULL;
+            evbuffer_drain(in, len);
+            respond_local(s, line_done ? 431 : 414,
+                          line_done ? "request header block too large" : "request line too long",
+                          true, "error");
+            return;
+        }
+        if (r == GT_HTTP1_ERROR) {
+            s->snap = gt_snapshot_ref(s->w->snap);
+            s->t0 = gt_now_ms();
+            s->rq.framing = GT_BODY_LENGTH;
+            atomic_fetch_add_explicit(&s->w->sh->counters.client_errors, 1, memory_order_relaxed);
+            evbuffer_drain(in, len);
+            char why[160];
+            snprintf(why, sizeof(why), "%s (at byte %zu)", err.reason, err.offset);
+            respond_local(s, err.status, why, true, "error");
+            return;
+        }
+        s->scanned = 0;
+        handle_request(s, &req, (size_t)r);
+    }
+}
+
+/* --- client callbacks --- */
+
+static void on_client_read(struct bufferevent *bev, void *arg)
+{
+    gt_session *s = arg;
+    switch (s->st) {
+    case S_HEAD:
+        process_heads(s);
+        break;
+    case S_FORWARD:
+        pump_request(s);
+        break;
+    case S_CONNECTING:
+        break;
+    case S_CLOSING: {
+        /* discard what the client still sends while our last response drains */
+        struct evbuffer *in = bufferevent_get_input(bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        break;
+    }
+    }
+}
+
+static void on_client_write(struct bufferevent *bev, void *arg)
+{
+    gt_session *s = arg;
+    struct evbuffer *out = bufferevent_get_output(bev);
+    switch (s->st) {
+    case S_CLOSING:
+        if (evbuffer_get_length(out) == 0 && !s->linger_started) {
+            /* Half-close, then keep reading briefly so unread client bytes do not turn our
+             * close into a reset that destroys the response in flight. */
+            s->linger_started = true;
+            shutdown(bufferevent_getfd(bev), SHUT_WR);
+            bufferevent_disable(bev, EV_WRITE);
+            struct timeval tv = tv_ms(LINGER_MS);
+            evtimer_add(s->timer, &tv);
+        }
+        break;
+    case S_FORWARD:
+        if (s->up && !(bufferevent_get_enabled(s->up->bev) & EV_READ) &&
+            evbuffer_get_length(out) <= IO_HWM / 2) {
+            bufferevent_enable(s->up->bev, EV_READ);
+            relay_response(s);
+        }
+        break;
+    case S_HEAD:
+        if (evbuffer_get_length(bufferevent_get_input(bev)))
+            process_heads(s);
+        break;
+    case S_CONNECTING:
+        break;
+    }
+}
+
+static void on_client_event(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    gt_session *s = arg;
+    if ((what & BEV_EVENT_EOF) && s->st == S_FORWARD && s->rq_done && !(what & BEV_EVENT_WRITING)) {
+        /* The client half-closed after a complete request: finish the response, then close. */
+        s->close_after = true;
+        return;
+    }
+    if (s->st == S_FORWARD || s->st == S_CONNECTING) {
+        if (what & BEV_EVENT_TIMEOUT)
+            gt_log(GT_LOG_INFO, "conn=%u client=%s host=%s: client stalled, closing", s->id,
+                   s->client, s->host);
+        else
+            gt_log(GT_LOG_INFO, "conn=%u client=%s host=%s: client closed mid-request", s->id,
+                   s->client, s->host);
+        if (s->snap) {
+            s->status = s->status ? s->status : 499;
+            s->decision = "aborted";
+            log_request(s);
+        }
+    }
+    session_destroy(s);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    gt_session *s = arg;
+    if (s->st == S_CLOSING) {
+        session_destroy(s);
+        return;
+    }
+    if (s->st == S_HEAD && s->timer_is_head &&
+        evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
+        s->snap = gt_snapshot_ref(s->w->snap);
+        s->t0 = gt_now_ms();
+        s->rq.framing = GT_BODY_LENGTH;
+        struct evbuffer *in = bufferevent_get_input(s->bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        respond_local(s, 408, "request header not received in time (header_timeout)", true,
+                      "error");
+        return;
+    }
+    session_destroy(s); /* idle keep-alive connection, or silent new one */
+}
+
+void gt_session_accept(gt_worker *w, int fd, const struct sockaddr *sa, int salen)
+{
+    (void)salen;
+    const gt_config *cfg = w->snap->cfg;
+    unsigned open = atomic_fetch_add_explicit(&w->sh->counters.open_conns, 1,
+                                              memory_order_relaxed) + 1;
+    if (open > cfg->max_connections + OVER_LIMIT_SLACK) {
+        atomic_fetch_sub_explicit(&w->sh->counters.open_conns, 1, memory_order_relaxed);
+        close(fd);
+        return;
+    }
+    gt_session *s = gt_xcalloc(1, sizeof(*s));
+    s->w = w;
+    s->id = w->id + (w->next_id++) * w->sh->nworkers;
+    s->decision = "pass";
+    gt_sockaddr_format(sa, s->client, sizeof(s->client));
+    struct sockaddr_storage local;
+    socklen_t llen = sizeof(local);
+    if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0)
+        gt_sockaddr_format((struct sockaddr *)&local, s->local, sizeof(s->local));
+    s->over_limit = open > cfg->max_connections;
+    s->denied = !gt_config_client_allowed(cfg, sa);
+    if (s->over_limit)
+        gt_log(GT_LOG_WARN, "client=%s over max_connections=%u: answering 503", s->client,
+               cfg->max_connections);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    s->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    s->timer = evtimer_new(w->base, on_timer, s);
+    LIST_INSERT_HEAD(&w->sessions, s, link);
+    w->nsessions++;
+    if (!s->bev || !s->timer) {
+        if (!s->bev)
+            close(fd);
+        session_destroy(s);
+        return;
+    }
+    bufferevent_setcb(s->bev, on_client_read, on_client_write, on_client_event, s);
+    bufferevent_setwatermark(s->bev, EV_READ, 0, IO_HWM);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    arm_idle(s);
+}
+
+void gt_sessions_drain(gt_worker *w)
+{
+    gt_session *s, *next;
+    for (s = LIST_FIRST(&w->sessions); s; s = next) {
+        next = LIST_NEXT(s, link);
+        s->draining = true;
+        if (s->st == S_HEAD && evbuffer_get_length(bufferevent_get_input(s->bev)) == 0)
+            session_destroy(s);
+    }
+}
+
+void gt_sessions_destroy_all(gt_worker *w)
+{
+    gt_session *s;
+    while ((s = LIST_FIRST(&w->sessions)) != NULL)
+        session_destroy(s);
+}
