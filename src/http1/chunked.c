@@ -23,9 +23,10 @@ enum {
     CS_DONE,
 };
 
-/* More than 16 hex digits cannot be a real size; 2^62 is the largest accepted. */
+/* More than 16 hex digits cannot be a real size; 2^62-1 is the largest accepted, far from
+ * any overflow in the arithmetic that follows. */
 #define MAX_DIGITS 16
-#define MAX_CHUNK (1ull << 62)
+#define MAX_CHUNK ((1ull << 62) - 1)
 
 void gt_http1_chunked_init(gt_http1_chunked *c)
 {
@@ -68,6 +69,8 @@ int gt_http1_chunked_feed(gt_http1_chunked *c, const char *p, size_t len, size_t
                 if (++c->digits > MAX_DIGITS || c->data_left > (MAX_CHUNK >> 4))
                     return bad(err, "chunk size overflow", i, used);
                 c->data_left = (c->data_left << 4) | (uint64_t)v;
+                if (c->data_left > MAX_CHUNK)
+                    return bad(err, "chunk size overflow", i, used);
                 c->state = CS_SIZE;
                 break;
             }

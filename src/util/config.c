@@ -307,7 +307,14 @@ static char *reader(char *str, int num, void *stream)
         size_t i = 0;
         while (i < lc->line_len && (start[i] == ' ' || start[i] == '\t'))
             i++;
-        if (i < lc->line_len && start[i] != '#' && start[i] != ';' && start[i] != '[' &&
+        if (i < lc->line_len && start[i] == '[') {
+            gt_diags_add(lc->diags, 0, lc->file, lc->lineno, (unsigned)i + 1,
+                         "sections are not used in gretel.conf");
+            str[0] = '\n';
+            str[1] = '\0';
+            return str;
+        }
+        if (i < lc->line_len && start[i] != '#' && start[i] != ';' &&
             !memchr(start, '=', lc->line_len) && !memchr(start, ':', lc->line_len)) {
             gt_diags_add(lc->diags, 0, lc->file, lc->lineno, (unsigned)i + 1,
                          "expected KEY = VALUE");
@@ -332,11 +339,7 @@ static char *reader(char *str, int num, void *stream)
 static int handler(void *user, const char *section, const char *name, const char *value)
 {
     load_ctx *lc = user;
-    if (section && section[0]) {
-        gt_diags_add(lc->diags, 0, lc->file, lc->lineno, 1,
-                     "sections are not used in gretel.conf ('[%s]')", section);
-        return 1;
-    }
+    (void)section; /* section lines are reported by the reader; their keys still apply */
     gt_slice key = gt_slice_cstr(name), val = gt_slice_cstr(value);
     unsigned key_col = col_of(lc, key.p, key.len);
     unsigned val_col = val.len ? col_of(lc, val.p, val.len) : key_col;

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs gretel's test suites and ends with one summary line: "N passed, N failed".
+# Usage: scripts/run-tests.sh [unit] [fuzz] [integration]   (default: all three)
+set -u
+cd "$(dirname "$0")/.."
+suites=("$@"); [ ${#suites[@]} -eq 0 ] && suites=(unit fuzz integration)
+pass=0; fail=0; failed=()
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+run() { # name, command...
+  local name=$1; shift
+  if "$@"; then pass=$((pass+1)); else fail=$((fail+1)); failed+=("$name"); fi
+}
+
+for s in "${suites[@]}"; do
+  case "$s" in
+  unit)
+    echo "== unit tests (cmocka, ASan+UBSan)"
+    for t in build/test/test_*; do [ -x "$t" ] && run "unit:$(basename "$t")" "$t"; done ;;
+  fuzz)
+    secs=${FUZZ_SECONDS:-5}
+    echo "== fuzzers (libFuzzer, ${secs}s each)"
+    for f in build/fuzz/fuzz_*; do
+      [ -x "$f" ] || continue
+      n=$(basename "$f"); corpus=tests/fuzz/corpus/${n#fuzz_}; work=build/fuzz/work-${n#fuzz_}
+      mkdir -p "$work"
+      dict=(); [ -f "tests/fuzz/${n#fuzz_}.dict" ] && dict=(-dict="tests/fuzz/${n#fuzz_}.dict")
+      if "$f" -max_total_time="$secs" -print_final_stats=0 "${dict[@]}" "$work" "$corpus" \
+           >"build/fuzz/$n.log" 2>&1; then
+        echo "[  PASSED  ] $n: $(grep -Eo 'Done [0-9]+ runs' "build/fuzz/$n.log" | tail -1)"
+        pass=$((pass+1))
+      else
+        echo "[  FAILED  ] $n (log: build/fuzz/$n.log)"; tail -30 "build/fuzz/$n.log"
+        fail=$((fail+1)); failed+=("fuzz:$n")
+      fi
+    done ;;
+  integration)
+    echo "== integration tests (nginx origins, curl, real sockets)"
+    run integration /usr/bin/python3 tests/integration/run.py --gretel build/test/gretel ;;
+  *) echo "unknown suite $s" >&2; exit 2 ;;
+  esac
+done
+[ ${#failed[@]} -gt 0 ] && echo "failed: ${failed[*]}"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

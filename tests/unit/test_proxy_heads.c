@@ -1,0 +1,137 @@
+/* Unit tests for src/proxy/heads.c: what gretel forwards. Hop-by-hop fields and those the
+ * Connection field names never reach the origin; nothing is added about the user. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <cmocka.h>
+#include <event2/buffer.h>
+
+#include "gretel/http1.h"
+#include "gretel/proxy.h"
+#include "gretel/util.h"
+
+static char *head_for(const char *raw, bool absolute)
+{
+    gt_http1_header h[64];
+    gt_http1_request req = {.headers = h, .num_headers = 64};
+    gt_http1_error err;
+    assert_true(gt_http1_parse_request(raw, strlen(raw), &req, &err) > 0);
+    gt_http1_uri uri;
+    assert_int_equal(gt_http1_parse_absolute(req.target, &uri, &err), 0);
+    gt_http1_body b;
+    assert_int_equal(gt_http1_request_body(&req, &b, &err), 0);
+    struct evbuffer *out = evbuffer_new();
+    gt_proxy_request_head(out, &req, &uri, absolute, &b);
+    size_t n = evbuffer_get_length(out);
+    char *s = malloc(n + 1);
+    evbuffer_remove(out, s, n);
+    s[n] = '\0';
+    evbuffer_free(out);
+    return s;
+}
+
+static void test_request_head(void **st)
+{
+    (void)st;
+    char *s = head_for("GET http://Origin.example:8080/p?q=1 HTTP/1.1\r\n"
+                       "Host: wrong.example\r\n"
+                       "Proxy-Connection: keep-alive\r\n"
+                       "Proxy-Authorization: Basic eA==\r\n"
+                       "Connection: X-Drop, keep-alive\r\n"
+                       "X-Drop: secret\r\n"
+                       "Keep-Alive: 300\r\n"
+                       "TE: trailers\r\n"
+                       "Upgrade: websocket\r\n"
+                       "Cookie: a=b\r\n\r\n",
+                       false);
+    assert_string_equal(s, "GET /p?q=1 HTTP/1.1\r\nHost: Origin.example:8080\r\n"
+                           "Cookie: a=b\r\n\r\n");
+    free(s);
+}
+
+static void test_request_head_absolute_and_body(void **st)
+{
+    (void)st;
+    char *s = head_for("POST http://h?x HTTP/1.1\r\nHost: h\r\nContent-Length: 3, 3\r\n\r\n", true);
+    assert_string_equal(s, "POST http://h/?x HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n");
+    free(s);
+    s = head_for("PUT http://[::1]:81/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+                 false);
+    assert_string_equal(s, "PUT / HTTP/1.1\r\nHost: [::1]:81\r\nTransfer-Encoding: chunked\r\n\r\n");
+    free(s);
+    s = head_for("POST http://h/ HTTP/1.1\r\nHost: h\r\n\r\n", false);
+    assert_non_null(strstr(s, "Content-Length: 0\r\n"));
+    assert_null(strstr(s, "Via"));
+    assert_null(strstr(s, "Forwarded"));
+    free(s);
+}
+
+static char *resp_for(const char *raw, bool head_req, bool close, bool c10)
+{
+    gt_http1_header h[64];
+    gt_http1_response res = {.headers = h, .num_headers = 64};
+    gt_http1_error err;
+    assert_true(gt_http1_parse_response(raw, strlen(raw), &res, &err) > 0);
+    gt_http1_body b;
+    assert_int_equal(gt_http1_response_body(&res, head_req, &b, &err), 0);
+    struct evbuffer *out = evbuffer_new();
+    gt_proxy_response_head(out, &res, &b, close, c10, c10 && b.framing == GT_BODY_CHUNKED);
+    size_t n = evbuffer_get_length(out);
+    char *s = malloc(n + 1);
+    evbuffer_remove(out, s, n);
+    s[n] = '\0';
+    evbuffer_free(out);
+    return s;
+}
+
+static void test_response_head(void **st)
+{
+    (void)st;
+    char *s = resp_for("HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n"
+                       "Keep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nETag: \"e\"\r\n\r\n",
+                       false, false, false);
+    assert_string_equal(s, "HTTP/1.1 200 OK\r\nETag: \"e\"\r\nTransfer-Encoding: chunked\r\n\r\n");
+    free(s);
+    /* HTTP/1.0 client: no chunking, close */
+    s = resp_for("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false, true, true);
+    assert_string_equal(s, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+    free(s);
+    /* HEAD keeps the representation's Content-Length */
+    s = resp_for("HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n", true, false, false);
+    assert_string_equal(s, "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n");
+    free(s);
+    /* CL with TE: CL dropped */
+    s = resp_for("HTTP/1.1 200 OK\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n",
+                 false, true, false);
+    assert_string_equal(s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+    free(s);
+}
+
+static void test_local_response(void **st)
+{
+    (void)st;
+    struct evbuffer *out = evbuffer_new();
+    gt_proxy_error_response(out, 502, "connection refused", false, true);
+    size_t n = evbuffer_get_length(out);
+    char s[1024];
+    evbuffer_remove(out, s, n);
+    s[n] = '\0';
+    assert_non_null(strstr(s, "HTTP/1.1 502 Bad Gateway\r\n"));
+    assert_non_null(strstr(s, "Connection: close\r\n"));
+    assert_non_null(strstr(s, "\r\n\r\ngretel: 502 Bad Gateway: connection refused\n"));
+    evbuffer_free(out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_request_head),
+        cmocka_unit_test(test_request_head_absolute_and_body),
+        cmocka_unit_test(test_response_head),
+        cmocka_unit_test(test_local_response),
+    };
+    return cmocka_run_group_tests_name("proxy_heads", tests, NULL, NULL);
+}
