@@ -37,7 +37,7 @@ for s in "${suites[@]}"; do
     done ;;
   integration)
     echo "== integration tests (nginx origins, curl, real sockets)"
-    run integration /usr/bin/python3 tests/integration/run.py --gretel build/test/gretel ;;
+    run integration /usr/bin/python3 tests/integration/run.py --gretel build/test/gretel --release build/gretel ;;
   *) echo "unknown suite $s" >&2; exit 2 ;;
   esac
 done

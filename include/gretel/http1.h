@@ -93,7 +93,9 @@ bool gt_http1_connection_lists(const gt_http1_header *h, size_t n, gt_slice name
  * it and the caller moves `data_left` bytes itself, then calls gt_http1_chunked_consumed. */
 typedef struct {
     int state;
-    uint64_t data_left;  /* bytes of chunk data the caller must pass through next */
+    uint64_t data_left;  /* bytes of chunk data the caller must pass through next; non-zero
+                            only between GT_CHUNKED_DATA and the end of that data */
+    uint64_t size;       /* chunk size being read */
     unsigned digits;
     size_t trailer_bytes;
     size_t trailer_max;  /* cap for the trailer section (0: 16 KiB) */

@@ -88,7 +88,8 @@ struct gt_worker {
     /* cross-thread messages */
     struct event *notify;
     pthread_mutex_t lock;
-    bool pending_reload, pending_stop;
+    bool pending_reload, pending_stop, pending_force;
+    struct event *done_ev; /* main-thread event a worker activates when it has finished */
     bool draining;
     struct event *drain_timer;
 };

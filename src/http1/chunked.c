@@ -66,10 +66,10 @@ int gt_http1_chunked_feed(gt_http1_chunked *c, const char *p, size_t len, size_t
         case CS_SIZE: {
             int v = hexval(ch);
             if (v >= 0) {
-                if (++c->digits > MAX_DIGITS || c->data_left > (MAX_CHUNK >> 4))
+                if (++c->digits > MAX_DIGITS || c->size > (MAX_CHUNK >> 4))
                     return bad(err, "chunk size overflow", i, used);
-                c->data_left = (c->data_left << 4) | (uint64_t)v;
-                if (c->data_left > MAX_CHUNK)
+                c->size = (c->size << 4) | (uint64_t)v;
+                if (c->size > MAX_CHUNK)
                     return bad(err, "chunk size overflow", i, used);
                 c->state = CS_SIZE;
                 break;
@@ -106,6 +106,8 @@ int gt_http1_chunked_feed(gt_http1_chunked *c, const char *p, size_t len, size_t
                 return bad(err, "bare CR in chunk size line", i, used);
             c->digits = 0;
             c->trailer_bytes = 0;
+            c->data_left = c->size;
+            c->size = 0;
             if (c->data_left == 0) {
                 c->state = CS_TRAILER_START;
             } else {

@@ -59,6 +59,7 @@ typedef struct {
     gt_reload_fn reload;
     void *reload_arg;
     int exit_code;
+    unsigned workers_done;
 } server;
 
 /* --- worker side --- */
@@ -82,6 +83,8 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 
 static void close_listeners(gt_worker *w)
 {
+    if (!w->listeners)
+        return;
     for (size_t i = 0; i < w->nlisteners; i++) {
         if (w->listeners[i])
             evconnlistener_free(w->listeners[i]);
@@ -109,8 +112,8 @@ static void on_notify(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     gt_worker *w = arg;
     pthread_mutex_lock(&w->lock);
-    bool reload = w->pending_reload, stop = w->pending_stop;
-    w->pending_reload = w->pending_stop = false;
+    bool reload = w->pending_reload, stop = w->pending_stop, force = w->pending_force;
+    w->pending_reload = w->pending_stop = w->pending_force = false;
     pthread_mutex_unlock(&w->lock);
     if (reload) {
         gt_snapshot *old = w->snap;
@@ -129,6 +132,8 @@ static void on_notify(evutil_socket_t fd, short what, void *arg)
         evtimer_add(w->drain_timer, &tv);
         gt_worker_session_gone(w);
     }
+    if (force)
+        event_base_loopexit(w->base, NULL);
 }
 
 static void *worker_main(void *arg)
@@ -139,6 +144,7 @@ static void *worker_main(void *arg)
     gt_sessions_destroy_all(w);
     gt_tunnels_destroy_all(w);
     gt_pool_clear(w);
+    event_active(w->done_ev, EV_READ, 0); /* tell the main thread */
     return NULL;
 }
 
@@ -151,7 +157,6 @@ static int worker_init(gt_worker *w, server *s, unsigned id, const gt_config *cf
     TAILQ_INIT(&w->lru);
     for (size_t i = 0; i < GT_POOL_BUCKETS; i++)
         LIST_INIT(&w->pool[i]);
-    pthread_mutex_init(&w->lock, NULL);
     w->base = event_base_new();
     if (!w->base)
         return GT_EIO;
@@ -207,6 +212,8 @@ static void worker_fini(gt_worker *w)
         event_free(w->notify);
     if (w->drain_timer)
         event_free(w->drain_timer);
+    if (w->done_ev)
+        event_free(w->done_ev);
     gt_snapshot_release(w->snap);
     w->snap = NULL;
     if (w->base)
@@ -241,13 +248,23 @@ fail:;
     return -e;
 }
 
-static void notify_all(server *s, bool reload, bool stop)
+static void on_worker_done(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    server *s = arg;
+    /* the main loop keeps handling signals until every worker has drained */
+    if (++s->workers_done == s->nworkers)
+        event_base_loopexit(s->base, NULL);
+}
+
+static void notify_all(server *s, bool reload, bool stop, bool force)
 {
     for (unsigned i = 0; i < s->nworkers; i++) {
         gt_worker *w = &s->workers[i];
         pthread_mutex_lock(&w->lock);
         w->pending_reload |= reload;
         w->pending_stop |= stop;
+        w->pending_force |= force;
         pthread_mutex_unlock(&w->lock);
         event_active(w->notify, EV_READ, 0);
     }
@@ -277,7 +294,7 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
     s->sh.snap = ns;
     pthread_mutex_unlock(&s->sh.snap_lock);
     gt_snapshot_release(old);
-    notify_all(s, true, false);
+    notify_all(s, true, false, false);
     gt_log(GT_LOG_INFO, "reload ok: new configuration in use (listen, workers and dns_servers "
                         "changes need a restart)");
 }
@@ -287,12 +304,12 @@ static void on_sigterm(evutil_socket_t sig, short what, void *arg)
     (void)what;
     server *s = arg;
     if (atomic_exchange(&s->sh.stopping, true)) {
-        gt_log(GT_LOG_WARN, "second signal: exiting now");
-        _exit(0);
+        gt_log(GT_LOG_WARN, "signal %d again: closing all connections now", (int)sig);
+        notify_all(s, false, true, true);
+        return;
     }
     gt_log(GT_LOG_INFO, "signal %d: draining connections", (int)sig);
-    notify_all(s, false, true);
-    event_base_loopexit(s->base, NULL);
+    notify_all(s, false, true, false);
 }
 
 int gt_server_run(gt_config *cfg, gt_reload_fn reload, void *reload_arg)
@@ -316,6 +333,7 @@ int gt_server_run(gt_config *cfg, gt_reload_fn reload, void *reload_arg)
     s.sh.nworkers = s.nworkers;
     s.workers = gt_xcalloc(s.nworkers, sizeof(*s.workers));
     for (unsigned i = 0; i < s.nworkers; i++) {
+        pthread_mutex_init(&s.workers[i].lock, NULL);
         s.workers[i].listen_fds = gt_xcalloc(cfg->nlisten, sizeof(int));
         s.workers[i].nlisteners = cfg->nlisten;
         for (size_t j = 0; j < cfg->nlisten; j++)
@@ -333,12 +351,14 @@ int gt_server_run(gt_config *cfg, gt_reload_fn reload, void *reload_arg)
             }
         }
     s.base = event_base_new();
-    for (unsigned i = 0; i < s.nworkers; i++)
+    for (unsigned i = 0; i < s.nworkers; i++) {
+        s.workers[i].done_ev = event_new(s.base, -1, 0, on_worker_done, &s);
         if (worker_init(&s.workers[i], &s, i, cfg) < 0) {
             fprintf(stderr, "gretel: cannot start worker %u\n", i);
             code = 2;
             goto out;
         }
+    }
     ev_hup = evsignal_new(s.base, SIGHUP, on_sighup, &s);
     ev_term = evsignal_new(s.base, SIGTERM, on_sigterm, &s);
     ev_int = evsignal_new(s.base, SIGINT, on_sigterm, &s);
@@ -361,13 +381,16 @@ int gt_server_run(gt_config *cfg, gt_reload_fn reload, void *reload_arg)
     if (started < s.nworkers) {
         fprintf(stderr, "gretel: cannot start worker threads\n");
         atomic_store(&s.sh.stopping, true);
-        notify_all(&s, false, true);
+        notify_all(&s, false, true, true);
         code = 2;
     } else {
         for (size_t j = 0; j < cfg->nlisten; j++)
             gt_log(GT_LOG_INFO, "listening on %s (workers=%u)", cfg->listen[j].text, s.nworkers);
         event_base_dispatch(s.base);
     }
+    /* Past this point a late signal must not kill a process that is exiting cleanly. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
     for (unsigned i = 0; i < started; i++)
         pthread_join(s.workers[i].thread, NULL);
     if (code == 0)

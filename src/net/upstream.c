@@ -22,7 +22,7 @@
 #define MAX_ADDRS 8
 #define PARENT_HEAD_MAX 16384
 
-enum conn_state { C_START, C_DNS, C_TCP, C_PARENT_CONNECT, C_SOCKS_GREET, C_SOCKS_REPLY };
+enum conn_state { C_START, C_DNS, C_TCP, C_PARENT_CONNECT, C_SOCKS_GREET, C_SOCKS_REPLY, C_READY };
 
 struct gt_connect {
     gt_worker *w;
@@ -80,6 +80,19 @@ static void fail(gt_connect *c, int status, const char *fmt, ...)
 }
 
 static void try_next_addr(gt_connect *c);
+
+/* Success is delivered from a timer, never from inside the bufferevent's own callback:
+ * libevent's write callback goes on to flush the output buffer after our event callback
+ * returns, which would send the request head before the session has validated the body
+ * bytes that came with it (a chunked-framing error must leave the origin untouched). */
+static void succeed_later(gt_connect *c)
+{
+    c->state = C_READY;
+    bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    struct timeval zero = {0, 0};
+    evtimer_add(c->start, &zero);
+}
 
 static void succeed(gt_connect *c)
 {
@@ -156,7 +169,7 @@ static void on_parent_read(struct bufferevent *bev, void *arg)
             return;
         }
         evbuffer_drain(in, (size_t)r);
-        succeed(c);
+        succeed_later(c);
         return;
     }
     if (c->state == C_SOCKS_GREET) {
@@ -193,7 +206,7 @@ static void on_parent_read(struct bufferevent *bev, void *arg)
         if (len < need)
             return;
         evbuffer_drain(in, need);
-        succeed(c);
+        succeed_later(c);
     }
 }
 
@@ -236,7 +249,7 @@ static void on_tcp_event(struct bufferevent *bev, short what, void *arg)
         if (c->fwd == GT_FORWARD_SOCKS5 || (c->fwd == GT_FORWARD_HTTP && c->tunnel))
             start_parent_handshake(c);
         else
-            succeed(c);
+            succeed_later(c);
         return;
     }
     c->last_errno = EVUTIL_SOCKET_ERROR();
@@ -342,6 +355,10 @@ static void on_start(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     gt_connect *c = arg;
+    if (c->state == C_READY) {
+        succeed(c);
+        return;
+    }
     unsigned char tmp[16];
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));

@@ -703,53 +703,58 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
         return;
     }
 
+    /* Slices point into the client's input buffer: everything needed later is copied into
+     * the session before the head is drained. */
     if (s->is_connect) {
         r = gt_http1_parse_authority(req->target, &uri, &err);
+        if (r == 0) {
+            snprintf(s->host, sizeof(s->host), "%.*s", (int)uri.host.len, uri.host.p);
+            for (char *p = s->host; *p; p++)
+                *p = gt_ascii_lower(*p);
+            s->port = uri.port;
+        }
         evbuffer_drain(in, head_len);
         if (r < 0) {
             respond_local(s, 400, err.reason, true, "error");
             return;
         }
-        snprintf(s->host, sizeof(s->host), "%.*s", (int)uri.host.len, uri.host.p);
-        s->port = uri.port;
         if (s->rq.framing != GT_BODY_NONE) {
             respond_local(s, 400, "CONNECT with a body", true, "error");
             return;
         }
-        if (!gt_config_connect_port_allowed(cfg, uri.port)) {
+        if (!gt_config_connect_port_allowed(cfg, s->port)) {
             char why[96];
             snprintf(why, sizeof(why), "CONNECT to port %u is not allowed (connect_ports)",
-                     uri.port);
+                     s->port);
             respond_local(s, 403, why, true, "deny");
             return;
         }
-        if (host_is_self(s, uri.host, uri.port)) {
+        if (host_is_self(s, gt_slice_cstr(s->host), s->port)) {
             respond_local(s, 400, "CONNECT to gretel itself", true, "error");
             return;
         }
         s->st = S_CONNECTING;
         evtimer_del(s->timer);
         bufferevent_disable(s->bev, EV_READ); /* early tunnel bytes wait in the buffer */
-        gt_upstream_connect(s->w, cfg, uri.host, uri.port, true, on_tunnel_connected, s,
-                            &s->connect);
+        gt_upstream_connect(s->w, cfg, gt_slice_cstr(s->host), s->port, true,
+                            on_tunnel_connected, s, &s->connect);
         return;
     }
 
+    char path[512];
     if (req->target.len && req->target.p[0] == '/') {
         /* origin-form: only meaningful for gretel's own pages */
         gt_http1_uri hu;
         bool self = nhost && gt_http1_parse_authority(host_hdr, &hu, &err) == 0
                         ? host_is_self(s, hu.host, hu.port)
-                        : (nhost && gt_slice_caseeq(host_hdr, GT_S("gretel.proxy"))) ||
-                              (nhost && host_is_self(s, host_hdr, 80));
+                        : (nhost && host_is_self(s, host_hdr, 80));
         if (self) {
             snprintf(s->host, sizeof(s->host), "%.*s", (int)host_hdr.len, host_hdr.p);
-            gt_slice path = req->target;
-            const char *q = memchr(path.p, '?', path.len);
-            if (q)
-                path.len = (size_t)(q - path.p);
+            gt_slice t = req->target;
+            const char *q = memchr(t.p, '?', t.len);
+            snprintf(path, sizeof(path), "%.*s", (int)(q ? (size_t)(q - t.p) : t.len), t.p);
             evbuffer_drain(in, head_len);
-            respond_self(s, path);
+            respond_self(s, gt_slice_cstr(path));
             return;
         }
         evbuffer_drain(in, head_len);
@@ -776,12 +781,11 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
         return;
     }
     if (host_is_self(s, uri.host, uri.port)) {
-        gt_slice path = uri.path.len ? uri.path : GT_S("/");
-        const char *q = memchr(path.p, '?', path.len);
-        if (q)
-            path.len = (size_t)(q - path.p);
+        gt_slice t = uri.path.len ? uri.path : GT_S("/");
+        const char *q = memchr(t.p, '?', t.len);
+        snprintf(path, sizeof(path), "%.*s", (int)(q ? (size_t)(q - t.p) : t.len), t.p);
         evbuffer_drain(in, head_len);
-        respond_self(s, path);
+        respond_self(s, gt_slice_cstr(path));
         return;
     }
     if (!s->head)
@@ -790,7 +794,7 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
     evbuffer_drain(in, head_len);
 
     char key[272];
-    gt_upstream_key(cfg, uri.host, uri.port, key, sizeof(key));
+    gt_upstream_key(cfg, gt_slice_cstr(s->host), s->port, key, sizeof(key));
     gt_upstream *up = gt_pool_take(s->w, key);
     evtimer_del(s->timer);
     if (up) {
@@ -799,7 +803,8 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
     }
     s->st = S_CONNECTING;
     bufferevent_disable(s->bev, EV_READ); /* the body waits until the origin is there */
-    gt_upstream_connect(s->w, cfg, uri.host, uri.port, false, on_connected, s, &s->connect);
+    gt_upstream_connect(s->w, cfg, gt_slice_cstr(s->host), s->port, false, on_connected, s,
+                        &s->connect);
 }
 
 /* True if buf[from..len) holds the end of a head ("\n\r\n" or "\n\n"). */

@@ -385,7 +385,7 @@ static int read_file(const char *path, char **buf, size_t *len, gt_diags *diags)
     return rv;
 }
 
-static void finalize(gt_config *c, gt_diags *diags, const char *file)
+static void finalize(gt_config *c, gt_diags *diags, const char *file, bool had_errors)
 {
     if (!c->store || !c->store[0]) {
         const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
@@ -403,7 +403,7 @@ static void finalize(gt_config *c, gt_diags *diags, const char *file)
         free(c->ca_dir);
         c->ca_dir = gt_xstrdup(p);
     }
-    if (c->nlisten == 0)
+    if (c->nlisten == 0 && !had_errors) /* a bad listen value was reported already */
         gt_diags_add(diags, 0, file ? file : "-o", 0, 0, "listen: at least one address needed");
 }
 
@@ -440,7 +440,7 @@ int gt_config_load(gt_config **out, const char *file, const gt_config_override *
         apply(&lc, "-o", (unsigned)i + 1, 1, 0, gt_slice_make(ov[i].key, ov[i].key_len),
               gt_slice_cstr(ov[i].value));
     }
-    finalize(c, diags, file);
+    finalize(c, diags, file, diags->errors != errors_before);
     if (diags->errors != errors_before)
         rv = GT_EINVAL;
 out:

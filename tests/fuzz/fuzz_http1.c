@@ -28,13 +28,12 @@ static int chunked_run(const char *p, size_t len, size_t step, size_t *consumed,
     int r = GT_CHUNKED_MORE;
     while (pos < len) {
         size_t avail = len - pos < step ? len - pos : step;
-        if (r == GT_CHUNKED_DATA) {
+        if (c.data_left) {
             size_t n = avail < c.data_left ? avail : (size_t)c.data_left;
             pos += n;
             d += n;
             gt_http1_chunked_consumed(&c, n);
-            if (c.data_left == 0)
-                r = GT_CHUNKED_MORE;
+            r = GT_CHUNKED_MORE;
             continue;
         }
         size_t used = 0;

@@ -20,14 +20,12 @@ static int decode(const char *in, size_t len, size_t step, char *out, size_t *ou
     int r = GT_CHUNKED_MORE;
     while (pos < len) {
         size_t avail = len - pos < step ? len - pos : step;
-        if (r == GT_CHUNKED_DATA && c.data_left) {
+        if (c.data_left) {
             size_t n = avail < c.data_left ? avail : (size_t)c.data_left;
             memcpy(out + o, in + pos, n);
             o += n;
             pos += n;
             gt_http1_chunked_consumed(&c, n);
-            if (c.data_left == 0)
-                r = GT_CHUNKED_MORE;
             continue;
         }
         size_t used;

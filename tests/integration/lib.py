@@ -1,0 +1,442 @@
+"""Helpers for gretel's integration tests: real servers on loopback ports, each in its own
+temp dir, started and stopped by the tests. Standard library only (run with /usr/bin/python3).
+
+- Nginx: the origin for most tests (plain and TLS), with an access log that proves what it saw.
+- EchoOrigin: a small raw-socket HTTP/1.1 origin for protocol corners nginx cannot produce on
+  demand (chunked trailers, close-delimited bodies, 1xx, mid-body resets, slow answers); it
+  reports the exact head it received.
+- FakeDNS: a UDP name server answering NXDOMAIN/SERVFAIL/A records, so evdns is exercised
+  without any traffic leaving the machine.
+- Gretel: the proxy under test, with its stderr captured.
+"""
+import hashlib
+import json
+import os
+import signal
+import socket
+import socketserver
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10.0, host="127.0.0.1"):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {host}:{port}")
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Nginx:
+    """nginx with its own prefix dir; `tls` adds a TLS server with the given cert/key."""
+
+    def __init__(self, tmp, tls=None):
+        self.dir = tempfile.mkdtemp(prefix="nginx-", dir=tmp)
+        self.port = free_port()
+        self.tls_port = free_port() if tls else None
+        self.www = os.path.join(self.dir, "www")
+        os.makedirs(self.www)
+        self.log = os.path.join(self.dir, "access.log")
+        tls_block = ""
+        if tls:
+            tls_block = f"""
+  server {{
+    listen 127.0.0.1:{self.tls_port} ssl;
+    ssl_certificate {tls[0]};
+    ssl_certificate_key {tls[1]};
+    root {self.www};
+    location /hello {{ return 200 "hello over tls\\n"; }}
+  }}"""
+        user = "user root root;" if os.geteuid() == 0 else ""
+        conf = f"""
+{user}
+daemon off;
+worker_processes 1;
+error_log {self.dir}/error.log warn;
+pid {self.dir}/nginx.pid;
+events {{ worker_connections 4096; }}
+http {{
+  log_format t '$request_method $request_uri $status $request_length $bytes_sent '
+               'conn=$connection req=$connection_requests '
+               'via="$http_via" xff="$http_x_forwarded_for" pc="$http_proxy_connection" '
+               'pa="$http_proxy_authorization" te="$http_te" up="$http_upgrade" '
+               'ka="$http_keep_alive" host="$http_host" x="$http_x_drop_me"';
+  access_log {self.log} t;
+  client_body_temp_path {self.dir}/cb;
+  proxy_temp_path {self.dir}/pt;
+  fastcgi_temp_path {self.dir}/ft;
+  uwsgi_temp_path {self.dir}/ut;
+  scgi_temp_path {self.dir}/st;
+  client_max_body_size 0;
+  keepalive_requests 100000;
+  sendfile on;
+  server {{
+    listen 127.0.0.1:{self.port};
+    root {self.www};
+    etag on;
+    location /hello {{ return 200 "hello\\n"; }}
+    location /gz/ {{ gzip on; gzip_types text/plain; gzip_min_length 1; }}
+    location /dav/ {{ dav_methods PUT DELETE; create_full_put_path on; }}
+    location /empty {{ return 204; }}
+  }}{tls_block}
+}}
+"""
+        self.conf = os.path.join(self.dir, "nginx.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        self.proc = subprocess.Popen(["nginx", "-c", self.conf, "-p", self.dir],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_port(self.port)
+        if tls:
+            wait_port(self.tls_port)
+
+    def write(self, name, data):
+        path = os.path.join(self.www, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
+
+    def access_log(self):
+        # nginx writes the log line after the response; give it a moment
+        time.sleep(0.05)
+        try:
+            with open(self.log) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class EchoOrigin:
+    """Raw HTTP/1.1 origin. Paths:
+    /echo...          JSON of the head and body it received (body as sha256 + length)
+    /chunked          chunked body with a trailer
+    /eof              HTTP/1.0-style body delimited by close
+    /early-hints      103 then 200
+    /continue         honours Expect: 100-continue, then echoes
+    /reset-mid        promises 100000 bytes, sends 1000, closes
+    /slow?ms=N        waits N ms before answering
+    /close            answers with Connection: close
+    """
+
+    def __init__(self):
+        self.port = free_port()
+        self.requests = []
+        self.lock = threading.Lock()
+        origin = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                origin._serve(self.request)
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    @staticmethod
+    def _read_head(f):
+        lines = []
+        while True:
+            line = f.readline(65537)
+            if not line:
+                return None
+            if line in (b"\r\n", b"\n"):
+                if not lines:
+                    continue
+                return lines
+            lines.append(line.rstrip(b"\r\n").decode("latin-1"))
+
+    @staticmethod
+    def _read_body(f, headers):
+        h = {k.lower(): v for k, v in headers}
+        sha = hashlib.sha256()
+        n = 0
+        if "chunked" in h.get("transfer-encoding", "").lower():
+            while True:
+                size = int(f.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while f.readline() not in (b"\r\n", b""):
+                        pass
+                    break
+                left = size
+                while left:
+                    chunk = f.read(min(left, 1 << 20))
+                    if not chunk:
+                        raise ConnectionError("eof in chunk")
+                    sha.update(chunk)
+                    n += len(chunk)
+                    left -= len(chunk)
+                f.readline()
+        elif "content-length" in h:
+            left = int(h["content-length"])
+            while left:
+                chunk = f.read(min(left, 1 << 20))
+                if not chunk:
+                    raise ConnectionError("eof in body")
+                sha.update(chunk)
+                n += len(chunk)
+                left -= len(chunk)
+        return n, sha.hexdigest()
+
+    def _serve(self, sock):
+        f = sock.makefile("rb")
+        try:
+            while True:
+                head = self._read_head(f)
+                if head is None:
+                    return
+                method, target, version = head[0].split(" ", 2)
+                headers = [tuple(x.split(": ", 1)) if ": " in x else (x.rstrip(":"), "")
+                           for x in head[1:]]
+                hl = {k.lower(): v for k, v in headers}
+                rec = {"method": method, "target": target, "version": version,
+                       "headers": headers}
+                path = target.split("?")[0]
+                if path == "/continue" and hl.get("expect", "").lower() == "100-continue":
+                    sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                try:
+                    n, sha = self._read_body(f, headers)
+                except (ConnectionError, ValueError) as e:
+                    rec["body_error"] = str(e)
+                    with self.lock:
+                        self.requests.append(rec)
+                    return
+                rec["body_len"], rec["body_sha256"] = n, sha
+                with self.lock:
+                    self.requests.append(rec)
+                if path == "/chunked":
+                    sock.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                                 b"Trailer: X-Sum\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n"
+                                 b"0\r\nX-Sum: 12\r\n\r\n")
+                    continue
+                if path == "/eof":
+                    sock.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n"
+                                 + b"x" * 5000)
+                    sock.shutdown(socket.SHUT_WR)
+                    return
+                if path == "/early-hints":
+                    sock.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+                                 b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    continue
+                if path == "/reset-mid":
+                    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"y" * 1000)
+                    time.sleep(0.1)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    sock.close()
+                    return
+                if path == "/slow":
+                    ms = int(target.split("ms=")[1]) if "ms=" in target else 3000
+                    time.sleep(ms / 1000)
+                body = json.dumps(rec).encode()
+                extra = b"Connection: close\r\n" if path == "/close" else b""
+                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             + extra + b"Content-Length: " + str(len(body)).encode()
+                             + b"\r\n\r\n" + body)
+                if extra:
+                    return
+        except (ConnectionError, OSError):
+            return
+        finally:
+            try:
+                f.close()
+                sock.close()
+            except OSError:
+                pass
+
+
+class FakeDNS:
+    """Answers A queries from `records` ({name: ip}); NXDOMAIN for other names, SERVFAIL for
+    names starting with 'servfail.', and no answer at all for 'silent.' names."""
+
+    def __init__(self, records=None):
+        self.records = records or {}
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.queries = []
+        self.running = True
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self):
+        while self.running:
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            if len(data) < 12:
+                continue
+            qid, flags, qd = struct.unpack(">HHH", data[:6])
+            pos, labels = 12, []
+            while pos < len(data) and data[pos]:
+                ln = data[pos]
+                labels.append(data[pos + 1:pos + 1 + ln].decode("latin-1"))
+                pos += 1 + ln
+            qend = pos + 5
+            name = ".".join(labels).lower()
+            qtype = struct.unpack(">H", data[pos + 1:pos + 3])[0] if qend <= len(data) else 0
+            self.queries.append((name, qtype))
+            if name.startswith("silent."):
+                continue
+            question = data[12:qend]
+            rcode, answers = 3, b""
+            if name.startswith("servfail."):
+                rcode = 2
+            elif name in self.records:
+                rcode = 0
+                if qtype == 1:
+                    ip = socket.inet_aton(self.records[name])
+                    answers = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + ip
+            ancount = 1 if answers else 0
+            hdr = struct.pack(">HHHHHH", qid, 0x8180 | rcode, 1, ancount, 0, 0)
+            self.sock.sendto(hdr + question + answers, addr)
+
+    def stop(self):
+        self.running = False
+        self.sock.close()
+
+
+class Gretel:
+    def __init__(self, binary, tmp, conf_text=None, opts=(), port=None, env=None):
+        self.binary = binary
+        self.dir = tempfile.mkdtemp(prefix="gretel-", dir=tmp)
+        self.port = port or free_port()
+        self.conf = os.path.join(self.dir, "gretel.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf_text if conf_text is not None else "")
+        self.stderr_path = os.path.join(self.dir, "stderr.log")
+        args = [binary, "run", "-c", self.conf, "-o", f"listen=127.0.0.1:{self.port}",
+                "-o", f"store={self.dir}/store", "-o", "workers=2"]
+        for o in opts:
+            args += ["-o", o]
+        e = dict(os.environ)
+        e.update(env or {})
+        self.errf = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.errf, env=e)
+        try:
+            wait_port(self.port)
+        except RuntimeError:
+            self.proc.kill()
+            raise RuntimeError("gretel did not start: " + self.log())
+        self.proxy = f"http://127.0.0.1:{self.port}"
+
+    def log(self):
+        with open(self.stderr_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def wait_log(self, needle, timeout=5.0):
+        end = time.time() + timeout
+        while time.time() < end:
+            if needle in self.log():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def rewrite_conf(self, text):
+        with open(self.conf, "w") as f:
+            f.write(text)
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=15):
+        """SIGTERM and wait; returns the exit code. Sanitizer reports fail the test."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                self.errf.close()
+                raise AssertionError("gretel did not exit within %ss after SIGTERM" % timeout)
+        self.errf.close()
+        log = self.log()
+        for bad in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if bad in log:
+                raise AssertionError("sanitizer report in gretel's stderr:\n" + log[-4000:])
+        return self.proc.returncode
+
+
+def curl(*args, proxy=None, timeout=60):
+    """Runs curl; returns (exit code, stdout bytes, stderr text)."""
+    cmd = ["curl", "-sS", "--max-time", str(timeout), "--noproxy", ""]
+    if proxy:
+        cmd += ["-x", proxy]
+    cmd += list(args)
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    p = subprocess.run(cmd, capture_output=True, env=env, timeout=timeout + 10)
+    return p.returncode, p.stdout, p.stderr.decode("utf-8", "replace")
+
+
+def raw_exchange(port, data, read_timeout=3.0, until_close=True, max_bytes=1 << 24):
+    """Sends raw bytes to gretel and reads until it closes (or the timeout)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=read_timeout)
+    try:
+        s.sendall(data)
+        out = b""
+        while len(out) < max_bytes:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            out += chunk
+            if not until_close and b"\r\n\r\n" in out:
+                break
+        return out
+    finally:
+        s.close()
+
+
+def make_tls_certs(tmp):
+    """A test CA and a server certificate for 'tls.test' signed by it (openssl CLI)."""
+    d = tempfile.mkdtemp(prefix="pki-", dir=tmp)
+    def run(*a):
+        subprocess.run(a, check=True, capture_output=True, cwd=d)
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+        "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=gretel test CA")
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=tls.test")
+    with open(os.path.join(d, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=DNS:tls.test\n")
+    run("openssl", "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "srv.pem", "-days", "2", "-extfile", "ext.cnf")
+    return os.path.join(d, "ca.pem"), os.path.join(d, "srv.pem"), os.path.join(d, "srv.key")

@@ -1,0 +1,670 @@
+#!/usr/bin/python3
+"""gretel integration tests: real nginx (plain and TLS) and a raw echo origin on loopback,
+gretel driven by curl and raw sockets. Each test prints one line; the run ends with
+"N passed, N failed". Usage: run.py --gretel build/test/gretel [--release build/gretel] [-k NAME]
+"""
+import argparse
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lib import (EchoOrigin, FakeDNS, Gretel, Nginx, curl, free_port, make_tls_certs,  # noqa
+                 raw_exchange, rss_kb, wait_port, HERE)
+
+TESTS = []
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+class Env:
+    """Servers shared by the tests that need no special gretel options."""
+
+    def __init__(self, args):
+        self.args = args
+        self.tmp = tempfile.mkdtemp(prefix="gretel-it-")
+        self.ca, self.cert, self.key = make_tls_certs(self.tmp)
+        self.nginx = Nginx(self.tmp, tls=(self.cert, self.key))
+        self.echo = EchoOrigin()
+        self.origin = f"127.0.0.1:{self.nginx.port}"
+        self.echo_origin = f"127.0.0.1:{self.echo.port}"
+        self.nginx.write("1k", os.urandom(1024))
+        self.nginx.write("64k", os.urandom(65536))
+        self.nginx.write("a.txt", b"file a\n")
+        self.nginx.write("b.txt", b"file b\n")
+        self.nginx.write("c.txt", b"file c\n")
+        self.nginx.write("gz/text.txt", b"compress me please " * 2000)
+        self.gretel = self.start_gretel()
+
+    def start_gretel(self, opts=(), conf="", binary=None, env=None):
+        base = [f"connect_ports={self.nginx.tls_port}", "resolve=tls.test=127.0.0.1",
+                "resolve=origin.test=127.0.0.1"]
+        return Gretel(binary or self.args.gretel, self.tmp, conf_text=conf,
+                      opts=base + list(opts), env=env)
+
+    def close(self):
+        for f in (self.gretel.stop, self.nginx.stop, self.echo.stop):
+            try:
+                f()
+            except Exception:
+                pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def expect(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def status_of(resp):
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", resp)
+    return int(m.group(1)) if m else None
+
+
+# --- plain HTTP ---------------------------------------------------------------------------
+
+@test
+def get_small_and_keepalive_reuse(env):
+    g = env.gretel
+    url = f"http://{env.origin}/1k"
+    rc, out, err = curl("-o", "/dev/null", "-o", "/dev/null", "-w", "%{http_code} %{num_connects}\n",
+                        url, url, proxy=g.proxy)
+    expect(rc == 0, err)
+    expect(out.split(b"\n")[:2] == [b"200 1", b"200 0"], f"client side reuse: {out!r}")
+    lines = [l for l in env.nginx.access_log().splitlines() if l.startswith("GET /1k ")]
+    conns = [re.search(r"conn=(\d+)", l).group(1) for l in lines[-2:]]
+    expect(len(conns) == 2 and conns[0] == conns[1],
+           f"origin saw two connections, pool not reused: {lines[-2:]}")
+    expect(g.wait_log("method=GET host=127.0.0.1") and "status=200" in g.log(), g.log()[-500:])
+
+
+@test
+def body_bytes_are_exact(env):
+    data = os.urandom(300000)
+    path = os.path.join(env.tmp, "body.bin")
+    with open(path, "wb") as f:
+        f.write(data)
+    sha = hashlib.sha256(data).hexdigest()
+    for method in ("POST", "PUT", "PATCH"):
+        rc, out, err = curl("-X", method, "--data-binary", f"@{path}", "-H",
+                            "Content-Type: application/octet-stream",
+                            f"http://{env.echo_origin}/echo", proxy=env.gretel.proxy)
+        expect(rc == 0, err)
+        rec = json.loads(out)
+        expect(rec["method"] == method and rec["body_sha256"] == sha and
+               rec["body_len"] == len(data), f"{method}: origin saw {rec}")
+
+
+@test
+def chunked_upload(env):
+    data = os.urandom(200001)
+    path = os.path.join(env.tmp, "chunked.bin")
+    with open(path, "wb") as f:
+        f.write(data)
+    rc, out, err = curl("-H", "Transfer-Encoding: chunked", "--data-binary", f"@{path}",
+                        f"http://{env.echo_origin}/echo-chunked", proxy=env.gretel.proxy)
+    expect(rc == 0, err)
+    rec = json.loads(out)
+    te = dict((k.lower(), v) for k, v in rec["headers"]).get("transfer-encoding")
+    expect(te == "chunked", f"origin should see chunked, saw {rec['headers']}")
+    expect(rec["body_sha256"] == hashlib.sha256(data).hexdigest(), "chunked body corrupted")
+    # and to nginx, whose log records the full request length
+    rc, out, err = curl("-H", "Transfer-Encoding: chunked", "-T", path,
+                        f"http://{env.origin}/dav/up.bin", proxy=env.gretel.proxy)
+    expect(rc == 0, err)
+    with open(os.path.join(env.nginx.www, "dav/up.bin"), "rb") as f:
+        expect(f.read() == data, "nginx stored a different body")
+
+
+@test
+def chunked_download_with_trailers(env):
+    rc, out, err = curl("-i", "--raw", f"http://{env.echo_origin}/chunked", proxy=env.gretel.proxy)
+    expect(rc == 0, err)
+    expect(b"Transfer-Encoding: chunked" in out, out)
+    expect(b"5\r\nhello\r\n7\r\n, world\r\n0\r\nX-Sum: 12\r\n\r\n" in out,
+           f"chunks and trailer must pass unchanged: {out!r}")
+    # nginx gzip: a real chunked response of unknown length
+    rc, out, err = curl("--compressed", f"http://{env.origin}/gz/text.txt", proxy=env.gretel.proxy)
+    expect(rc == 0 and out == b"compress me please " * 2000, err)
+
+
+@test
+def http10_client_gets_dechunked(env):
+    req = (f"GET http://{env.echo_origin}/chunked HTTP/1.0\r\nHost: {env.echo_origin}\r\n\r\n").encode()
+    resp = raw_exchange(env.gretel.port, req)
+    head, _, body = resp.partition(b"\r\n\r\n")
+    expect(status_of(resp) == 200, resp)
+    expect(b"Transfer-Encoding" not in head and b"Connection: close" in head, head)
+    expect(body == b"hello, world", f"body: {body!r}")
+
+
+@test
+def close_delimited_response(env):
+    rc, out, err = curl("-i", f"http://{env.echo_origin}/eof", proxy=env.gretel.proxy)
+    expect(rc == 0, err)
+    expect(out.endswith(b"x" * 5000) and b"Connection: close" in out, out[:300])
+
+
+@test
+def head_and_304_keep_connection(env):
+    etag = None
+    rc, out, err = curl("-sI", f"http://{env.origin}/64k", proxy=env.gretel.proxy)
+    expect(rc == 0 and b"Content-Length: 65536" in out, out)
+    m = re.search(rb'ETag: ("[^"]+")', out)
+    etag = m.group(1).decode()
+    # HEAD, then 304, then GET on one connection: framing must stay in step
+    req = (f"HEAD http://{env.origin}/64k HTTP/1.1\r\nHost: {env.origin}\r\n\r\n"
+           f"GET http://{env.origin}/64k HTTP/1.1\r\nHost: {env.origin}\r\nIf-None-Match: {etag}\r\n\r\n"
+           f"GET http://{env.origin}/a.txt HTTP/1.1\r\nHost: {env.origin}\r\nConnection: close\r\n\r\n").encode()
+    resp = raw_exchange(env.gretel.port, req)
+    codes = re.findall(rb"HTTP/1\.1 (\d{3})", resp)
+    expect(codes == [b"200", b"304", b"200"], f"codes {codes}: {resp[:600]!r}")
+    expect(resp.endswith(b"file a\n"), resp[-200:])
+
+
+@test
+def pipelined_requests_in_order(env):
+    req = b"".join(f"GET http://{env.origin}/{n}.txt HTTP/1.1\r\nHost: {env.origin}\r\n\r\n".encode()
+                   for n in ("c", "a", "b"))
+    req += f"GET http://{env.origin}/hello HTTP/1.1\r\nHost: {env.origin}\r\nConnection: close\r\n\r\n".encode()
+    resp = raw_exchange(env.gretel.port, req)
+    bodies = re.findall(rb"file ([abc])\n", resp)
+    expect(bodies == [b"c", b"a", b"b"], f"order: {bodies}")
+    expect(resp.endswith(b"hello\n"), resp[-100:])
+
+
+@test
+def no_identifying_or_hop_headers_forwarded(env):
+    rc, out, err = curl("-H", "Connection: X-Drop-Me", "-H", "X-Drop-Me: secret",
+                        "-H", "Keep-Alive: 300", "-H", "TE: trailers", "-H", "Upgrade: h2c",
+                        "-H", "Proxy-Authorization: Basic Zm9vOmJhcg==",
+                        "-H", "Cookie: keep=1",
+                        f"http://{env.echo_origin}/echo-headers", proxy=env.gretel.proxy)
+    expect(rc == 0, err)
+    rec = json.loads(out)
+    names = [k.lower() for k, _ in rec["headers"]]
+    for bad in ("via", "x-forwarded-for", "forwarded", "proxy-connection", "proxy-authorization",
+                "te", "upgrade", "keep-alive", "x-drop-me", "x-gretel", "connection"):
+        expect(bad not in names, f"{bad} reached the origin: {rec['headers']}")
+    expect("cookie" in names and "host" in names, rec["headers"])
+    expect(rec["target"] == "/echo-headers" and rec["version"] == "HTTP/1.1", rec)
+
+
+@test
+def expect_100_continue(env):
+    data = os.urandom(100000)
+    path = os.path.join(env.tmp, "cont.bin")
+    with open(path, "wb") as f:
+        f.write(data)
+    rc, out, err = curl("-v", "-H", "Expect: 100-continue", "--data-binary", f"@{path}",
+                        f"http://{env.echo_origin}/continue", proxy=env.gretel.proxy)
+    expect(rc == 0, err)
+    expect("HTTP/1.1 100 Continue" in err, "client did not get the interim 100")
+    expect(json.loads(out)["body_sha256"] == hashlib.sha256(data).hexdigest(), "body")
+
+
+@test
+def early_hints_relayed(env):
+    rc, out, err = curl("-v", f"http://{env.echo_origin}/early-hints", proxy=env.gretel.proxy)
+    expect(rc == 0 and out == b"ok", err)
+    expect("103 Early Hints" in err, err)
+
+
+@test
+def status_204_no_body(env):
+    req = (f"GET http://{env.origin}/empty HTTP/1.1\r\nHost: {env.origin}\r\n\r\n"
+           f"GET http://{env.origin}/a.txt HTTP/1.1\r\nHost: {env.origin}\r\nConnection: close\r\n\r\n").encode()
+    resp = raw_exchange(env.gretel.port, req)
+    expect(re.findall(rb"HTTP/1\.1 (\d{3})", resp) == [b"204", b"200"], resp)
+
+
+# --- smuggling and malformed input --------------------------------------------------------
+
+@test
+def smuggling_vectors_rejected(env):
+    cases = sorted(glob.glob(os.path.join(HERE, "cases", "*.case")))
+    expect(len(cases) >= 20, "case files missing")
+    failures = []
+    for path in cases:
+        meta, raw = open(path, encoding="utf-8").read().split("\n---\n", 1)
+        fields = dict(l.split(": ", 1) for l in meta.splitlines() if not l.startswith("#"))
+        raw = raw.strip("\n").replace("{origin}", env.origin)
+        data = raw.encode("latin-1").decode("unicode_escape").encode("latin-1")
+        resp = raw_exchange(env.gretel.port, data, read_timeout=5)
+        st = status_of(resp)
+        if st != int(fields["status"]):
+            failures.append(f"{os.path.basename(path)}: status {st}, response {resp[:200]!r}")
+        # the connection must be closed after the error (raw_exchange read to EOF)
+    time.sleep(0.2)
+    log = env.nginx.access_log()
+    for path in cases:
+        meta = open(path, encoding="utf-8").read().split("\n---\n", 1)[0]
+        marker = [l.split(": ", 1)[1] for l in meta.splitlines() if l.startswith("marker: ")][0]
+        if marker in log:
+            failures.append(f"{os.path.basename(path)}: origin saw {marker}")
+    expect(not failures, "\n".join(failures))
+
+
+@test
+def oversized_heads(env):
+    big = "X-Big: " + "a" * 70000
+    resp = raw_exchange(env.gretel.port,
+                        f"GET http://{env.origin}/big HTTP/1.1\r\nHost: {env.origin}\r\n{big}\r\n\r\n".encode())
+    expect(status_of(resp) == 431, resp[:200])
+    many = "".join(f"X-{i}: v\r\n" for i in range(300))
+    resp = raw_exchange(env.gretel.port,
+                        f"GET http://{env.origin}/many HTTP/1.1\r\nHost: {env.origin}\r\n{many}\r\n".encode())
+    expect(status_of(resp) == 431, resp[:200])
+    resp = raw_exchange(env.gretel.port, b"GET http://" + b"a" * 70000 + b"/ HTTP/1.1\r\n\r\n")
+    expect(status_of(resp) == 414, resp[:200])
+    expect("/big" not in env.nginx.access_log(), "origin saw an oversized request")
+
+
+@test
+def origin_form_and_self(env):
+    resp = raw_exchange(env.gretel.port, b"GET /x HTTP/1.1\r\nHost: example.org\r\n\r\n")
+    expect(status_of(resp) == 400 and b"proxy" in resp, resp)
+    rc, out, err = curl(f"http://127.0.0.1:{env.gretel.port}/")
+    expect(rc == 0 and out.startswith(b"gretel ") and b"requests" in out, out)
+    rc, out, err = curl("http://gretel.proxy/", proxy=env.gretel.proxy)
+    expect(rc == 0 and out.startswith(b"gretel "), out)
+    resp = raw_exchange(env.gretel.port, b"GET https://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    expect(status_of(resp) == 400 and b"CONNECT" in resp, resp)
+
+
+# --- CONNECT ------------------------------------------------------------------------------
+
+@test
+def connect_tunnel_to_tls_origin(env):
+    rc, out, err = curl("-v", "--cacert", env.ca, f"https://tls.test:{env.nginx.tls_port}/hello",
+                        proxy=env.gretel.proxy)
+    expect(rc == 0 and out == b"hello over tls\n", err)
+    expect("CN=tls.test" in err, "client must see the origin's own certificate")
+    expect(env.gretel.wait_log("decision=tunnel"), env.gretel.log()[-500:])
+    # a larger download through the tunnel, twice over one TLS connection
+    env.nginx.write("tls.bin", os.urandom(3 << 20))
+    url = f"https://tls.test:{env.nginx.tls_port}/tls.bin"
+    rc, out, err = curl("--cacert", env.ca, "-o", "/dev/null", "-o", "/dev/null", "-w",
+                        "%{size_download} ", url, url, proxy=env.gretel.proxy)
+    expect(rc == 0 and out.split() == [b"3145728", b"3145728"], err + out.decode())
+
+
+@test
+def connect_disallowed_port(env):
+    resp = raw_exchange(env.gretel.port,
+                        f"CONNECT 127.0.0.1:{env.nginx.port} HTTP/1.1\r\nHost: 127.0.0.1:{env.nginx.port}\r\n\r\n".encode())
+    expect(status_of(resp) == 403 and b"connect_ports" in resp, resp)
+    rc, out, err = curl("-v", f"https://127.0.0.1:22/", proxy=env.gretel.proxy)
+    expect("403" in err, err)
+
+
+@test
+def connect_refused_and_unknown(env):
+    port = free_port()
+    g = env.start_gretel([f"connect_ports={port}"])
+    try:
+        resp = raw_exchange(g.port, f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        expect(status_of(resp) == 502 and b"refused" in resp, resp)
+        resp = raw_exchange(g.port, f"CONNECT nohost.invalid:{port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        expect(status_of(resp) == 502 and b"no such host" in resp, resp)
+    finally:
+        expect(g.stop() == 0, "exit code")
+
+
+# --- upstream failures --------------------------------------------------------------------
+
+@test
+def upstream_down_and_unknown_host(env):
+    port = free_port()
+    rc, out, err = curl("-i", f"http://127.0.0.1:{port}/x", proxy=env.gretel.proxy)
+    expect(status_of(out) == 502 and b"connection refused" in out, out)
+    rc, out, err = curl("-i", "http://nowhere.invalid/x", proxy=env.gretel.proxy)
+    expect(status_of(out) == 502 and b"no such host" in out, out)
+
+
+@test
+def dns_through_evdns(env):
+    dns = FakeDNS({"known.example": "127.0.0.1"})
+    g = env.start_gretel([f"dns_servers=127.0.0.1:{dns.port}", "resolve="])
+    try:
+        rc, out, err = curl("-i", f"http://known.example:{env.nginx.port}/hello", proxy=g.proxy)
+        expect(status_of(out) == 200 and out.endswith(b"hello\n"), out)
+        rc, out, err = curl("-i", "http://missing.example/x", proxy=g.proxy)
+        expect(status_of(out) == 502 and b"no such host 'missing.example'" in out, out)
+        rc, out, err = curl("-i", "http://servfail.example/x", proxy=g.proxy)
+        expect(status_of(out) == 502 and b"DNS lookup of 'servfail.example' failed" in out, out)
+        names = {q[0] for q in dns.queries}
+        expect({"known.example", "missing.example", "servfail.example"} <= names, names)
+    finally:
+        expect(g.stop() == 0, "exit code")
+        dns.stop()
+
+
+@test
+def upstream_timeouts(env):
+    dns = FakeDNS()
+    g = env.start_gretel(["upstream_timeout=1s", "connect_timeout=1s",
+                          f"dns_servers=127.0.0.1:{dns.port}"])
+    try:
+        t0 = time.time()
+        rc, out, err = curl("-i", f"http://{env.echo_origin}/slow?ms=3000", proxy=g.proxy)
+        expect(status_of(out) == 504 and b"sent nothing" in out, out)
+        expect(time.time() - t0 < 2.5, "timeout too slow")
+        rc, out, err = curl("-i", "http://silent.example/x", proxy=g.proxy)
+        expect(status_of(out) == 504 and b"timeout resolving" in out, out)
+    finally:
+        expect(g.stop() == 0, "exit code")
+        dns.stop()
+
+
+@test
+def upstream_reset_mid_body(env):
+    rc, out, err = curl("-o", "/dev/null", f"http://{env.echo_origin}/reset-mid", proxy=env.gretel.proxy)
+    expect(rc in (18, 56), f"client must see a truncated transfer, curl rc={rc} {err}")
+    rc, out, err = curl(f"http://{env.origin}/hello", proxy=env.gretel.proxy)
+    expect(rc == 0 and out == b"hello\n", "gretel still serves after an upstream reset")
+
+
+@test
+def client_abort_mid_body(env):
+    s = socket.create_connection(("127.0.0.1", env.gretel.port))
+    s.sendall(f"POST http://{env.echo_origin}/echo-abort HTTP/1.1\r\nHost: x\r\n"
+              f"Content-Length: 1000000\r\n\r\n".encode() + b"z" * 5000)
+    time.sleep(0.3)
+    s.close()
+    expect(env.gretel.wait_log("client closed mid-request"), env.gretel.log()[-800:])
+    deadline = time.time() + 3
+    while time.time() < deadline:
+        recs = [r for r in env.echo.requests if r["target"] == "/echo-abort"]
+        if recs:
+            break
+        time.sleep(0.05)
+    expect(recs and "body_error" in recs[0], f"origin should see a cut body: {recs}")
+    rc, out, err = curl(f"http://{env.origin}/hello", proxy=env.gretel.proxy)
+    expect(rc == 0 and out == b"hello\n", err)
+
+
+# --- access control, limits, timeouts ------------------------------------------------------
+
+@test
+def allow_clients_refusal(env):
+    g = env.start_gretel(["allow_clients=10.0.0.0/8"])
+    try:
+        rc, out, err = curl("-i", f"http://{env.origin}/hello", proxy=g.proxy)
+        expect(status_of(out) == 403 and b"allow_clients" in out, out)
+        expect(g.wait_log("denied client=127.0.0.1"), g.log())
+        before = env.nginx.access_log().count("GET /hello-denied ")
+        curl(f"http://{env.origin}/hello-denied", proxy=g.proxy)
+        expect(env.nginx.access_log().count("GET /hello-denied ") == before,
+               "a denied client's request reached the origin")
+    finally:
+        expect(g.stop() == 0, "exit code")
+
+
+@test
+def max_connections_503_then_accepts(env):
+    g = env.start_gretel(["max_connections=4"])
+    try:
+        socks = [socket.create_connection(("127.0.0.1", g.port)) for _ in range(4)]
+        time.sleep(0.2)
+        resp = raw_exchange(g.port, f"GET http://{env.origin}/hello HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        expect(status_of(resp) == 503, resp)
+        for s in socks:
+            s.close()
+        time.sleep(0.3)
+        rc, out, err = curl(f"http://{env.origin}/hello", proxy=g.proxy)
+        expect(rc == 0 and out == b"hello\n", err)
+    finally:
+        expect(g.stop() == 0, "exit code")
+
+
+@test
+def slowloris_is_cut_off(env):
+    g = env.start_gretel(["header_timeout=1500ms"])
+    try:
+        socks = []
+        for _ in range(100):
+            s = socket.create_connection(("127.0.0.1", g.port))
+            s.sendall(b"GET http://x/ HTTP/1.1\r\n")
+            socks.append(s)
+        base = rss_kb(g.proc.pid)
+        t0 = time.time()
+        for i in range(6):  # trickle a byte per socket every 0.3 s
+            for s in socks:
+                try:
+                    s.sendall(b"X")
+                except OSError:
+                    pass
+            time.sleep(0.3)
+        # a legitimate request still works meanwhile
+        rc, out, err = curl(f"http://{env.origin}/hello", proxy=g.proxy)
+        expect(rc == 0 and out == b"hello\n", err)
+        closed = 0
+        for s in socks:
+            s.settimeout(2)
+            try:
+                data = s.recv(4096)
+                if b"408" in data or data == b"":
+                    closed += 1
+            except OSError:
+                closed += 1
+            s.close()
+        expect(closed == 100, f"only {closed}/100 slow connections were cut off")
+        expect(time.time() - t0 < 6, "header timeout not enforced from the first byte")
+        expect(rss_kb(g.proc.pid) - base < 20000, "memory grew under slowloris")
+    finally:
+        expect(g.stop() == 0, "exit code")
+
+
+@test
+def idle_keepalive_closed(env):
+    g = env.start_gretel(["idle_timeout=500ms"])
+    try:
+        s = socket.create_connection(("127.0.0.1", g.port), timeout=3)
+        s.sendall(f"GET http://{env.origin}/hello HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        data = b""
+        while b"hello\n" not in data:
+            data += s.recv(4096)
+        t0 = time.time()
+        expect(s.recv(4096) == b"", "idle connection should be closed")
+        expect(0.3 < time.time() - t0 < 2, "idle timeout not applied")
+        s.close()
+    finally:
+        expect(g.stop() == 0, "exit code")
+
+
+# --- config, signals ----------------------------------------------------------------------
+
+@test
+def sighup_bad_config_kept_then_good_applied(env):
+    g = env.start_gretel([], conf="log_level = info\n")
+    try:
+        g.rewrite_conf("log_level = info\nbogus = 1\nconnect_ports = nope\n")
+        g.signal(signal.SIGHUP)
+        expect(g.wait_log("reload failed"), g.log())
+        expect(re.search(r"gretel\.conf:2:1: unknown key 'bogus'", g.log()), g.log())
+        rc, out, err = curl(f"http://{env.origin}/hello", proxy=g.proxy)
+        expect(rc == 0 and out == b"hello\n", "still serving on the old config")
+        g.rewrite_conf("allow_clients = 10.0.0.0/8\n")
+        g.signal(signal.SIGHUP)
+        expect(g.wait_log("reload ok"), g.log())
+        rc, out, err = curl("-i", f"http://{env.origin}/hello", proxy=g.proxy)
+        expect(status_of(out) == 403, f"new config not applied: {out[:200]!r}")
+    finally:
+        expect(g.stop() == 0, "exit code")
+
+
+@test
+def sigterm_drains_inflight(env):
+    g = env.start_gretel([])
+    result = {}
+
+    def slow():
+        result["r"] = curl(f"http://{env.echo_origin}/slow?ms=1500", proxy=g.proxy)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.5)
+    g.signal(signal.SIGTERM)
+    t.join()
+    rc, out, err = result["r"]
+    expect(rc == 0 and b'"/slow?ms=1500"' in out, f"in-flight request cut: {rc} {err}")
+    g.proc.wait(10)  # exits by itself once drained
+    expect(g.stop() == 0, "exit code after drain")
+    expect("draining" in g.log(), g.log()[-300:])
+
+
+@test
+def bad_config_exits_2(env):
+    conf = os.path.join(env.tmp, "bad.conf")
+    with open(conf, "w") as f:
+        f.write("listen = 127.0.0.1:99999\nworkers = x\n")
+    p = subprocess.run([env.args.gretel, "run", "-c", conf], capture_output=True, text=True, timeout=20)
+    expect(p.returncode == 2, p.returncode)
+    expect(f"{conf}:1:10: error:" in p.stderr and f"{conf}:2:11: error:" in p.stderr, p.stderr)
+    p = subprocess.run([env.args.gretel, "check", "-c", conf], capture_output=True, text=True, timeout=20)
+    expect(p.returncode == 1 and "2 errors" in p.stdout, p.stdout)
+    p = subprocess.run([env.args.gretel, "check", "-o", "listen=127.0.0.1:1"], capture_output=True,
+                       text=True, timeout=20)
+    expect(p.returncode == 0, p.stdout + p.stderr)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    p = subprocess.run([env.args.gretel, "run", "-o", f"listen=127.0.0.1:{busy.getsockname()[1]}"],
+                       capture_output=True, text=True, timeout=20)
+    busy.close()
+    expect(p.returncode == 2 and "cannot listen" in p.stderr, p.stderr)
+
+
+@test
+def forward_to_parent_proxy(env):
+    parent = env.start_gretel([])
+    child = env.start_gretel([f"forward=http://127.0.0.1:{parent.port}"])
+    try:
+        rc, out, err = curl(f"http://{env.origin}/hello", proxy=child.proxy)
+        expect(rc == 0 and out == b"hello\n", err)
+        expect(parent.wait_log("method=GET host=127.0.0.1"), "parent did not see the request")
+        rc, out, err = curl("--cacert", env.ca, f"https://tls.test:{env.nginx.tls_port}/hello",
+                            proxy=child.proxy)
+        expect(rc == 0 and out == b"hello over tls\n", err)
+        expect(parent.wait_log("decision=tunnel"), "parent did not carry the tunnel")
+    finally:
+        expect(child.stop() == 0 and parent.stop() == 0, "exit codes")
+
+
+@test
+def no_paths_in_info_log(env):
+    log = env.gretel.log()
+    expect("/1k" not in log and "/echo" not in log, "path logged below debug")
+    g = env.start_gretel(["log_level=debug"])
+    try:
+        curl(f"http://{env.origin}/hello?q=1", proxy=g.proxy)
+        expect(g.wait_log(f"url=http://{env.origin}/hello?q=1"), g.log()[-400:])
+    finally:
+        expect(g.stop() == 0, "exit code")
+
+
+# --- big streams (release build: its RSS is what users get) --------------------------------
+
+def _stream_rss(env, binary):
+    g = env.start_gretel([], binary=binary)
+    try:
+        big = os.path.join(env.nginx.www, "1g.bin")
+        with open(big, "wb") as f:
+            f.truncate(1 << 30)
+        curl(f"http://{env.origin}/hello", proxy=g.proxy)
+        base = rss_kb(g.proc.pid)
+        peak = [base]
+        stop = threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                peak[0] = max(peak[0], rss_kb(g.proc.pid))
+                time.sleep(0.05)
+
+        th = threading.Thread(target=sample)
+        th.start()
+        try:
+            rc, out, err = curl("-o", "/dev/null", "-w", "%{size_download}",
+                                f"http://{env.origin}/1g.bin", proxy=g.proxy, timeout=300)
+            expect(rc == 0 and out == b"1073741824", f"download: {rc} {out} {err}")
+            up = os.path.join(env.tmp, "1g-up.bin")
+            with open(up, "wb") as f:
+                f.truncate(1 << 30)
+            rc, out, err = curl("-T", up, f"http://{env.echo_origin}/echo-up", proxy=g.proxy,
+                                timeout=300)
+            expect(rc == 0, err)
+            rec = json.loads(out)
+            expect(rec["body_len"] == 1 << 30, f"upload: origin got {rec['body_len']}")
+            os.unlink(up)
+        finally:
+            stop.set()
+            th.join()
+            os.unlink(big)
+        growth = peak[0] - base
+        print(f"    rss base={base} KiB peak={peak[0]} KiB growth={growth} KiB")
+        expect(growth < 16384, f"RSS grew by {growth} KiB while streaming 2 GiB")
+    finally:
+        expect(g.stop() == 0, "exit code")
+
+
+@test
+def stream_1gib_both_ways_flat_rss(env):
+    _stream_rss(env, env.args.release or env.args.gretel)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gretel", required=True)
+    ap.add_argument("--release", default=None, help="release binary for RSS measurements")
+    ap.add_argument("-k", default=None, help="run tests whose name contains this")
+    args = ap.parse_args()
+    args.gretel = os.path.abspath(args.gretel)
+    if args.release:
+        args.release = os.path.abspath(args.release)
+    env = Env(args)
+    passed = failed = 0
+    try:
+        for t in TESTS:
+            if args.k and args.k not in t.__name__:
+                continue
+            t0 = time.time()
+            try:
+                t(env)
+                passed += 1
+                print(f"ok   {t.__name__} ({time.time() - t0:.1f}s)", flush=True)
+            except Exception as e:  # noqa: BLE001 - report and go on
+                failed += 1
+                print(f"FAIL {t.__name__} ({time.time() - t0:.1f}s): {e}", flush=True)
+                if not isinstance(e, AssertionError):
+                    traceback.print_exc()
+        try:
+            code = env.gretel.stop()
+            if code != 0:
+                failed += 1
+                print(f"FAIL shared gretel exited {code}")
+        except AssertionError as e:
+            failed += 1
+            print(f"FAIL shared gretel: {e}")
+    finally:
+        env.close()
+    print(f"integration: {passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
