@@ -17,7 +17,7 @@
 struct event_base;
 struct evdns_base;
 struct event;
-struct bufferevent;
+struct gt_stream;
 struct evconnlistener;
 struct evbuffer;
 
@@ -99,7 +99,7 @@ struct gt_worker {
 /* A connection to an origin or to the parent proxy, owned by one session or by the pool. */
 struct gt_upstream {
     gt_worker *w;
-    struct bufferevent *bev;
+    struct gt_stream *st;
     bool reused;   /* taken from the pool for this request */
     bool via_http_proxy; /* requests go in absolute-form to a parent HTTP proxy */
     char peer[64]; /* address text, for logs and error pages */
@@ -157,10 +157,10 @@ void gt_sessions_drain(gt_worker *w);
 /* Destroys every session of w at once (end of drain time, or exit). */
 void gt_sessions_destroy_all(gt_worker *w);
 
-/* Raw bidirectional relay between two connected bufferevents (src/net/tunnel.c). Takes
+/* Raw bidirectional relay between two connected streams (src/net/tunnel.c). Takes
  * ownership of both (their callbacks are replaced); logs one line when it ends, frees both
  * and gives back the client's connection slot. `label` is "client=... host=..." for logs. */
-void gt_tunnel_start(gt_worker *w, struct bufferevent *client, struct bufferevent *origin,
+void gt_tunnel_start(gt_worker *w, struct gt_stream *client, struct gt_stream *origin,
                      unsigned idle_ms, const char *label, uint64_t t0_ms);
 /* Shortens every tunnel's idle timeout so that a drain finishes once they go quiet. */
 void gt_tunnels_drain(gt_worker *w);

@@ -1,27 +1,27 @@
 /* CONNECT tunnels: a raw byte relay between the client and the origin (or parent proxy).
- * Owns both bufferevents from gt_tunnel_start until it frees them. Bytes move between
- * evbuffers without copying (evbuffer_remove_buffer hands over whole chains); a side whose
- * peer's output passes the high watermark stops reading until that output drains. */
+ * Owns both streams from gt_tunnel_start until it frees them. Bytes move between evbuffers
+ * without copying (evbuffer_remove_buffer hands over whole chains); a side whose peer's
+ * output passes the high watermark stops reading until that output drains. Half-closes are
+ * passed on, so protocols that rely on them keep working. */
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 
 #include "gretel/log.h"
 #include "gretel/net.h"
+#include "gretel/stream.h"
 #include "gretel/util.h"
 
 /* Per-direction buffering cap: enough to keep a loopback or LAN link busy, small enough
- * that a thousand tunnels stay within a few tens of MiB at worst. */
+ * that a thousand busy tunnels stay within a few hundred MiB at worst. */
 #define TUNNEL_HWM (256 * 1024)
 
 struct gt_tunnel {
     gt_worker *w;
-    struct bufferevent *side[2]; /* 0 client, 1 origin */
-    bool eof[2];                 /* side i sent EOF (we shut down writing towards 1-i) */
-    uint64_t bytes[2];           /* bytes read from side i */
+    gt_stream *side[2]; /* 0 client, 1 origin */
+    bool eof[2];        /* side i sent EOF (passed on as a shutdown towards 1-i) */
+    uint64_t bytes[2];  /* bytes read from side i */
     uint64_t t0, last_activity;
     unsigned idle_ms;
     struct event *idle_timer;
@@ -36,9 +36,8 @@ static void tunnel_free(gt_tunnel *t, const char *why)
            (unsigned long long)(gt_now_ms() - t->t0), why);
     LIST_REMOVE(t, link);
     t->w->ntunnels--;
-    for (int i = 0; i < 2; i++)
-        if (t->side[i])
-            bufferevent_free(t->side[i]);
+    gt_stream_free(t->side[0]);
+    gt_stream_free(t->side[1]);
     event_free(t->idle_timer);
     atomic_fetch_sub_explicit(&t->w->sh->counters.open_conns, 1, memory_order_relaxed);
     gt_worker *w = t->w;
@@ -46,9 +45,9 @@ static void tunnel_free(gt_tunnel *t, const char *why)
     gt_worker_session_gone(w);
 }
 
-static int side_of(gt_tunnel *t, struct bufferevent *bev)
+static int side_of(gt_tunnel *t, gt_stream *st)
 {
-    return bev == t->side[0] ? 0 : 1;
+    return st == t->side[0] ? 0 : 1;
 }
 
 static void arm_idle(gt_tunnel *t)
@@ -57,65 +56,67 @@ static void arm_idle(gt_tunnel *t)
     evtimer_add(t->idle_timer, &tv);
 }
 
-/* Once one side has sent EOF and all its bytes reached the other, half-close towards the
- * other (shutdown SHUT_WR) so protocols relying on half-close keep working; when both have
- * ended, or output can no longer be written, the tunnel ends. */
-static void maybe_finish(gt_tunnel *t)
+/* Ends the tunnel once both directions have finished and nothing is left to send. */
+static bool maybe_finish(gt_tunnel *t)
 {
-    for (int i = 0; i < 2; i++) {
-        struct bufferevent *dst = t->side[1 - i];
-        if (t->eof[i] && evbuffer_get_length(bufferevent_get_output(dst)) == 0)
-            shutdown(bufferevent_getfd(dst), SHUT_WR);
-    }
-    if (t->eof[0] && t->eof[1] &&
-        evbuffer_get_length(bufferevent_get_output(t->side[0])) == 0 &&
-        evbuffer_get_length(bufferevent_get_output(t->side[1])) == 0)
+    if (t->eof[0] && t->eof[1] && evbuffer_get_length(gt_stream_output(t->side[0])) == 0 &&
+        evbuffer_get_length(gt_stream_output(t->side[1])) == 0) {
         tunnel_free(t, "closed");
+        return true;
+    }
+    return false;
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+static void relay(gt_tunnel *t, int i)
 {
-    gt_tunnel *t = arg;
-    int i = side_of(t, bev);
-    struct bufferevent *dst = t->side[1 - i];
-    struct evbuffer *in = bufferevent_get_input(bev), *out = bufferevent_get_output(dst);
+    gt_stream *src = t->side[i], *dst = t->side[1 - i];
+    struct evbuffer *in = gt_stream_input(src), *out = gt_stream_output(dst);
     size_t n = evbuffer_get_length(in);
+    if (n == 0)
+        return;
     t->bytes[i] += n;
     t->last_activity = gt_now_ms();
     evbuffer_remove_buffer(in, out, n);
+    gt_stream_flush(dst);
     if (evbuffer_get_length(out) >= TUNNEL_HWM) {
-        /* Back-pressure: stop reading here until the peer has taken half of it. */
-        bufferevent_disable(bev, EV_READ);
-        bufferevent_setwatermark(dst, EV_WRITE, TUNNEL_HWM / 2, 0);
+        /* back-pressure: stop reading here until the peer has taken half of it */
+        gt_stream_disable_read(src);
+        gt_stream_set_write_lowat(dst, TUNNEL_HWM / 2);
     }
 }
 
-static void on_write(struct bufferevent *bev, void *arg)
+static void on_read(gt_stream *st, void *arg)
 {
     gt_tunnel *t = arg;
-    int i = side_of(t, bev);
-    struct bufferevent *src = t->side[1 - i];
+    relay(t, side_of(t, st));
+}
+
+static void on_write(gt_stream *st, void *arg)
+{
+    gt_tunnel *t = arg;
+    int i = side_of(t, st); /* st drained: the other side may read again */
     t->last_activity = gt_now_ms();
-    if (!t->eof[1 - i] && !(bufferevent_get_enabled(src) & EV_READ)) {
-        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-        bufferevent_enable(src, EV_READ);
+    if (!t->eof[1 - i] && !gt_stream_reading(t->side[1 - i])) {
+        gt_stream_set_write_lowat(st, 0);
+        gt_stream_enable_read(t->side[1 - i]);
+        relay(t, 1 - i);
     }
-    maybe_finish(t);
+    if (evbuffer_get_length(gt_stream_output(st)) == 0)
+        maybe_finish(t);
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+static void on_event(gt_stream *st, int what, void *arg)
 {
     gt_tunnel *t = arg;
-    int i = side_of(t, bev);
-    if (what & BEV_EVENT_EOF) {
-        /* relay whatever arrived with the EOF, then mark this direction finished */
-        on_read(bev, t);
+    int i = side_of(t, st);
+    if (what & GT_STREAM_EOF) {
+        relay(t, i);
         t->eof[i] = true;
-        bufferevent_disable(bev, EV_READ);
+        gt_stream_shutdown_write(t->side[1 - i]); /* FIN once what we relayed is sent */
         maybe_finish(t);
         return;
     }
-    tunnel_free(t, (what & BEV_EVENT_ERROR) ? (i == 0 ? "client-error" : "origin-error")
+    tunnel_free(t, (what & GT_STREAM_ERROR) ? (i == 0 ? "client-error" : "origin-error")
                                              : "error");
 }
 
@@ -128,12 +129,13 @@ static void on_idle(evutil_socket_t fd, short what, void *arg)
         tunnel_free(t, "idle");
         return;
     }
-    struct timeval tv = {(t->idle_ms - quiet) / 1000, ((t->idle_ms - quiet) % 1000) * 1000};
+    uint64_t left = t->idle_ms - quiet;
+    struct timeval tv = {(time_t)(left / 1000), (suseconds_t)((left % 1000) * 1000)};
     evtimer_add(t->idle_timer, &tv);
 }
 
-void gt_tunnel_start(gt_worker *w, struct bufferevent *client, struct bufferevent *origin,
-                     unsigned idle_ms, const char *label, uint64_t t0_ms)
+void gt_tunnel_start(gt_worker *w, gt_stream *client, gt_stream *origin, unsigned idle_ms,
+                     const char *label, uint64_t t0_ms)
 {
     gt_tunnel *t = gt_xcalloc(1, sizeof(*t));
     t->w = w;
@@ -147,25 +149,25 @@ void gt_tunnel_start(gt_worker *w, struct bufferevent *client, struct buffereven
     LIST_INSERT_HEAD(&w->tunnels, t, link);
     w->ntunnels++;
     for (int i = 0; i < 2; i++) {
-        bufferevent_setcb(t->side[i], on_read, on_write, on_event, t);
-        bufferevent_set_timeouts(t->side[i], NULL, NULL);
-        bufferevent_setwatermark(t->side[i], EV_READ, 0, TUNNEL_HWM);
-        bufferevent_setwatermark(t->side[i], EV_WRITE, 0, 0);
-        bufferevent_enable(t->side[i], EV_READ | EV_WRITE);
+        gt_stream_setcb(t->side[i], on_read, on_write, on_event, t);
+        gt_stream_set_timeouts(t->side[i], 0, 0);
+        gt_stream_set_read_hwm(t->side[i], TUNNEL_HWM);
+        gt_stream_set_write_lowat(t->side[i], 0);
+        gt_stream_enable_read(t->side[i]);
     }
     arm_idle(t);
-    /* Bytes that arrived before the tunnel existed (a client's early ClientHello, or data
-     * a parent proxy sent after its 200) are relayed now. */
+    /* Bytes that arrived before the tunnel existed (a client's early ClientHello, or data a
+     * parent proxy sent after its 200) are relayed from the loop. */
     for (int i = 0; i < 2; i++)
-        if (evbuffer_get_length(bufferevent_get_input(t->side[i])))
-            on_read(t->side[i], t);
+        if (evbuffer_get_length(gt_stream_input(t->side[i])))
+            gt_stream_trigger_read(t->side[i]);
 }
 
 void gt_tunnels_drain(gt_worker *w)
 {
-    gt_tunnel *t, *next;
-    for (t = LIST_FIRST(&w->tunnels); t; t = next) {
-        next = LIST_NEXT(t, link);
+    gt_tunnel *t;
+    LIST_FOREACH(t, &w->tunnels, link)
+    {
         t->idle_ms = 1000;
         arm_idle(t);
     }

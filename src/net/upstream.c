@@ -5,7 +5,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
@@ -17,6 +16,7 @@
 
 #include "gretel/http1.h"
 #include "gretel/net.h"
+#include "gretel/stream.h"
 #include "gretel/util.h"
 
 #define MAX_ADDRS 8
@@ -40,7 +40,7 @@ struct gt_connect {
     size_t naddrs, next;
     int last_errno;
     struct evdns_getaddrinfo_request *dns_req;
-    struct bufferevent *bev;
+    gt_stream *st;
     struct event *timer, *start;
     unsigned timeout_ms;
     bool has_override;
@@ -57,8 +57,7 @@ static void finish(gt_connect *c, gt_upstream *up, int status, const char *why)
         evdns_getaddrinfo_cancel(c->dns_req); /* calls on_dns with CANCEL; ignored there */
         c->dns_req = NULL;
     }
-    if (c->bev)
-        bufferevent_free(c->bev);
+    gt_stream_free(c->st);
     event_free(c->timer);
     event_free(c->start);
     /* `why` may point into c: hand it over before freeing */
@@ -81,15 +80,15 @@ static void fail(gt_connect *c, int status, const char *fmt, ...)
 
 static void try_next_addr(gt_connect *c);
 
-/* Success is delivered from a timer, never from inside the bufferevent's own callback:
- * libevent's write callback goes on to flush the output buffer after our event callback
- * returns, which would send the request head before the session has validated the body
- * bytes that came with it (a chunked-framing error must leave the origin untouched). */
+/* Success is delivered from a timer, never from inside the stream's own callback, so the
+ * session starts from a clean stack: it may queue, validate and still abandon the request
+ * (a chunked-framing error in the first bytes must leave the origin untouched) before any
+ * byte is written. */
 static void succeed_later(gt_connect *c)
 {
     c->state = C_READY;
-    bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
-    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    gt_stream_setcb(c->st, NULL, NULL, NULL, NULL);
+    gt_stream_disable_read(c->st);
     struct timeval zero = {0, 0};
     evtimer_add(c->start, &zero);
 }
@@ -98,14 +97,14 @@ static void succeed(gt_connect *c)
 {
     gt_upstream *up = gt_xcalloc(1, sizeof(*up));
     up->w = c->w;
-    up->bev = c->bev;
-    c->bev = NULL;
+    up->st = c->st;
+    c->st = NULL;
     up->via_http_proxy = c->fwd == GT_FORWARD_HTTP && !c->tunnel;
     gt_sockaddr_format((struct sockaddr *)&c->addrs[c->next - 1], up->peer, sizeof(up->peer));
     snprintf(up->key, sizeof(up->key), "%s", c->key);
-    bufferevent_setcb(up->bev, NULL, NULL, NULL, NULL);
-    bufferevent_set_timeouts(up->bev, NULL, NULL);
-    bufferevent_disable(up->bev, EV_READ | EV_WRITE);
+    gt_stream_setcb(up->st, NULL, NULL, NULL, NULL);
+    gt_stream_set_timeouts(up->st, 0, 0);
+    gt_stream_disable_read(up->st);
     finish(c, up, 0, NULL);
 }
 
@@ -123,13 +122,14 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 
 static void send_socks_request(gt_connect *c)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = gt_stream_output(c->st);
     size_t hl = strlen(c->host);
     unsigned char hdr[5] = {5, 1, 0, 3, (unsigned char)hl};
     unsigned char port[2] = {(unsigned char)(c->port >> 8), (unsigned char)(c->port & 0xff)};
     evbuffer_add(out, hdr, sizeof(hdr));
     evbuffer_add(out, c->host, hl);
     evbuffer_add(out, port, 2);
+    gt_stream_flush(c->st);
     c->state = C_SOCKS_REPLY;
 }
 
@@ -142,10 +142,10 @@ static const char *socks_error(unsigned code)
     return code < 9 ? msg[code] : "unknown error";
 }
 
-static void on_parent_read(struct bufferevent *bev, void *arg)
+static void on_parent_read(gt_stream *st, void *arg)
 {
     gt_connect *c = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
+    struct evbuffer *in = gt_stream_input(st);
     size_t len = evbuffer_get_length(in);
     if (c->state == C_PARENT_CONNECT) {
         size_t n = len < PARENT_HEAD_MAX ? len : PARENT_HEAD_MAX;
@@ -210,19 +210,20 @@ static void on_parent_read(struct bufferevent *bev, void *arg)
     }
 }
 
-static void on_parent_event(struct bufferevent *bev, short what, void *arg)
+static void on_parent_event(gt_stream *st, int what, void *arg)
 {
-    (void)bev;
+    (void)st;
     gt_connect *c = arg;
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+    if (what & (GT_STREAM_EOF | GT_STREAM_ERROR))
         fail(c, 502, "parent proxy closed the connection during its handshake");
 }
 
 static void start_parent_handshake(gt_connect *c)
 {
-    bufferevent_setcb(c->bev, on_parent_read, NULL, on_parent_event, c);
-    bufferevent_enable(c->bev, EV_READ);
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    gt_stream_setcb(c->st, on_parent_read, NULL, on_parent_event, c);
+    gt_stream_set_read_hwm(c->st, PARENT_HEAD_MAX + 1);
+    gt_stream_enable_read(c->st);
+    struct evbuffer *out = gt_stream_output(c->st);
     if (c->fwd == GT_FORWARD_HTTP) {
         bool v6 = strchr(c->host, ':') != NULL;
         evbuffer_add_printf(out, "CONNECT %s%s%s:%u HTTP/1.1\r\nHost: %s%s%s:%u\r\n\r\n",
@@ -234,17 +235,17 @@ static void start_parent_handshake(gt_connect *c)
         evbuffer_add(out, greet, sizeof(greet));
         c->state = C_SOCKS_GREET;
     }
+    gt_stream_flush(c->st);
 }
 
 /* --- TCP --- */
 
-static void on_tcp_event(struct bufferevent *bev, short what, void *arg)
+static void on_tcp_event(gt_stream *st, int what, void *arg)
 {
-    (void)bev;
     gt_connect *c = arg;
-    if (what & BEV_EVENT_CONNECTED) {
+    if (what & GT_STREAM_CONNECTED) {
         int one = 1;
-        setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        setsockopt(gt_stream_fd(st), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         /* Plain requests through an HTTP parent need no handshake: they go in absolute-form. */
         if (c->fwd == GT_FORWARD_SOCKS5 || (c->fwd == GT_FORWARD_HTTP && c->tunnel))
             start_parent_handshake(c);
@@ -252,9 +253,9 @@ static void on_tcp_event(struct bufferevent *bev, short what, void *arg)
             succeed_later(c);
         return;
     }
-    c->last_errno = EVUTIL_SOCKET_ERROR();
-    bufferevent_free(c->bev);
-    c->bev = NULL;
+    c->last_errno = gt_stream_error(st);
+    gt_stream_free(c->st);
+    c->st = NULL;
     try_next_addr(c);
 }
 
@@ -263,18 +264,13 @@ static void try_next_addr(gt_connect *c)
     while (c->next < c->naddrs) {
         size_t i = c->next++;
         c->state = C_TCP;
-        c->bev = bufferevent_socket_new(c->w->base, -1, BEV_OPT_CLOSE_ON_FREE);
-        if (!c->bev) {
-            fail(c, 502, "cannot create socket");
+        int e = 0;
+        c->st = gt_stream_connect(c->w->base, (struct sockaddr *)&c->addrs[i], c->addrlens[i], &e);
+        if (c->st) {
+            gt_stream_setcb(c->st, NULL, NULL, on_tcp_event, c);
             return;
         }
-        bufferevent_setcb(c->bev, NULL, NULL, on_tcp_event, c);
-        if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&c->addrs[i],
-                                       (int)c->addrlens[i]) == 0)
-            return;
-        c->last_errno = EVUTIL_SOCKET_ERROR();
-        bufferevent_free(c->bev);
-        c->bev = NULL;
+        c->last_errno = e;
     }
     char a[64] = "?";
     if (c->naddrs)
@@ -473,8 +469,7 @@ void gt_upstream_connect_cancel(gt_connect *c)
         evdns_getaddrinfo_cancel(c->dns_req);
         c->dns_req = NULL;
     }
-    if (c->bev)
-        bufferevent_free(c->bev);
+    gt_stream_free(c->st);
     event_free(c->timer);
     event_free(c->start);
     free(c);
@@ -501,24 +496,23 @@ void gt_upstream_free(gt_upstream *up)
 {
     if (!up)
         return;
-    if (up->bev)
-        bufferevent_free(up->bev);
+    gt_stream_free(up->st);
     free(up);
 }
 
 /* An idle pooled connection that becomes readable was closed by the origin (or it sent
  * something unasked, which makes it unusable): either way, drop it. */
-static void on_idle_read(struct bufferevent *bev, void *arg)
+static void on_idle_read(gt_stream *st, void *arg)
 {
-    (void)bev;
+    (void)st;
     gt_upstream *up = arg;
     pool_remove(up->w, up);
     gt_upstream_free(up);
 }
 
-static void on_idle_event(struct bufferevent *bev, short what, void *arg)
+static void on_idle_event(gt_stream *st, int what, void *arg)
 {
-    (void)bev, (void)what;
+    (void)st, (void)what;
     gt_upstream *up = arg;
     pool_remove(up->w, up);
     gt_upstream_free(up);
@@ -532,9 +526,10 @@ gt_upstream *gt_pool_take(gt_worker *w, const char *key)
     {
         if (up->key_hash == h && strcmp(up->key, key) == 0) {
             pool_remove(w, up);
-            bufferevent_setcb(up->bev, NULL, NULL, NULL, NULL);
-            bufferevent_set_timeouts(up->bev, NULL, NULL);
-            bufferevent_disable(up->bev, EV_READ);
+            /* Reading stays enabled (no epoll change): the taker sets its callbacks before
+             * the loop runs again. */
+            gt_stream_setcb(up->st, NULL, NULL, NULL, NULL);
+            gt_stream_set_timeouts(up->st, 0, 0);
             up->reused = true;
             return up;
         }
@@ -545,7 +540,8 @@ gt_upstream *gt_pool_take(gt_worker *w, const char *key)
 void gt_pool_put(gt_worker *w, gt_upstream *up, const gt_config *cfg)
 {
     if (cfg->pool_max_idle == 0 || w->draining ||
-        evbuffer_get_length(bufferevent_get_input(up->bev)) != 0) {
+        evbuffer_get_length(gt_stream_input(up->st)) != 0 ||
+        evbuffer_get_length(gt_stream_output(up->st)) != 0) {
         gt_upstream_free(up);
         return;
     }
@@ -558,12 +554,10 @@ void gt_pool_put(gt_worker *w, gt_upstream *up, const gt_config *cfg)
     LIST_INSERT_HEAD(&w->pool[up->key_hash % GT_POOL_BUCKETS], up, bucket_link);
     TAILQ_INSERT_TAIL(&w->lru, up, lru_link);
     w->pool_size++;
-    struct timeval tv = {cfg->pool_idle_timeout_ms / 1000, (cfg->pool_idle_timeout_ms % 1000) * 1000};
-    bufferevent_setcb(up->bev, on_idle_read, NULL, on_idle_event, up);
-    bufferevent_set_timeouts(up->bev, &tv, NULL);
-    bufferevent_setwatermark(up->bev, EV_READ, 0, 0);
-    bufferevent_setwatermark(up->bev, EV_WRITE, 0, 0);
-    bufferevent_enable(up->bev, EV_READ);
+    gt_stream_setcb(up->st, on_idle_read, NULL, on_idle_event, up);
+    gt_stream_set_timeouts(up->st, cfg->pool_idle_timeout_ms, 0);
+    gt_stream_set_write_lowat(up->st, 0);
+    gt_stream_enable_read(up->st);
 }
 
 void gt_pool_clear(gt_worker *w)

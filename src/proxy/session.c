@@ -6,7 +6,6 @@
  * session_destroy(). */
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -20,6 +19,7 @@
 #include "gretel/log.h"
 #include "gretel/net.h"
 #include "gretel/proxy.h"
+#include "gretel/stream.h"
 #include "gretel/util.h"
 
 /* Buffering per direction before the other side stops being read: 256 KiB keeps a 1 Gbit/s
@@ -42,7 +42,7 @@ enum sess_state {
 struct gt_session {
     gt_worker *w;
     unsigned id;
-    struct bufferevent *bev;
+    gt_stream *cs; /* the client connection */
     char client[64];
     char local[64]; /* the address the client reached us on, "1.2.3.4:8119" */
     enum sess_state st;
@@ -82,9 +82,9 @@ struct gt_session {
 };
 
 static void process_heads(gt_session *s);
-static void on_up_read(struct bufferevent *bev, void *arg);
-static void on_up_write(struct bufferevent *bev, void *arg);
-static void on_up_event(struct bufferevent *bev, short what, void *arg);
+static void on_up_read(gt_stream *st, void *arg);
+static void on_up_write(gt_stream *st, void *arg);
+static void on_up_event(gt_stream *st, int what, void *arg);
 static void start_forward(gt_session *s, gt_upstream *up);
 
 static const gt_config *cfg_of(const gt_session *s)
@@ -103,8 +103,7 @@ static void session_destroy(gt_session *s)
     gt_worker *w = s->w;
     gt_upstream_connect_cancel(s->connect);
     gt_upstream_free(s->up);
-    if (s->bev)
-        bufferevent_free(s->bev);
+    gt_stream_free(s->cs);
     if (s->timer)
         event_free(s->timer);
     if (s->head)
@@ -176,6 +175,18 @@ static void arm_head_deadline(gt_session *s)
     evtimer_add(s->timer, &tv);
 }
 
+/* Half-close, then keep reading briefly so unread client bytes do not turn our close into
+ * a reset that destroys the response in flight. */
+static void start_linger(gt_session *s)
+{
+    if (s->linger_started)
+        return;
+    s->linger_started = true;
+    gt_stream_shutdown_write(s->cs);
+    struct timeval tv = tv_ms(LINGER_MS);
+    evtimer_add(s->timer, &tv);
+}
+
 static void enter_closing(gt_session *s)
 {
     s->st = S_CLOSING;
@@ -186,11 +197,13 @@ static void enter_closing(gt_session *s)
     }
     gt_upstream_connect_cancel(s->connect);
     s->connect = NULL;
-    bufferevent_set_timeouts(s->bev, NULL, NULL);
-    bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
-    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-    if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-        bufferevent_trigger(s->bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+    /* the last response still has to reach a slow client, within the usual write bound */
+    gt_stream_set_timeouts(s->cs, 0, cfg_of(s)->upstream_timeout_ms);
+    gt_stream_set_write_lowat(s->cs, 0);
+    gt_stream_enable_read(s->cs);
+    gt_stream_flush(s->cs);
+    if (evbuffer_get_length(gt_stream_output(s->cs)) == 0)
+        start_linger(s);
 }
 
 /* Where the current request's life ends: keep the connection for the next or close it. */
@@ -204,10 +217,11 @@ static void next_or_close(gt_session *s)
         return;
     }
     s->st = S_HEAD;
-    bufferevent_set_timeouts(s->bev, NULL, NULL);
-    bufferevent_enable(s->bev, EV_READ);
+    gt_stream_set_timeouts(s->cs, 0, 0);
+    gt_stream_set_write_lowat(s->cs, IO_HWM / 2);
+    gt_stream_enable_read(s->cs);
     arm_idle(s);
-    if (evbuffer_get_length(bufferevent_get_input(s->bev)))
+    if (evbuffer_get_length(gt_stream_input(s->cs)))
         process_heads(s);
 }
 
@@ -218,10 +232,11 @@ static void respond_local(gt_session *s, int status, const char *why, bool close
 {
     if (s->rq.framing != GT_BODY_NONE && !s->rq_done)
         close = true;
-    struct evbuffer *out = bufferevent_get_output(s->bev);
+    struct evbuffer *out = gt_stream_output(s->cs);
     size_t before = evbuffer_get_length(out);
     gt_proxy_error_response(out, status, why, s->is_head, close);
     s->bytes_out += evbuffer_get_length(out) - before;
+    gt_stream_flush(s->cs);
     s->status = status;
     s->decision = decision;
     if (close)
@@ -262,12 +277,13 @@ static void respond_self(gt_session *s, gt_slice path)
         status = 404;
         n = snprintf(body, sizeof(body), "gretel: 404 Not Found\n");
     }
-    struct evbuffer *out = bufferevent_get_output(s->bev);
+    struct evbuffer *out = gt_stream_output(s->cs);
     size_t before = evbuffer_get_length(out);
     bool close = s->rq.framing != GT_BODY_NONE || !s->keepalive;
     gt_proxy_local_response(out, status, "text/plain; charset=utf-8", body, (size_t)n, s->is_head,
                             close, NULL);
     s->bytes_out += evbuffer_get_length(out) - before;
+    gt_stream_flush(s->cs);
     s->status = status;
     s->decision = "local";
     s->rq_done = s->rq.framing == GT_BODY_NONE;
@@ -304,8 +320,8 @@ static void pump_request(gt_session *s)
 {
     if (s->rq_done || !s->up)
         return;
-    struct evbuffer *in = bufferevent_get_input(s->bev);
-    struct evbuffer *out = bufferevent_get_output(s->up->bev);
+    struct evbuffer *in = gt_stream_input(s->cs);
+    struct evbuffer *out = gt_stream_output(s->up->st);
     while (!s->rq_done) {
         size_t avail = evbuffer_get_length(in);
         if (s->rq.framing == GT_BODY_NONE) {
@@ -344,18 +360,25 @@ static void pump_request(gt_session *s)
                 s->rq_done = true;
         }
         if (evbuffer_get_length(out) >= IO_HWM) {
-            /* back-pressure: the origin is slower than the client */
-            bufferevent_disable(s->bev, EV_READ);
-            bufferevent_setwatermark(s->up->bev, EV_WRITE, IO_HWM / 2, 0);
+            gt_stream_flush(s->up->st);
+            if (evbuffer_get_length(out) < IO_HWM / 2)
+                continue; /* the socket took it */
+            /* back-pressure: the origin is slower than the client; the write event (now
+             * registered, since the socket is full) resumes us */
+            gt_stream_disable_read(s->cs);
+            gt_stream_set_write_lowat(s->up->st, IO_HWM / 2);
             break;
         }
     }
+    gt_stream_flush(s->up->st);
+    if (!s->up)
+        return; /* the flush failed and the session went on without this upstream */
+    gt_stream_resume_read(s->cs);
     if (s->rq_done) {
-        const gt_config *cfg = cfg_of(s);
-        struct timeval rt = tv_ms(cfg->upstream_timeout_ms);
-        bufferevent_set_timeouts(s->up->bev, &rt, &rt);
+        unsigned t = cfg_of(s)->upstream_timeout_ms;
+        gt_stream_set_timeouts(s->up->st, t, t);
         /* the client is now only read for EOF and pipelined heads, left in its buffer */
-        bufferevent_set_timeouts(s->bev, NULL, &rt);
+        gt_stream_set_timeouts(s->cs, 0, t);
     }
 }
 
@@ -364,8 +387,8 @@ static void pump_request(gt_session *s)
 static bool parse_response_head(gt_session *s)
 {
     const gt_config *cfg = cfg_of(s);
-    struct evbuffer *in = bufferevent_get_input(s->up->bev);
-    struct evbuffer *out = bufferevent_get_output(s->bev);
+    struct evbuffer *in = gt_stream_input(s->up->st);
+    struct evbuffer *out = gt_stream_output(s->cs);
     gt_http1_header hdrs[MAX_HEADERS_CAP];
     for (;;) {
         size_t len = evbuffer_get_length(in);
@@ -434,10 +457,11 @@ static void response_done(gt_session *s)
     gt_upstream *up = s->up;
     s->up = NULL;
     bool reusable = s->up_reusable && s->rq_done &&
-                    evbuffer_get_length(bufferevent_get_input(up->bev)) == 0 &&
-                    evbuffer_get_length(bufferevent_get_output(up->bev)) == 0;
+                    evbuffer_get_length(gt_stream_input(up->st)) == 0 &&
+                    evbuffer_get_length(gt_stream_output(up->st)) == 0;
+    gt_stream_flush(s->cs);
     if (reusable) {
-        bufferevent_setcb(up->bev, NULL, NULL, NULL, NULL);
+        gt_stream_setcb(up->st, NULL, NULL, NULL, NULL);
         gt_pool_put(s->w, up, cfg_of(s));
     } else {
         gt_upstream_free(up);
@@ -447,8 +471,8 @@ static void response_done(gt_session *s)
 
 static void relay_response(gt_session *s)
 {
-    struct evbuffer *in = bufferevent_get_input(s->up->bev);
-    struct evbuffer *out = bufferevent_get_output(s->bev);
+    struct evbuffer *in = gt_stream_input(s->up->st);
+    struct evbuffer *out = gt_stream_output(s->cs);
     bool done = s->rs.framing == GT_BODY_NONE;
     while (!done) {
         size_t avail = evbuffer_get_length(in);
@@ -487,42 +511,54 @@ static void relay_response(gt_session *s)
             done = r == GT_CHUNKED_DONE;
         }
         if (!done && evbuffer_get_length(out) >= IO_HWM) {
-            /* back-pressure: the client is slower than the origin */
-            bufferevent_disable(s->up->bev, EV_READ);
+            gt_stream_flush(s->cs);
+            if (evbuffer_get_length(out) < IO_HWM / 2)
+                continue; /* the socket took it */
+            /* back-pressure: the client is slower than the origin; the client's write
+             * event (registered, the socket is full) resumes us below its low mark */
+            gt_stream_disable_read(s->up->st);
             break;
         }
     }
-    if (done)
+    if (done) {
         response_done(s);
+        return;
+    }
+    gt_stream_flush(s->cs);
+    if (s->up)
+        gt_stream_resume_read(s->up->st);
 }
 
-static void on_up_read(struct bufferevent *bev, void *arg)
+static void on_up_read(gt_stream *st, void *arg)
 {
-    (void)bev;
+    (void)st;
     gt_session *s = arg;
     s->up_got_bytes = true;
-    if (!s->rs_head_done && !parse_response_head(s))
+    if (!s->rs_head_done && !parse_response_head(s)) {
+        if (s->up)
+            gt_stream_flush(s->cs); /* interim responses */
         return;
+    }
     relay_response(s);
 }
 
-static void on_up_write(struct bufferevent *bev, void *arg)
+static void on_up_write(gt_stream *st, void *arg)
 {
     gt_session *s = arg;
-    if (s->st == S_FORWARD && !s->rq_done && !(bufferevent_get_enabled(s->bev) & EV_READ)) {
-        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-        bufferevent_enable(s->bev, EV_READ);
+    if (s->st == S_FORWARD && !s->rq_done && !gt_stream_reading(s->cs)) {
+        gt_stream_set_write_lowat(st, 0);
+        gt_stream_enable_read(s->cs);
         pump_request(s);
     }
 }
 
 static void on_retry_connected(void *arg, gt_upstream *up, int status, const char *why);
 
-static void on_up_event(struct bufferevent *bev, short what, void *arg)
+static void on_up_event(gt_stream *st, int what, void *arg)
 {
-    (void)bev;
     gt_session *s = arg;
-    if ((what & BEV_EVENT_EOF) && s->rs_head_done && s->rs.framing == GT_BODY_EOF) {
+    int sockerr = gt_stream_error(st);
+    if ((what & GT_STREAM_EOF) && s->rs_head_done && s->rs.framing == GT_BODY_EOF) {
         relay_response(s);
         if (s->up) {
             s->up_reusable = false;
@@ -533,7 +569,7 @@ static void on_up_event(struct bufferevent *bev, short what, void *arg)
     /* A pooled connection the origin closed just as we reused it: safe to retry once on a
      * fresh connection when nothing came back and no request body was sent. */
     if (!s->up_got_bytes && s->up && s->up->reused && !s->retried && !s->rq_sent_any &&
-        s->rq.framing == GT_BODY_NONE && (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))) {
+        s->rq.framing == GT_BODY_NONE && (what & (GT_STREAM_EOF | GT_STREAM_ERROR))) {
         gt_upstream_free(s->up);
         s->up = NULL;
         s->retried = true;
@@ -543,38 +579,40 @@ static void on_up_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     char why[160];
-    if (what & BEV_EVENT_TIMEOUT)
-        snprintf(why, sizeof(why), "upstream %s sent nothing for %ums", s->up ? s->up->peer : "",
+    if (what & GT_STREAM_TIMEOUT)
+        snprintf(why, sizeof(why), "upstream %s %s for %ums", s->up ? s->up->peer : "",
+                 (what & GT_STREAM_WRITING) ? "took no request bytes" : "sent nothing",
                  cfg_of(s)->upstream_timeout_ms);
-    else if (what & BEV_EVENT_EOF)
+    else if (what & GT_STREAM_EOF)
         snprintf(why, sizeof(why), "upstream %s closed the connection %s",
                  s->up ? s->up->peer : "", s->rs_head_done ? "mid-response" : "before responding");
     else
         snprintf(why, sizeof(why), "upstream %s connection failed: %s", s->up ? s->up->peer : "",
-                 strerror(EVUTIL_SOCKET_ERROR() ? EVUTIL_SOCKET_ERROR() : ECONNRESET));
-    upstream_failed(s, (what & BEV_EVENT_TIMEOUT) ? 504 : 502, why);
+                 strerror(sockerr ? sockerr : ECONNRESET));
+    upstream_failed(s, (what & GT_STREAM_TIMEOUT) ? 504 : 502, why);
 }
 
 static void start_forward(gt_session *s, gt_upstream *up)
 {
     s->up = up;
     s->st = S_FORWARD;
-    bufferevent_setcb(up->bev, on_up_read, on_up_write, on_up_event, s);
-    bufferevent_setwatermark(up->bev, EV_READ, 0, IO_HWM);
-    bufferevent_setwatermark(up->bev, EV_WRITE, 0, 0);
-    struct evbuffer *out = bufferevent_get_output(up->bev);
+    gt_stream_setcb(up->st, on_up_read, on_up_write, on_up_event, s);
+    gt_stream_set_read_hwm(up->st, IO_HWM);
+    gt_stream_set_write_lowat(up->st, 0);
+    struct evbuffer *out = gt_stream_output(up->st);
     /* Keep a copy of the head while a retry is still possible; otherwise hand it over. */
     if (up->reused && !s->retried && s->rq.framing == GT_BODY_NONE)
         evbuffer_add(out, evbuffer_pullup(s->head, -1), evbuffer_get_length(s->head));
     else
         evbuffer_add_buffer(out, s->head);
-    const gt_config *cfg = cfg_of(s);
-    struct timeval t = tv_ms(cfg->upstream_timeout_ms);
-    bufferevent_set_timeouts(up->bev, NULL, &t);
-    bufferevent_set_timeouts(s->bev, &t, &t);
-    bufferevent_enable(up->bev, EV_READ | EV_WRITE);
-    bufferevent_enable(s->bev, EV_READ);
+    unsigned t = cfg_of(s)->upstream_timeout_ms;
+    gt_stream_set_timeouts(up->st, 0, t);
+    gt_stream_set_timeouts(s->cs, t, t);
+    gt_stream_enable_read(up->st);
+    gt_stream_enable_read(s->cs);
     pump_request(s);
+    if (s->up && s->rq.framing == GT_BODY_NONE)
+        gt_stream_flush(s->up->st);
 }
 
 static void on_connected(void *arg, gt_upstream *up, int status, const char *why)
@@ -607,7 +645,7 @@ static void on_tunnel_connected(void *arg, gt_upstream *up, int status, const ch
         return;
     }
     static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-    bufferevent_write(s->bev, ok, sizeof(ok) - 1);
+    evbuffer_add(gt_stream_output(s->cs), ok, sizeof(ok) - 1);
     s->status = 200;
     s->bytes_out = sizeof(ok) - 1;
     s->decision = "tunnel";
@@ -615,15 +653,16 @@ static void on_tunnel_connected(void *arg, gt_upstream *up, int status, const ch
     char label[400];
     snprintf(label, sizeof(label), "conn=%u client=%s host=%s:%u", s->id, s->client, s->host,
              s->port);
-    struct bufferevent *cb = s->bev, *ob = up->bev;
-    up->bev = NULL;
+    gt_stream *cb = s->cs, *ob = up->st;
+    up->st = NULL;
     gt_upstream_free(up);
-    s->bev = NULL;
+    s->cs = NULL;
     evtimer_del(s->timer);
     /* The tunnel takes over the client's connection slot: undo the count the session
      * destroy would subtract. */
     atomic_fetch_add_explicit(&s->w->sh->counters.open_conns, 1, memory_order_relaxed);
     gt_tunnel_start(s->w, cb, ob, cfg_of(s)->tunnel_idle_timeout_ms, label, s->t0);
+    gt_stream_flush(cb);
     session_destroy(s);
 }
 
@@ -650,7 +689,7 @@ static bool host_is_self(gt_session *s, gt_slice host, uint16_t port)
 
 static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len)
 {
-    struct evbuffer *in = bufferevent_get_input(s->bev);
+    struct evbuffer *in = gt_stream_input(s->cs);
     const gt_config *cfg = s->w->snap->cfg;
     gt_http1_error err;
     gt_http1_uri uri;
@@ -735,7 +774,7 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
         }
         s->st = S_CONNECTING;
         evtimer_del(s->timer);
-        bufferevent_disable(s->bev, EV_READ); /* early tunnel bytes wait in the buffer */
+        gt_stream_disable_read(s->cs); /* early tunnel bytes wait in the buffer */
         gt_upstream_connect(s->w, cfg, gt_slice_cstr(s->host), s->port, true,
                             on_tunnel_connected, s, &s->connect);
         return;
@@ -802,7 +841,7 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
         return;
     }
     s->st = S_CONNECTING;
-    bufferevent_disable(s->bev, EV_READ); /* the body waits until the origin is there */
+    gt_stream_disable_read(s->cs); /* the body waits until the origin is there */
     gt_upstream_connect(s->w, cfg, gt_slice_cstr(s->host), s->port, false, on_connected, s,
                         &s->connect);
 }
@@ -827,12 +866,12 @@ static void process_heads(gt_session *s)
 {
     gt_http1_header hdrs[MAX_HEADERS_CAP];
     while (s->st == S_HEAD) {
-        struct evbuffer *in = bufferevent_get_input(s->bev);
+        struct evbuffer *in = gt_stream_input(s->cs);
         size_t len = evbuffer_get_length(in);
         if (len == 0)
             return;
         /* pipelined responses pile up if the client does not read: wait for it */
-        if (evbuffer_get_length(bufferevent_get_output(s->bev)) >= IO_HWM)
+        if (evbuffer_get_length(gt_stream_output(s->cs)) >= IO_HWM)
             return;
         const gt_config *cfg = s->w->snap->cfg;
         if (!s->timer_is_head)
@@ -886,7 +925,7 @@ static void process_heads(gt_session *s)
 
 /* --- client callbacks --- */
 
-static void on_client_read(struct bufferevent *bev, void *arg)
+static void on_client_read(gt_stream *st, void *arg)
 {
     gt_session *s = arg;
     switch (s->st) {
@@ -900,38 +939,30 @@ static void on_client_read(struct bufferevent *bev, void *arg)
         break;
     case S_CLOSING: {
         /* discard what the client still sends while our last response drains */
-        struct evbuffer *in = bufferevent_get_input(bev);
+        struct evbuffer *in = gt_stream_input(st);
         evbuffer_drain(in, evbuffer_get_length(in));
         break;
     }
     }
 }
 
-static void on_client_write(struct bufferevent *bev, void *arg)
+static void on_client_write(gt_stream *st, void *arg)
 {
     gt_session *s = arg;
-    struct evbuffer *out = bufferevent_get_output(bev);
+    struct evbuffer *out = gt_stream_output(st);
     switch (s->st) {
     case S_CLOSING:
-        if (evbuffer_get_length(out) == 0 && !s->linger_started) {
-            /* Half-close, then keep reading briefly so unread client bytes do not turn our
-             * close into a reset that destroys the response in flight. */
-            s->linger_started = true;
-            shutdown(bufferevent_getfd(bev), SHUT_WR);
-            bufferevent_disable(bev, EV_WRITE);
-            struct timeval tv = tv_ms(LINGER_MS);
-            evtimer_add(s->timer, &tv);
-        }
+        if (evbuffer_get_length(out) == 0)
+            start_linger(s);
         break;
     case S_FORWARD:
-        if (s->up && !(bufferevent_get_enabled(s->up->bev) & EV_READ) &&
-            evbuffer_get_length(out) <= IO_HWM / 2) {
-            bufferevent_enable(s->up->bev, EV_READ);
+        if (s->up && !gt_stream_reading(s->up->st) && evbuffer_get_length(out) <= IO_HWM / 2) {
+            gt_stream_enable_read(s->up->st);
             relay_response(s);
         }
         break;
     case S_HEAD:
-        if (evbuffer_get_length(bufferevent_get_input(bev)))
+        if (evbuffer_get_length(gt_stream_input(st)))
             process_heads(s);
         break;
     case S_CONNECTING:
@@ -939,17 +970,19 @@ static void on_client_write(struct bufferevent *bev, void *arg)
     }
 }
 
-static void on_client_event(struct bufferevent *bev, short what, void *arg)
+static void on_client_event(gt_stream *st, int what, void *arg)
 {
-    (void)bev;
+    (void)st;
     gt_session *s = arg;
-    if ((what & BEV_EVENT_EOF) && s->st == S_FORWARD && s->rq_done && !(what & BEV_EVENT_WRITING)) {
+    if ((what & GT_STREAM_EOF) && s->st == S_FORWARD && s->rq_done) {
         /* The client half-closed after a complete request: finish the response, then close. */
         s->close_after = true;
         return;
     }
+    if (s->st == S_CLOSING && (what & GT_STREAM_EOF) && !s->linger_started)
+        return; /* keep flushing our last response; the linger timer ends it */
     if (s->st == S_FORWARD || s->st == S_CONNECTING) {
-        if (what & BEV_EVENT_TIMEOUT)
+        if (what & GT_STREAM_TIMEOUT)
             gt_log(GT_LOG_INFO, "conn=%u client=%s host=%s: client stalled, closing", s->id,
                    s->client, s->host);
         else
@@ -973,11 +1006,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (s->st == S_HEAD && s->timer_is_head &&
-        evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
+        evbuffer_get_length(gt_stream_input(s->cs)) > 0) {
         s->snap = gt_snapshot_ref(s->w->snap);
         s->t0 = gt_now_ms();
         s->rq.framing = GT_BODY_LENGTH;
-        struct evbuffer *in = bufferevent_get_input(s->bev);
+        struct evbuffer *in = gt_stream_input(s->cs);
         evbuffer_drain(in, evbuffer_get_length(in));
         respond_local(s, 408, "request header not received in time (header_timeout)", true,
                       "error");
@@ -1013,19 +1046,18 @@ void gt_session_accept(gt_worker *w, int fd, const struct sockaddr *sa, int sale
                cfg->max_connections);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    s->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    s->cs = gt_stream_new(w->base, fd); /* owns fd from here */
     s->timer = evtimer_new(w->base, on_timer, s);
     LIST_INSERT_HEAD(&w->sessions, s, link);
     w->nsessions++;
-    if (!s->bev || !s->timer) {
-        if (!s->bev)
-            close(fd);
+    if (!s->cs || !s->timer) {
         session_destroy(s);
         return;
     }
-    bufferevent_setcb(s->bev, on_client_read, on_client_write, on_client_event, s);
-    bufferevent_setwatermark(s->bev, EV_READ, 0, IO_HWM);
-    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    gt_stream_setcb(s->cs, on_client_read, on_client_write, on_client_event, s);
+    gt_stream_set_read_hwm(s->cs, IO_HWM);
+    gt_stream_set_write_lowat(s->cs, IO_HWM / 2);
+    gt_stream_enable_read(s->cs);
     arm_idle(s);
 }
 
@@ -1035,7 +1067,7 @@ void gt_sessions_drain(gt_worker *w)
     for (s = LIST_FIRST(&w->sessions); s; s = next) {
         next = LIST_NEXT(s, link);
         s->draining = true;
-        if (s->st == S_HEAD && evbuffer_get_length(bufferevent_get_input(s->bev)) == 0)
+        if (s->st == S_HEAD && evbuffer_get_length(gt_stream_input(s->cs)) == 0)
             session_destroy(s);
     }
 }
