@@ -12,6 +12,7 @@
 #include <sys/queue.h>
 
 #include "gretel/config.h"
+#include "gretel/log.h"
 #include "gretel/slice.h"
 
 struct event_base;
@@ -92,6 +93,8 @@ struct gt_worker {
     struct event *done_ev; /* main-thread event a worker activates when it has finished */
     bool draining;
     struct event *drain_timer;
+    gt_logbuf logbuf;         /* request log lines, flushed by log_timer */
+    struct event *log_timer;
 };
 
 /* --- upstream connections (src/net/upstream.c) --- */

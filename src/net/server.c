@@ -136,14 +136,23 @@ static void on_notify(evutil_socket_t fd, short what, void *arg)
         event_base_loopexit(w->base, NULL);
 }
 
+static void on_log_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    gt_worker *w = arg;
+    gt_logbuf_flush(&w->logbuf);
+}
+
 static void *worker_main(void *arg)
 {
     gt_worker *w = arg;
     event_base_dispatch(w->base);
+    gt_logbuf_flush(&w->logbuf);
     /* Whatever is left after the drain is closed now, so the process exits clean. */
     gt_sessions_destroy_all(w);
     gt_tunnels_destroy_all(w);
     gt_pool_clear(w);
+    gt_logbuf_flush(&w->logbuf);
     event_active(w->done_ev, EV_READ, 0); /* tell the main thread */
     return NULL;
 }
@@ -163,6 +172,9 @@ static int worker_init(gt_worker *w, server *s, unsigned id, const gt_config *cf
     w->snap = gt_shared_acquire(&s->sh);
     w->notify = event_new(w->base, -1, EV_PERSIST, on_notify, w);
     event_add(w->notify, NULL);
+    w->log_timer = event_new(w->base, -1, EV_PERSIST, on_log_timer, w);
+    struct timeval log_tv = {0, 100000};
+    event_add(w->log_timer, &log_tv);
     /* evdns: either the configured servers or /etc/resolv.conf (and /etc/hosts). */
     if (cfg->dns_servers.n) {
         w->dns = evdns_base_new(w->base, 0);
@@ -214,6 +226,8 @@ static void worker_fini(gt_worker *w)
         event_free(w->drain_timer);
     if (w->done_ev)
         event_free(w->done_ev);
+    if (w->log_timer)
+        event_free(w->log_timer);
     gt_snapshot_release(w->snap);
     w->snap = NULL;
     if (w->base)

@@ -123,17 +123,19 @@ static void log_request(gt_session *s)
 {
     uint64_t ms = gt_now_ms() - s->t0;
     if (gt_log_enabled(GT_LOG_DEBUG) && s->url)
-        gt_log_write(GT_LOG_DEBUG,
-                     "req conn=%u client=%s method=%s host=%s status=%d bytes=%llu ms=%llu "
-                     "decision=%s url=%s",
-                     s->id, s->client, s->method, s->host[0] ? s->host : "-", s->status,
-                     (unsigned long long)s->bytes_out, (unsigned long long)ms, s->decision,
-                     s->url);
-    else
-        gt_log(GT_LOG_INFO,
-               "req conn=%u client=%s method=%s host=%s status=%d bytes=%llu ms=%llu decision=%s",
-               s->id, s->client, s->method[0] ? s->method : "-", s->host[0] ? s->host : "-",
-               s->status, (unsigned long long)s->bytes_out, (unsigned long long)ms, s->decision);
+        gt_logbuf_write(&s->w->logbuf, GT_LOG_DEBUG,
+                        "req conn=%u client=%s method=%s host=%s status=%d bytes=%llu ms=%llu "
+                        "decision=%s url=%s",
+                        s->id, s->client, s->method, s->host[0] ? s->host : "-", s->status,
+                        (unsigned long long)s->bytes_out, (unsigned long long)ms, s->decision,
+                        s->url);
+    else if (gt_log_enabled(GT_LOG_INFO))
+        gt_logbuf_write(&s->w->logbuf, GT_LOG_INFO,
+                        "req conn=%u client=%s method=%s host=%s status=%d bytes=%llu ms=%llu "
+                        "decision=%s",
+                        s->id, s->client, s->method[0] ? s->method : "-",
+                        s->host[0] ? s->host : "-", s->status, (unsigned long long)s->bytes_out,
+                        (unsigned long long)ms, s->decision);
 }
 
 /* Ends the current request: logs it and resets per-request state. */
