@@ -32,6 +32,15 @@ int gt_cmd_run(int argc, char **argv)
         code = 2;
         goto out;
     }
+    if (cfg->mitm) {
+        /* Failing closed: a user who asked for interception must not believe rules apply
+         * inside HTTPS when they do not. */
+        fprintf(stderr, "gretel: mitm = on, but this version cannot intercept TLS yet; "
+                        "set mitm = off (CONNECT tunnels then pass untouched)\n");
+        gt_config_free(cfg);
+        code = 2;
+        goto out;
+    }
     if (o.conf_file == NULL)
         gt_log(GT_LOG_INFO, "no -c given: running with the embedded defaults");
     code = gt_server_run(cfg, reload, &o); /* takes cfg */

@@ -332,6 +332,95 @@ class FakeDNS:
         self.sock.close()
 
 
+class Socks5Server:
+    """A minimal SOCKS5 server (no authentication, CONNECT only) that records the targets
+    it was asked for and relays bytes; names are resolved through `resolve` (dict) or as
+    IP literals, so nothing leaves loopback."""
+
+    def __init__(self, resolve=None):
+        self.resolve = resolve or {}
+        self.targets = []
+        self.port = free_port()
+        srv = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                srv._serve(self.request)
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @staticmethod
+    def _recv(sock, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("eof")
+            buf += chunk
+        return buf
+
+    def _serve(self, c):
+        try:
+            ver, nmeth = self._recv(c, 2)
+            methods = self._recv(c, nmeth)
+            if ver != 5 or 0 not in methods:
+                c.sendall(b"\x05\xff")
+                return
+            c.sendall(b"\x05\x00")
+            ver, cmd, _, atyp = self._recv(c, 4)
+            if atyp == 3:
+                host = self._recv(c, self._recv(c, 1)[0]).decode()
+            elif atyp == 1:
+                host = socket.inet_ntoa(self._recv(c, 4))
+            else:
+                c.sendall(b"\x05\x08\x00\x01" + b"\x00" * 6)
+                return
+            port = struct.unpack(">H", self._recv(c, 2))[0]
+            self.targets.append((host, port))
+            try:
+                up = socket.create_connection((self.resolve.get(host, host), port), timeout=5)
+            except OSError:
+                c.sendall(b"\x05\x05\x00\x01" + b"\x00" * 6)
+                return
+            c.sendall(b"\x05\x00\x00\x01" + b"\x7f\x00\x00\x01" + struct.pack(">H", port))
+            up.settimeout(None)
+            c.settimeout(None)
+
+            def pipe(a, b):
+                try:
+                    while True:
+                        d = a.recv(65536)
+                        if not d:
+                            break
+                        b.sendall(d)
+                except OSError:
+                    pass
+                finally:
+                    try:
+                        b.shutdown(socket.SHUT_WR)
+                    except OSError:
+                        pass
+
+            t = threading.Thread(target=pipe, args=(up, c), daemon=True)
+            t.start()
+            pipe(c, up)
+            t.join(10)
+            up.close()
+        except (ConnectionError, OSError, ValueError):
+            pass
+        finally:
+            c.close()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 class Gretel:
     def __init__(self, binary, tmp, conf_text=None, opts=(), port=None, env=None):
         self.binary = binary

@@ -20,7 +20,8 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib import (EchoOrigin, FakeDNS, Gretel, Nginx, curl, free_port, make_tls_certs,  # noqa
+from lib import (EchoOrigin, FakeDNS, Gretel, Nginx, Socks5Server, curl, free_port,  # noqa
+                 make_tls_certs,
                  raw_exchange, rss_kb, wait_port, HERE)
 
 TESTS = []
@@ -564,6 +565,33 @@ def forward_to_parent_proxy(env):
         expect(parent.wait_log("decision=tunnel"), "parent did not carry the tunnel")
     finally:
         expect(child.stop() == 0 and parent.stop() == 0, "exit codes")
+
+
+@test
+def forward_to_socks5_parent(env):
+    socks = Socks5Server(resolve={"origin.test": "127.0.0.1", "tls.test": "127.0.0.1"})
+    g = env.start_gretel([f"forward=socks5://127.0.0.1:{socks.port}"])
+    try:
+        rc, out, err = curl(f"http://origin.test:{env.nginx.port}/hello", proxy=g.proxy)
+        expect(rc == 0 and out == b"hello\n", err)
+        rc, out, err = curl("--cacert", env.ca, f"https://tls.test:{env.nginx.tls_port}/hello",
+                            proxy=g.proxy)
+        expect(rc == 0 and out == b"hello over tls\n", err)
+        # names go to the parent unresolved: nothing looked up locally
+        expect(("origin.test", env.nginx.port) in socks.targets and
+               ("tls.test", env.nginx.tls_port) in socks.targets, socks.targets)
+        rc, out, err = curl("-i", "http://refused.test:1/", proxy=g.proxy)
+        expect(status_of(out) == 502 and b"SOCKS5" in out, out)
+    finally:
+        expect(g.stop() == 0, "exit code")
+        socks.stop()
+
+
+@test
+def mitm_on_refused(env):
+    p = subprocess.run([env.args.gretel, "run", "-o", "mitm=on", "-o", f"listen=127.0.0.1:{free_port()}"],
+                       capture_output=True, text=True, timeout=20)
+    expect(p.returncode == 2 and "cannot intercept" in p.stderr, p.stderr)
 
 
 @test
