@@ -43,4 +43,26 @@ void gt_proxy_response_head(struct evbuffer *out, const gt_http1_response *res,
                             const gt_http1_body *body, bool close, bool client_is_10,
                             bool dechunk);
 
+/* Relays one message body between evbuffers, whatever its framing, without copying the
+ * payload: Content-Length bodies are counted, chunked bodies pass through the decoder
+ * (framing validated, forwarded byte for byte, or dropped with `dechunk` for an HTTP/1.0
+ * receiver), close-delimited bodies move until the caller sees EOF. */
+typedef struct {
+    enum gt_http1_framing framing;
+    uint64_t left;         /* GT_BODY_LENGTH: bytes still to come */
+    gt_http1_chunked chunk;
+    bool dechunk;
+    bool done;             /* the whole body has been moved */
+} gt_body_relay;
+
+void gt_body_relay_init(gt_body_relay *b, const gt_http1_body *body, bool dechunk);
+
+/* Moves body bytes from `in` to `out` until the body is complete, `in` is empty, or `out`
+ * holds at least `out_cap` bytes. Bytes after the end of the body stay in `in` (the next
+ * pipelined message). *moved is increased by the bytes appended to out. Returns 0, or
+ * GT_HTTP1_ERROR with err filled when chunked framing is invalid (nothing after the bad
+ * byte is moved). */
+int gt_body_relay_move(gt_body_relay *b, struct evbuffer *in, struct evbuffer *out,
+                       size_t out_cap, uint64_t *moved, gt_http1_error *err);
+
 #endif

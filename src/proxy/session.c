@@ -62,8 +62,7 @@ struct gt_session {
     char *url; /* only kept at log_level debug */
     bool is_head, is_connect, client_10, keepalive;
     gt_http1_body rq;
-    uint64_t rq_left;
-    gt_http1_chunked rq_chunk;
+    gt_body_relay rq_body;
     bool rq_done, rq_sent_any;
     struct evbuffer *head; /* serialized upstream head (kept for one retry) */
     gt_connect *connect;
@@ -74,8 +73,7 @@ struct gt_session {
     bool rs_head_done, rs_started, rs_done, dechunk, up_reusable;
     gt_http1_body rs;
     int rs_minor;
-    uint64_t rs_left;
-    gt_http1_chunked rs_chunk;
+    gt_body_relay rs_body;
     int status;
     uint64_t bytes_out;
     const char *decision;
@@ -324,57 +322,29 @@ static void pump_request(gt_session *s)
         return;
     struct evbuffer *in = gt_stream_input(s->cs);
     struct evbuffer *out = gt_stream_output(s->up->st);
-    while (!s->rq_done) {
-        size_t avail = evbuffer_get_length(in);
-        if (s->rq.framing == GT_BODY_NONE) {
-            s->rq_done = true;
-            break;
+    for (;;) {
+        uint64_t moved = 0;
+        gt_http1_error err;
+        if (gt_body_relay_move(&s->rq_body, in, out, IO_HWM, &moved, &err) < 0) {
+            s->close_after = true;
+            upstream_failed(s, 400, err.reason);
+            return;
         }
-        if (avail == 0)
+        if (moved)
+            s->rq_sent_any = true;
+        if (s->rq_body.done || evbuffer_get_length(out) < IO_HWM)
             break;
-        if (s->rq.framing == GT_BODY_LENGTH) {
-            size_t n = avail < s->rq_left ? avail : (size_t)s->rq_left;
-            evbuffer_remove_buffer(in, out, n);
-            s->rq_left -= n;
-            s->rq_sent_any = true;
-            if (s->rq_left == 0)
-                s->rq_done = true;
-        } else if (s->rq_chunk.data_left) {
-            size_t n = avail < s->rq_chunk.data_left ? avail : (size_t)s->rq_chunk.data_left;
-            evbuffer_remove_buffer(in, out, n);
-            gt_http1_chunked_consumed(&s->rq_chunk, n);
-            s->rq_sent_any = true;
-        } else {
-            struct evbuffer_iovec v;
-            evbuffer_peek(in, -1, NULL, &v, 1);
-            size_t used = 0;
-            gt_http1_error err;
-            int r = gt_http1_chunked_feed(&s->rq_chunk, v.iov_base, v.iov_len, &used, &err);
-            if (r == GT_HTTP1_ERROR) {
-                s->rq_done = false;
-                s->close_after = true;
-                upstream_failed(s, 400, err.reason);
-                return;
-            }
-            evbuffer_remove_buffer(in, out, used);
-            s->rq_sent_any = true;
-            if (r == GT_CHUNKED_DONE)
-                s->rq_done = true;
-        }
-        if (evbuffer_get_length(out) >= IO_HWM) {
-            gt_stream_flush(s->up->st);
-            if (evbuffer_get_length(out) < IO_HWM / 2)
-                continue; /* the socket took it */
-            /* back-pressure: the origin is slower than the client; the write event (now
-             * registered, since the socket is full) resumes us */
-            gt_stream_disable_read(s->cs);
-            gt_stream_set_write_lowat(s->up->st, IO_HWM / 2);
-            break;
-        }
+        gt_stream_flush(s->up->st);
+        if (evbuffer_get_length(out) < IO_HWM / 2)
+            continue; /* the socket took it */
+        /* back-pressure: the origin is slower than the client; the upstream's write event
+         * (registered, since its socket is full) resumes us below its low mark */
+        gt_stream_disable_read(s->cs);
+        gt_stream_set_write_lowat(s->up->st, IO_HWM / 2);
+        break;
     }
+    s->rq_done = s->rq_body.done;
     gt_stream_flush(s->up->st);
-    if (!s->up)
-        return; /* the flush failed and the session went on without this upstream */
     gt_stream_resume_read(s->cs);
     if (s->rq_done) {
         unsigned t = cfg_of(s)->upstream_timeout_ms;
@@ -445,8 +415,7 @@ static bool parse_response_head(gt_session *s)
         s->bytes_out += evbuffer_get_length(out) - before;
         evbuffer_drain(in, (size_t)r);
         s->rs_head_done = s->rs_started = true;
-        s->rs_left = s->rs.length;
-        gt_http1_chunked_init(&s->rs_chunk);
+        gt_body_relay_init(&s->rs_body, &s->rs, s->dechunk);
         s->up_reusable = !s->rs.conn_close && !(s->rs_minor == 0 && !s->rs.conn_keep_alive) &&
                          s->rs.framing != GT_BODY_EOF && !s->rs.had_cl_and_te;
         return true;
@@ -475,60 +444,28 @@ static void relay_response(gt_session *s)
 {
     struct evbuffer *in = gt_stream_input(s->up->st);
     struct evbuffer *out = gt_stream_output(s->cs);
-    bool done = s->rs.framing == GT_BODY_NONE;
-    while (!done) {
-        size_t avail = evbuffer_get_length(in);
-        if (avail == 0)
-            break;
-        if (s->rs.framing == GT_BODY_LENGTH) {
-            size_t n = avail < s->rs_left ? avail : (size_t)s->rs_left;
-            evbuffer_remove_buffer(in, out, n);
-            s->bytes_out += n;
-            s->rs_left -= n;
-            done = s->rs_left == 0;
-        } else if (s->rs.framing == GT_BODY_EOF) {
-            evbuffer_remove_buffer(in, out, avail);
-            s->bytes_out += avail;
-        } else if (s->rs_chunk.data_left) {
-            size_t n = avail < s->rs_chunk.data_left ? avail : (size_t)s->rs_chunk.data_left;
-            evbuffer_remove_buffer(in, out, n);
-            s->bytes_out += n;
-            gt_http1_chunked_consumed(&s->rs_chunk, n);
-        } else {
-            struct evbuffer_iovec v;
-            evbuffer_peek(in, -1, NULL, &v, 1);
-            size_t used = 0;
-            gt_http1_error err;
-            int r = gt_http1_chunked_feed(&s->rs_chunk, v.iov_base, v.iov_len, &used, &err);
-            if (r == GT_HTTP1_ERROR) {
-                upstream_failed(s, 502, err.reason);
-                return;
-            }
-            if (s->dechunk) {
-                evbuffer_drain(in, used); /* framing is not relayed to HTTP/1.0 clients */
-            } else {
-                evbuffer_remove_buffer(in, out, used);
-                s->bytes_out += used;
-            }
-            done = r == GT_CHUNKED_DONE;
+    for (;;) {
+        gt_http1_error err;
+        if (gt_body_relay_move(&s->rs_body, in, out, IO_HWM, &s->bytes_out, &err) < 0) {
+            upstream_failed(s, 502, err.reason);
+            return;
         }
-        if (!done && evbuffer_get_length(out) >= IO_HWM) {
-            gt_stream_flush(s->cs);
-            if (evbuffer_get_length(out) < IO_HWM / 2)
-                continue; /* the socket took it */
-            /* back-pressure: the client is slower than the origin; the client's write
-             * event (registered, the socket is full) resumes us below its low mark */
-            gt_stream_disable_read(s->up->st);
-            break;
+        if (s->rs_body.done) {
+            response_done(s);
+            return;
         }
-    }
-    if (done) {
-        response_done(s);
-        return;
+        if (evbuffer_get_length(out) < IO_HWM)
+            break;
+        gt_stream_flush(s->cs);
+        if (evbuffer_get_length(out) < IO_HWM / 2)
+            continue; /* the socket took it */
+        /* back-pressure: the client is slower than the origin; the client's write event
+         * (registered, the socket is full) resumes us below its low mark */
+        gt_stream_disable_read(s->up->st);
+        break;
     }
     gt_stream_flush(s->cs);
-    if (s->up)
-        gt_stream_resume_read(s->up->st);
+    gt_stream_resume_read(s->up->st);
 }
 
 static void on_up_read(gt_stream *st, void *arg)
@@ -714,8 +651,7 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
         respond_local(s, err.status, err.reason, true, "error");
         return;
     }
-    s->rq_left = s->rq.length;
-    gt_http1_chunked_init(&s->rq_chunk);
+    gt_body_relay_init(&s->rq_body, &s->rq, false);
 
     if (s->denied) {
         evbuffer_drain(in, head_len);
