@@ -4,6 +4,7 @@ gretel driven by curl and raw sockets. Each test prints one line; the run ends w
 "N passed, N failed". Usage: run.py --gretel build/test/gretel [--release build/gretel] [-k NAME]
 """
 import argparse
+import contextlib
 import glob
 import hashlib
 import json
@@ -56,6 +57,15 @@ class Env:
                 "resolve=origin.test=127.0.0.1"]
         return Gretel(binary or self.args.gretel, self.tmp, conf_text=conf,
                       opts=base + list(opts), env=env)
+
+    @contextlib.contextmanager
+    def own_gretel(self, opts=(), **kw):
+        """A gretel of the test's own, stopped (and checked for a clean exit) afterwards."""
+        g = self.start_gretel(opts, **kw)
+        try:
+            yield g
+        finally:
+            expect(g.stop() == 0, "gretel did not exit 0")
 
     def close(self):
         for f in (self.gretel.stop, self.nginx.stop, self.echo.stop):
@@ -316,14 +326,11 @@ def connect_disallowed_port(env):
 @test
 def connect_refused_and_unknown(env):
     port = free_port()
-    g = env.start_gretel([f"connect_ports={port}"])
-    try:
+    with env.own_gretel([f"connect_ports={port}"]) as g:
         resp = raw_exchange(g.port, f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         expect(status_of(resp) == 502 and b"refused" in resp, resp)
         resp = raw_exchange(g.port, f"CONNECT nohost.invalid:{port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         expect(status_of(resp) == 502 and b"no such host" in resp, resp)
-    finally:
-        expect(g.stop() == 0, "exit code")
 
 
 # --- upstream failures --------------------------------------------------------------------
@@ -403,8 +410,7 @@ def client_abort_mid_body(env):
 
 @test
 def allow_clients_refusal(env):
-    g = env.start_gretel(["allow_clients=10.0.0.0/8"])
-    try:
+    with env.own_gretel(["allow_clients=10.0.0.0/8"]) as g:
         rc, out, err = curl("-i", f"http://{env.origin}/hello", proxy=g.proxy)
         expect(status_of(out) == 403 and b"allow_clients" in out, out)
         expect(g.wait_log("denied client=127.0.0.1"), g.log())
@@ -412,14 +418,11 @@ def allow_clients_refusal(env):
         curl(f"http://{env.origin}/hello-denied", proxy=g.proxy)
         expect(env.nginx.access_log().count("GET /hello-denied ") == before,
                "a denied client's request reached the origin")
-    finally:
-        expect(g.stop() == 0, "exit code")
 
 
 @test
 def max_connections_503_then_accepts(env):
-    g = env.start_gretel(["max_connections=4"])
-    try:
+    with env.own_gretel(["max_connections=4"]) as g:
         socks = [socket.create_connection(("127.0.0.1", g.port)) for _ in range(4)]
         time.sleep(0.2)
         resp = raw_exchange(g.port, f"GET http://{env.origin}/hello HTTP/1.1\r\nHost: x\r\n\r\n".encode())
@@ -429,14 +432,11 @@ def max_connections_503_then_accepts(env):
         time.sleep(0.3)
         rc, out, err = curl(f"http://{env.origin}/hello", proxy=g.proxy)
         expect(rc == 0 and out == b"hello\n", err)
-    finally:
-        expect(g.stop() == 0, "exit code")
 
 
 @test
 def slowloris_is_cut_off(env):
-    g = env.start_gretel(["header_timeout=1500ms"])
-    try:
+    with env.own_gretel(["header_timeout=1500ms"]) as g:
         socks = []
         for _ in range(100):
             s = socket.create_connection(("127.0.0.1", g.port))
@@ -467,14 +467,11 @@ def slowloris_is_cut_off(env):
         expect(closed == 100, f"only {closed}/100 slow connections were cut off")
         expect(time.time() - t0 < 6, "header timeout not enforced from the first byte")
         expect(rss_kb(g.proc.pid) - base < 20000, "memory grew under slowloris")
-    finally:
-        expect(g.stop() == 0, "exit code")
 
 
 @test
 def idle_keepalive_closed(env):
-    g = env.start_gretel(["idle_timeout=500ms"])
-    try:
+    with env.own_gretel(["idle_timeout=500ms"]) as g:
         s = socket.create_connection(("127.0.0.1", g.port), timeout=3)
         s.sendall(f"GET http://{env.origin}/hello HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         data = b""
@@ -484,16 +481,13 @@ def idle_keepalive_closed(env):
         expect(s.recv(4096) == b"", "idle connection should be closed")
         expect(0.3 < time.time() - t0 < 2, "idle timeout not applied")
         s.close()
-    finally:
-        expect(g.stop() == 0, "exit code")
 
 
 # --- config, signals ----------------------------------------------------------------------
 
 @test
 def sighup_bad_config_kept_then_good_applied(env):
-    g = env.start_gretel([], conf="log_level = info\n")
-    try:
+    with env.own_gretel([], conf="log_level = info\n") as g:
         g.rewrite_conf("log_level = info\nbogus = 1\nconnect_ports = nope\n")
         g.signal(signal.SIGHUP)
         expect(g.wait_log("reload failed"), g.log())
@@ -505,8 +499,6 @@ def sighup_bad_config_kept_then_good_applied(env):
         expect(g.wait_log("reload ok"), g.log())
         rc, out, err = curl("-i", f"http://{env.origin}/hello", proxy=g.proxy)
         expect(status_of(out) == 403, f"new config not applied: {out[:200]!r}")
-    finally:
-        expect(g.stop() == 0, "exit code")
 
 
 @test
@@ -598,19 +590,15 @@ def mitm_on_refused(env):
 def no_paths_in_info_log(env):
     log = env.gretel.log()
     expect("/1k" not in log and "/echo" not in log, "path logged below debug")
-    g = env.start_gretel(["log_level=debug"])
-    try:
+    with env.own_gretel(["log_level=debug"]) as g:
         curl(f"http://{env.origin}/hello?q=1", proxy=g.proxy)
         expect(g.wait_log(f"url=http://{env.origin}/hello?q=1"), g.log()[-400:])
-    finally:
-        expect(g.stop() == 0, "exit code")
 
 
 # --- big streams (release build: its RSS is what users get) --------------------------------
 
 def _stream_rss(env, binary):
-    g = env.start_gretel([], binary=binary)
-    try:
+    with env.own_gretel([], binary=binary) as g:
         big = os.path.join(env.nginx.www, "1g.bin")
         with open(big, "wb") as f:
             f.truncate(1 << 30)
@@ -646,8 +634,6 @@ def _stream_rss(env, binary):
         growth = peak[0] - base
         print(f"    rss base={base} KiB peak={peak[0]} KiB growth={growth} KiB")
         expect(growth < 16384, f"RSS grew by {growth} KiB while streaming 2 GiB")
-    finally:
-        expect(g.stop() == 0, "exit code")
 
 
 @test

@@ -13,6 +13,17 @@
 #include "gretel/proxy.h"
 #include "gretel/util.h"
 
+/* Takes everything out of `out` (and frees it) as a NUL-terminated string. */
+static char *drain_str(struct evbuffer *out)
+{
+    size_t n = evbuffer_get_length(out);
+    char *s = malloc(n + 1);
+    evbuffer_remove(out, s, n);
+    s[n] = '\0';
+    evbuffer_free(out);
+    return s;
+}
+
 static char *head_for(const char *raw, bool absolute)
 {
     gt_http1_header h[64];
@@ -25,12 +36,7 @@ static char *head_for(const char *raw, bool absolute)
     assert_int_equal(gt_http1_request_body(&req, &b, &err), 0);
     struct evbuffer *out = evbuffer_new();
     gt_proxy_request_head(out, &req, &uri, absolute, &b);
-    size_t n = evbuffer_get_length(out);
-    char *s = malloc(n + 1);
-    evbuffer_remove(out, s, n);
-    s[n] = '\0';
-    evbuffer_free(out);
-    return s;
+    return drain_str(out);
 }
 
 static void test_request_head(void **st)
@@ -79,12 +85,7 @@ static char *resp_for(const char *raw, bool head_req, bool close, bool c10)
     assert_int_equal(gt_http1_response_body(&res, head_req, &b, &err), 0);
     struct evbuffer *out = evbuffer_new();
     gt_proxy_response_head(out, &res, &b, close, c10, c10 && b.framing == GT_BODY_CHUNKED);
-    size_t n = evbuffer_get_length(out);
-    char *s = malloc(n + 1);
-    evbuffer_remove(out, s, n);
-    s[n] = '\0';
-    evbuffer_free(out);
-    return s;
+    return drain_str(out);
 }
 
 static void test_response_head(void **st)
