@@ -93,6 +93,7 @@ struct gt_worker {
     struct event *done_ev; /* main-thread event a worker activates when it has finished */
     bool draining;
     struct event *drain_timer;
+    struct event *accept_pause; /* re-enables listeners after an accept failure */
     gt_logbuf logbuf;         /* request log lines, flushed by log_timer */
     struct event *log_timer;
 };

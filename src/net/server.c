@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "gretel/log.h"
@@ -72,13 +73,47 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     gt_session_accept(w, fd, sa, salen);
 }
 
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    gt_worker *w = arg;
+    if (w->draining || !w->listeners)
+        return;
+    for (size_t i = 0; i < w->nlisteners; i++)
+        if (w->listeners[i])
+            evconnlistener_enable(w->listeners[i]);
+}
+
 static void on_accept_error(struct evconnlistener *l, void *arg)
 {
+    (void)l;
     gt_worker *w = arg;
     int e = EVUTIL_SOCKET_ERROR();
-    /* EMFILE/ENFILE/ENOBUFS: back off briefly instead of spinning on a full fd table. */
-    gt_log(GT_LOG_WARN, "worker=%u accept failed: %s", w->id, strerror(e));
-    (void)l;
+    /* EMFILE/ENFILE/ENOBUFS: the pending connection stays in the kernel queue and would
+     * wake us again at once. Pause accepting for 100 ms instead of spinning (and logging)
+     * until descriptors free up. */
+    gt_log(GT_LOG_WARN, "worker=%u accept failed: %s; pausing accepts for 100ms", w->id,
+           strerror(e));
+    for (size_t i = 0; i < w->nlisteners; i++)
+        if (w->listeners[i])
+            evconnlistener_disable(w->listeners[i]);
+    struct timeval tv = {0, 100000};
+    evtimer_add(w->accept_pause, &tv);
+}
+
+/* Raises the descriptor limit to the hard limit: each proxied connection needs two, and
+ * distributions start processes at 1024. Returns the limit now in force. */
+static unsigned long raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return (unsigned long)rl.rlim_cur;
 }
 
 static void close_listeners(gt_worker *w)
@@ -172,6 +207,7 @@ static int worker_init(gt_worker *w, server *s, unsigned id, const gt_config *cf
     w->snap = gt_shared_acquire(&s->sh);
     w->notify = event_new(w->base, -1, EV_PERSIST, on_notify, w);
     event_add(w->notify, NULL);
+    w->accept_pause = evtimer_new(w->base, on_accept_resume, w);
     w->log_timer = event_new(w->base, -1, EV_PERSIST, on_log_timer, w);
     struct timeval log_tv = {0, 100000};
     event_add(w->log_timer, &log_tv);
@@ -228,6 +264,8 @@ static void worker_fini(gt_worker *w)
         event_free(w->done_ev);
     if (w->log_timer)
         event_free(w->log_timer);
+    if (w->accept_pause)
+        event_free(w->accept_pause);
     gt_snapshot_release(w->snap);
     w->snap = NULL;
     if (w->base)
@@ -342,6 +380,12 @@ int gt_server_run(gt_config *cfg, gt_reload_fn reload, void *reload_arg)
     s.sh.started_ms = gt_now_ms();
     gt_log_set_level((enum gt_log_level)cfg->log_level);
 
+    unsigned long nofile = raise_nofile();
+    if ((unsigned long)cfg->max_connections * 2 + 64 > nofile)
+        gt_log(GT_LOG_WARN,
+               "max_connections=%u needs about %u descriptors but the limit is %lu; "
+               "accepts will pause when it is reached",
+               cfg->max_connections, cfg->max_connections * 2 + 64, nofile);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     s.nworkers = cfg->workers ? cfg->workers : (unsigned)(ncpu > 0 ? ncpu : 1);
     s.sh.nworkers = s.nworkers;

@@ -422,7 +422,8 @@ class Socks5Server:
 
 
 class Gretel:
-    def __init__(self, binary, tmp, conf_text=None, opts=(), port=None, env=None):
+    def __init__(self, binary, tmp, conf_text=None, opts=(), port=None, env=None, nofile=None,
+                 listen=None):
         self.binary = binary
         self.dir = tempfile.mkdtemp(prefix="gretel-", dir=tmp)
         self.port = port or free_port()
@@ -430,20 +431,28 @@ class Gretel:
         with open(self.conf, "w") as f:
             f.write(conf_text if conf_text is not None else "")
         self.stderr_path = os.path.join(self.dir, "stderr.log")
-        args = [binary, "run", "-c", self.conf, "-o", f"listen=127.0.0.1:{self.port}",
+        self.host = "::1" if listen == "v6" else "127.0.0.1"
+        laddr = f"[::1]:{self.port}" if listen == "v6" else f"127.0.0.1:{self.port}"
+        args = [binary, "run", "-c", self.conf, "-o", f"listen={laddr}",
                 "-o", f"store={self.dir}/store", "-o", "workers=2"]
         for o in opts:
             args += ["-o", o]
         e = dict(os.environ)
         e.update(env or {})
         self.errf = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.errf, env=e)
+        def limit():
+            if nofile:
+                import resource
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.errf, env=e,
+                                     preexec_fn=limit)
         try:
-            wait_port(self.port)
+            wait_port(self.port, host=self.host)
         except RuntimeError:
             self.proc.kill()
             raise RuntimeError("gretel did not start: " + self.log())
-        self.proxy = f"http://127.0.0.1:{self.port}"
+        self.proxy = f"http://[::1]:{self.port}" if listen == "v6" else f"http://127.0.0.1:{self.port}"
 
     def log(self):
         with open(self.stderr_path, "rb") as f:

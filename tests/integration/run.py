@@ -52,11 +52,11 @@ class Env:
         self.nginx.write("gz/text.txt", b"compress me please " * 2000)
         self.gretel = self.start_gretel()
 
-    def start_gretel(self, opts=(), conf="", binary=None, env=None):
+    def start_gretel(self, opts=(), conf="", binary=None, env=None, **kw):
         base = [f"connect_ports={self.nginx.tls_port}", "resolve=tls.test=127.0.0.1",
                 "resolve=origin.test=127.0.0.1"]
         return Gretel(binary or self.args.gretel, self.tmp, conf_text=conf,
-                      opts=base + list(opts), env=env)
+                      opts=base + list(opts), env=env, **kw)
 
     @contextlib.contextmanager
     def own_gretel(self, opts=(), **kw):
@@ -467,6 +467,39 @@ def slowloris_is_cut_off(env):
         expect(closed == 100, f"only {closed}/100 slow connections were cut off")
         expect(time.time() - t0 < 6, "header timeout not enforced from the first byte")
         expect(rss_kb(g.proc.pid) - base < 20000, "memory grew under slowloris")
+
+
+@test
+def descriptor_exhaustion_pauses_accepts(env):
+    with env.own_gretel([], nofile=48) as g:
+        socks = []
+        for _ in range(60):  # more than the descriptors gretel has
+            try:
+                socks.append(socket.create_connection(("127.0.0.1", g.port), timeout=2))
+            except OSError:
+                break
+        time.sleep(1.0)
+        warns = g.log().count("accept failed")
+        # two workers retrying every 100 ms: about 20 in a second; a spin would be thousands
+        expect(1 <= warns <= 40, f"accept failures should pause, not spin: {warns} warnings")
+        for s in socks:
+            s.close()
+        time.sleep(0.4)
+        rc, out, err = curl(f"http://{env.origin}/hello", proxy=g.proxy)
+        expect(rc == 0 and out == b"hello\n", f"accepting again after descriptors freed: {err}")
+
+
+@test
+def ipv6_listener(env):
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        print("    (no IPv6 loopback here: skipped)")
+        return
+    with env.own_gretel(["allow_clients=::1/128"], listen="v6") as g:
+        rc, out, err = curl(f"http://{env.origin}/hello", proxy=g.proxy)
+        expect(rc == 0 and out == b"hello\n", err)
+        expect(g.wait_log("client=[::1]:"), g.log()[-300:])
 
 
 @test
