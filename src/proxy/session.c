@@ -51,6 +51,7 @@ struct gt_session {
     bool timer_is_head; /* armed as header deadline (vs idle) */
     size_t scanned;     /* bytes of input already searched for the end of the head */
     bool denied, over_limit, draining, close_after, linger_started;
+    bool client_eof; /* the client half-closed: answer what it sent, then close */
     unsigned nreq;
 
     /* the request in flight */
@@ -183,7 +184,8 @@ static void start_linger(gt_session *s)
         return;
     s->linger_started = true;
     gt_stream_shutdown_write(s->cs);
-    struct timeval tv = tv_ms(LINGER_MS);
+    /* a client that already half-closed has nothing more to send: end at once */
+    struct timeval tv = tv_ms(s->client_eof ? 0 : LINGER_MS);
     evtimer_add(s->timer, &tv);
 }
 
@@ -223,6 +225,8 @@ static void next_or_close(gt_session *s)
     arm_idle(s);
     if (evbuffer_get_length(gt_stream_input(s->cs)))
         process_heads(s);
+    else if (s->client_eof)
+        enter_closing(s);
 }
 
 /* Answers the current request locally. The connection closes when asked, or when a request
@@ -806,8 +810,11 @@ static void process_heads(gt_session *s)
     while (s->st == S_HEAD) {
         struct evbuffer *in = gt_stream_input(s->cs);
         size_t len = evbuffer_get_length(in);
-        if (len == 0)
+        if (len == 0) {
+            if (s->client_eof)
+                enter_closing(s);
             return;
+        }
         /* pipelined responses pile up if the client does not read: wait for it */
         if (evbuffer_get_length(gt_stream_output(s->cs)) >= IO_HWM)
             return;
@@ -833,6 +840,12 @@ static void process_heads(gt_session *s)
         }
         s->scanned = n;
         if (r == GT_HTTP1_INCOMPLETE) {
+            if (n < cap && s->client_eof) {
+                /* a partial head and no more bytes coming: nothing to answer */
+                evbuffer_drain(in, len);
+                enter_closing(s);
+                return;
+            }
             if (n < cap)
                 return; /* wait for more (header deadline is running) */
             s->snap = gt_snapshot_ref(s->w->snap);
@@ -912,13 +925,22 @@ static void on_client_event(gt_stream *st, int what, void *arg)
 {
     (void)st;
     gt_session *s = arg;
-    if ((what & GT_STREAM_EOF) && s->st == S_FORWARD && s->rq_done) {
-        /* The client half-closed after a complete request: finish the response, then close. */
-        s->close_after = true;
-        return;
+    if (what & GT_STREAM_EOF) {
+        /* A half-close ends the requests, not the responses: everything complete that the
+         * client sent is still answered (RFC 9112 §9.6), then the connection closes. */
+        s->client_eof = true;
+        if (s->st == S_FORWARD && s->rq_done)
+            return; /* next_or_close closes once the input holds no further request */
+        if (s->st == S_HEAD) {
+            if (evbuffer_get_length(gt_stream_input(st)))
+                process_heads(s); /* closes when only a partial head is left */
+            else
+                enter_closing(s);
+            return;
+        }
+        if (s->st == S_CLOSING && !s->linger_started)
+            return; /* keep flushing our last response; the linger timer ends it */
     }
-    if (s->st == S_CLOSING && (what & GT_STREAM_EOF) && !s->linger_started)
-        return; /* keep flushing our last response; the linger timer ends it */
     if (s->st == S_FORWARD || s->st == S_CONNECTING) {
         if (what & GT_STREAM_TIMEOUT)
             gt_log(GT_LOG_INFO, "conn=%u client=%s host=%s: client stalled, closing", s->id,

@@ -196,6 +196,20 @@ def pipelined_requests_in_order(env):
     bodies = re.findall(rb"file ([abc])\n", resp)
     expect(bodies == [b"c", b"a", b"b"], f"order: {bodies}")
     expect(resp.endswith(b"hello\n"), resp[-100:])
+    # the same, ended by a half-close instead of Connection: close: all are still answered
+    s = socket.create_connection(("127.0.0.1", env.gretel.port), timeout=5)
+    s.sendall(b"".join(f"GET http://{env.origin}/{n}.txt HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+                       for n in ("b", "c", "a")) + f"GET http://{env.echo_origin}/chunked HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    s.shutdown(socket.SHUT_WR)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    expect(re.findall(rb"file ([abc])\n", data) == [b"b", b"c", b"a"] and
+           data.endswith(b"0\r\nX-Sum: 12\r\n\r\n"), f"after half-close: {data[-300:]!r}")
 
 
 @test
