@@ -26,7 +26,8 @@ for s in "${suites[@]}"; do
       n=$(basename "$f"); corpus=tests/fuzz/corpus/${n#fuzz_}; work=build/fuzz/work-${n#fuzz_}
       mkdir -p "$work"
       dict=(); [ -f "tests/fuzz/${n#fuzz_}.dict" ] && dict=(-dict="tests/fuzz/${n#fuzz_}.dict")
-      if "$f" -max_total_time="$secs" -print_final_stats=0 "${dict[@]}" "$work" "$corpus" \
+      if "$f" -max_total_time="$secs" -print_final_stats=0 -artifact_prefix=build/fuzz/ \
+           "${dict[@]}" "$work" "$corpus" \
            >"build/fuzz/$n.log" 2>&1; then
         echo "[  PASSED  ] $n: $(grep -Eo 'Done [0-9]+ runs' "build/fuzz/$n.log" | tail -1)"
         pass=$((pass+1))

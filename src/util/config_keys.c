@@ -164,8 +164,7 @@ static int set_resolve(gt_config *c, gt_slice v, char *err, size_t errlen)
     if (!eq)
         return fail(err, errlen, "expected HOST=ADDRESS", v);
     gt_slice name = gt_slice_trim(gt_slice_make(v.p, (size_t)(eq - v.p)));
-    gt_slice addr = gt_slice_trim(gt_slice_make(eq + 1, v.len - name.len - 1));
-    addr = gt_slice_trim(gt_slice_make(eq + 1, (size_t)(v.p + v.len - eq - 1)));
+    gt_slice addr = gt_slice_trim(gt_slice_make(eq + 1, (size_t)(v.p + v.len - eq - 1)));
     gt_resolve_rule r = {0};
     if (gt_slice_eq(name, GT_S("*"))) {
         r.kind = GT_RESOLVE_ANY;

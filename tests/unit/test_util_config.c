@@ -207,6 +207,31 @@ static void test_resolve_lookup(void **st)
     gt_diags_free(&d);
 }
 
+/* Found by fuzz_config: spaces around the name of a resolve override made the address
+ * slice run past the end of the value. */
+static void test_resolve_with_spaces(void **st)
+{
+    (void)st;
+    char *p = write_tmp("resolve = i      ,,,,:,:,,      4444444444444444444444444444444\n"
+                        "resolve =  a.example  =  127.0.0.1 \n");
+    gt_config *c;
+    gt_diags d;
+    gt_diags_init(&d);
+    assert_int_equal(gt_config_load(&c, p, NULL, 0, &d), GT_EINVAL);
+    gt_diags_free(&d);
+    unlink(p);
+    free(p);
+    p = write_tmp("resolve =  a.example  =  127.0.0.1 \n");
+    gt_diags_init(&d);
+    assert_int_equal(gt_config_load(&c, p, NULL, 0, &d), 0);
+    assert_string_equal(c->resolve[0].name, "a.example");
+    assert_string_equal(c->resolve[0].addr.text, "127.0.0.1:0");
+    gt_config_free(c);
+    gt_diags_free(&d);
+    unlink(p);
+    free(p);
+}
+
 static void test_sockaddr(void **st)
 {
     (void)st;
@@ -248,6 +273,7 @@ int main(void)
         cmocka_unit_test(test_bad_override_and_missing_file),
         cmocka_unit_test(test_cidr),
         cmocka_unit_test(test_resolve_lookup),
+        cmocka_unit_test(test_resolve_with_spaces),
         cmocka_unit_test(test_sockaddr),
         cmocka_unit_test(test_key_table),
     };
