@@ -74,6 +74,21 @@ static void add_slice(struct evbuffer *out, gt_slice s)
 static void copy_fields(struct evbuffer *out, const gt_http1_header *h, size_t n, bool drop_host,
                         bool drop_cl)
 {
+    /* Most messages have no Connection field, or only "close"/"keep-alive": then no other
+     * field can be listed in it and the per-field lookup (quadratic in the field count) is
+     * skipped. */
+    bool lists_others = false;
+    for (size_t i = 0; i < n && !lists_others; i++) {
+        if (!gt_slice_caseeq(h[i].name, GT_S("connection")))
+            continue;
+        gt_slice rest = h[i].value, item;
+        while (gt_slice_next(&rest, ',', &item)) {
+            gt_slice t = gt_slice_trim(item);
+            if (t.len && !gt_slice_caseeq(t, GT_S("close")) &&
+                !gt_slice_caseeq(t, GT_S("keep-alive")))
+                lists_others = true;
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         gt_slice name = h[i].name;
         if (gt_http1_is_hop_by_hop(name))
@@ -82,7 +97,7 @@ static void copy_fields(struct evbuffer *out, const gt_http1_header *h, size_t n
             continue;
         if (drop_cl && gt_slice_caseeq(name, GT_S("content-length")))
             continue;
-        if (gt_http1_connection_lists(h, n, name))
+        if (lists_others && gt_http1_connection_lists(h, n, name))
             continue;
         add_slice(out, name);
         evbuffer_add(out, ": ", 2);
