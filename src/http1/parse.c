@@ -287,7 +287,10 @@ static void scan_framing(const gt_http1_header *h, size_t n, framing_scan *s)
                     s->te_chunked_last = false;
                 }
             }
-        } else if (gt_slice_caseeq(name, GT_S("connection"))) {
+        } else if (gt_slice_caseeq(name, GT_S("connection")) ||
+                   gt_slice_caseeq(name, GT_S("proxy-connection"))) {
+            /* Proxy-Connection is how HTTP/1.0-era clients ask a proxy for keep-alive;
+             * it means the same for the client's hop and is never forwarded. */
             gt_slice rest = h[i].value, item;
             while (gt_slice_next(&rest, ',', &item)) {
                 gt_slice t = gt_slice_trim(item);

@@ -513,6 +513,8 @@ static void on_up_event(gt_stream *st, int what, void *arg)
      * fresh connection when nothing came back and no request body was sent. */
     if (!s->up_got_bytes && s->up && s->up->reused && !s->retried && !s->rq_sent_any &&
         s->rq.framing == GT_BODY_NONE && (what & (GT_STREAM_EOF | GT_STREAM_ERROR))) {
+        gt_log(GT_LOG_INFO, "conn=%u host=%s: pooled upstream %s was closed; retrying on a new "
+                            "connection", s->id, s->host, s->up->peer);
         gt_upstream_free(s->up);
         s->up = NULL;
         s->retried = true;

@@ -147,6 +147,7 @@ class EchoOrigin:
     /reset-mid        promises 100000 bytes, sends 1000, closes
     /slow?ms=N        waits N ms before answering
     /close            answers with Connection: close
+    /drop-after       answers as keep-alive, then closes the connection at once
     """
 
     def __init__(self):
@@ -265,6 +266,10 @@ class EchoOrigin:
                     ms = int(target.split("ms=")[1]) if "ms=" in target else 3000
                     time.sleep(ms / 1000)
                 body = json.dumps(rec).encode()
+                if path == "/drop-after":
+                    # keep-alive as far as the headers say, then gone: a stale pooled connection
+                    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    return
                 extra = b"Connection: close\r\n" if path == "/close" else b""
                 sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                              + extra + b"Content-Length: " + str(len(body)).encode()

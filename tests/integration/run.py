@@ -213,6 +213,19 @@ def pipelined_requests_in_order(env):
 
 
 @test
+def stale_pooled_connection_retried(env):
+    # the origin closes right after a keep-alive response; the pipelined next request is
+    # handed the pooled (now dead) connection and must be retried on a fresh one
+    req = (f"GET http://{env.echo_origin}/drop-after HTTP/1.1\r\nHost: x\r\n\r\n"
+           f"GET http://{env.echo_origin}/echo-after-drop HTTP/1.1\r\nHost: x\r\n"
+           f"Connection: close\r\n\r\n").encode()
+    resp = raw_exchange(env.gretel.port, req)
+    codes = re.findall(rb"HTTP/1\.1 (\d{3})", resp)
+    expect(codes == [b"200", b"200"] and b'"/echo-after-drop"' in resp, resp[-400:])
+    expect(env.gretel.wait_log("was closed; retrying"), "the retry path was not taken")
+
+
+@test
 def no_identifying_or_hop_headers_forwarded(env):
     rc, out, err = curl("-H", "Connection: X-Drop-Me", "-H", "X-Drop-Me: secret",
                         "-H", "Keep-Alive: 300", "-H", "TE: trailers", "-H", "Upgrade: h2c",

@@ -180,6 +180,20 @@ static void test_request_framing(void **st)
     }
 }
 
+static void test_connection_tokens(void **st)
+{
+    (void)st;
+    gt_http1_body b;
+    gt_http1_error err;
+    assert_int_equal(body_of("GET / HTTP/1.0\r\nProxy-Connection: Keep-Alive\r\n\r\n", &b, &err), 0);
+    assert_true(b.conn_keep_alive);
+    assert_int_equal(body_of("GET / HTTP/1.1\r\nConnection: foo, Close\r\n\r\n", &b, &err), 0);
+    assert_true(b.conn_close);
+    assert_int_equal(body_of("POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n",
+                             &b, &err), 0);
+    assert_true(b.expect_continue);
+}
+
 static void test_response(void **st)
 {
     (void)st;
@@ -275,7 +289,7 @@ int main(void)
         cmocka_unit_test(test_simple_get),        cmocka_unit_test(test_incomplete_every_prefix),
         cmocka_unit_test(test_leading_crlf_skipped), cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_too_many_headers),  cmocka_unit_test(test_request_framing),
-        cmocka_unit_test(test_response),          cmocka_unit_test(test_absolute_targets),
+        cmocka_unit_test(test_connection_tokens), cmocka_unit_test(test_response),          cmocka_unit_test(test_absolute_targets),
         cmocka_unit_test(test_hop_by_hop),
     };
     return cmocka_run_group_tests_name("http1_parse", tests, NULL, NULL);
