@@ -51,6 +51,8 @@ void gt_stream_setcb(gt_stream *s, gt_stream_cb on_read, gt_stream_cb on_write,
 struct evbuffer *gt_stream_input(gt_stream *s);
 struct evbuffer *gt_stream_output(gt_stream *s);
 int gt_stream_fd(const gt_stream *s);
+/* True once the peer's EOF was read (no further read events will come). */
+bool gt_stream_at_eof(const gt_stream *s);
 int gt_stream_error(const gt_stream *s);
 
 /* Reading: enabled streams read until the input holds `hwm` bytes (0: 256 KiB), then pause

@@ -3,6 +3,7 @@
  * allocates, never reads past `len`. Everything a request-smuggling attack needs to be
  * ambiguous (bare CR or LF, obs-fold, whitespace before the colon, CL with TE, differing CL,
  * non-final chunked) is an error here, so the proxy never forwards it. */
+#include <arpa/inet.h>
 #include <string.h>
 
 #include "gretel/http1.h"
@@ -411,12 +412,50 @@ bool gt_http1_host_valid(gt_slice host, bool ipv6)
 {
     if (host.len == 0 || host.len > 253)
         return false;
+    if (ipv6) {
+        char buf[64];
+        unsigned char a[16];
+        if (host.len >= sizeof(buf))
+            return false;
+        memcpy(buf, host.p, host.len);
+        buf[host.len] = '\0';
+        return inet_pton(AF_INET6, buf, a) == 1;
+    }
+    /* DNS names: labels of 1..63 letters, digits, '-' or '_', separated by single dots
+     * (one trailing dot allowed). A name whose last label is numeric must be a valid IPv4
+     * literal: "127..1" or "1.2.3" would otherwise go to a name server as a query. */
+    size_t label = 0;
+    bool last_numeric = true;
     for (size_t i = 0; i < host.len; i++) {
         char c = host.p[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '-' || c == '.' || (ipv6 ? c == ':' : c == '_');
-        if (!ok)
+        if (c == '.') {
+            if (label == 0)
+                return false;
+            if (i + 1 < host.len) {
+                label = 0;
+                last_numeric = true;
+            }
+            continue;
+        }
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (!alnum && c != '-' && c != '_')
             return false;
+        if (!(c >= '0' && c <= '9'))
+            last_numeric = false;
+        if (++label > 63)
+            return false;
+    }
+    if (last_numeric) {
+        char buf[64];
+        unsigned char a[4];
+        size_t n = host.len;
+        if (n && host.p[n - 1] == '.')
+            n--;
+        if (n >= sizeof(buf))
+            return false;
+        memcpy(buf, host.p, n);
+        buf[n] = '\0';
+        return inet_pton(AF_INET, buf, a) == 1;
     }
     return true;
 }

@@ -403,6 +403,11 @@ int gt_stream_fd(const gt_stream *s)
     return s->fd;
 }
 
+bool gt_stream_at_eof(const gt_stream *s)
+{
+    return s->eof;
+}
+
 int gt_stream_error(const gt_stream *s)
 {
     return s->err;

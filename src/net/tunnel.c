@@ -156,6 +156,13 @@ void gt_tunnel_start(gt_worker *w, gt_stream *client, gt_stream *origin, unsigne
         gt_stream_enable_read(t->side[i]);
     }
     arm_idle(t);
+    /* A side whose EOF was already read (a client that half-closed right after its
+     * CONNECT) gets no further events: pass its end on now. */
+    for (int i = 0; i < 2; i++)
+        if (gt_stream_at_eof(t->side[i])) {
+            t->eof[i] = true;
+            gt_stream_shutdown_write(t->side[1 - i]);
+        }
     /* Bytes that arrived before the tunnel existed (a client's early ClientHello, or data a
      * parent proxy sent after its 200) are relayed from the loop. */
     for (int i = 0; i < 2; i++)

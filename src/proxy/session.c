@@ -52,6 +52,7 @@ struct gt_session {
     size_t scanned;     /* bytes of input already searched for the end of the head */
     bool denied, over_limit, draining, close_after, linger_started;
     bool client_eof; /* the client half-closed: answer what it sent, then close */
+    bool abort_pending; /* client gone mid-request: destroy from the timer */
     unsigned nreq;
 
     /* the request in flight */
@@ -350,6 +351,14 @@ static void pump_request(gt_session *s)
     s->rq_done = s->rq_body.done;
     gt_stream_flush(s->up->st);
     gt_stream_resume_read(s->cs);
+    if (!s->rq_done && s->client_eof && evbuffer_get_length(in) == 0 && !s->abort_pending) {
+        /* The rest of the body will never come. Destroyed from the loop: our callers still
+         * hold the session. */
+        s->abort_pending = true;
+        struct timeval zero = {0, 0};
+        evtimer_add(s->timer, &zero);
+        return;
+    }
     if (s->rq_done) {
         unsigned t = cfg_of(s)->upstream_timeout_ms;
         gt_stream_set_timeouts(s->up->st, t, t);
@@ -923,6 +932,18 @@ static void on_client_write(gt_stream *st, void *arg)
     }
 }
 
+/* Logs a request the client abandoned (status 499, as nginx records it). */
+static void log_abort(gt_session *s, const char *why)
+{
+    gt_log(GT_LOG_INFO, "conn=%u client=%s host=%s: %s, closing", s->id, s->client, s->host,
+           why);
+    if (s->snap) {
+        s->status = s->status ? s->status : 499;
+        s->decision = "aborted";
+        log_request(s);
+    }
+}
+
 static void on_client_event(gt_stream *st, int what, void *arg)
 {
     (void)st;
@@ -943,19 +964,8 @@ static void on_client_event(gt_stream *st, int what, void *arg)
         if (s->st == S_CLOSING && !s->linger_started)
             return; /* keep flushing our last response; the linger timer ends it */
     }
-    if (s->st == S_FORWARD || s->st == S_CONNECTING) {
-        if (what & GT_STREAM_TIMEOUT)
-            gt_log(GT_LOG_INFO, "conn=%u client=%s host=%s: client stalled, closing", s->id,
-                   s->client, s->host);
-        else
-            gt_log(GT_LOG_INFO, "conn=%u client=%s host=%s: client closed mid-request", s->id,
-                   s->client, s->host);
-        if (s->snap) {
-            s->status = s->status ? s->status : 499;
-            s->decision = "aborted";
-            log_request(s);
-        }
-    }
+    if (s->st == S_FORWARD || s->st == S_CONNECTING)
+        log_abort(s, (what & GT_STREAM_TIMEOUT) ? "client stalled" : "client closed mid-request");
     session_destroy(s);
 }
 
@@ -963,6 +973,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     gt_session *s = arg;
+    if (s->abort_pending) {
+        log_abort(s, "client closed mid-request");
+        session_destroy(s);
+        return;
+    }
     if (s->st == S_CLOSING) {
         session_destroy(s);
         return;

@@ -257,10 +257,18 @@ static void test_absolute_targets(void **st)
     assert_true(u.is_https);
     assert_int_equal(u.port, 443);
     const char *bad[] = {"ftp://h/", "http://u:p@h/", "http://h:0/", "http://h:70000/",
-                         "http://h/#frag", "http://h_%/", "http:///x", "http://h:x/"};
+                         "http://h/#frag", "http://h_%/", "http:///x", "http://h:x/",
+                         "http://127..1/", "http://1.2.3/", "http://.a.example/",
+                         "http://a..example/", "http://[1::2::3]/", "http://300.1.1.1/",
+                         "http://[::1/"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (gt_http1_parse_absolute(gt_slice_cstr(bad[i]), &u, &err) != GT_HTTP1_ERROR)
             fail_msg("accepted %s", bad[i]);
+    const char *good[] = {"http://a.example./", "http://x-1.a_b.example/", "http://10.0.0.1/",
+                          "http://[::ffff:1.2.3.4]/", "http://3com.example/"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        if (gt_http1_parse_absolute(gt_slice_cstr(good[i]), &u, &err) != 0)
+            fail_msg("rejected %s", good[i]);
     assert_int_equal(gt_http1_parse_authority(GT_S("h.example:443"), &u, &err), 0);
     assert_int_equal(u.port, 443);
     assert_int_equal(gt_http1_parse_authority(GT_S("[2001:db8::1]:8443"), &u, &err), 0);
