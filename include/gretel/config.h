@@ -39,6 +39,9 @@ typedef struct {
 
 enum gt_forward_kind { GT_FORWARD_NONE, GT_FORWARD_HTTP, GT_FORWARD_SOCKS5 };
 
+/* Who may reach origins on gretel's own machine (loopback addresses) through it. */
+enum gt_loopback_policy { GT_LOOPBACK_AUTO, GT_LOOPBACK_ON, GT_LOOPBACK_OFF };
+
 typedef struct gt_config {
     char *file; /* the file this was read from, or NULL for embedded defaults */
 
@@ -57,6 +60,7 @@ typedef struct gt_config {
     uint16_t *connect_ports;
     size_t nconnect_ports;
     int log_level;
+    enum gt_loopback_policy loopback_upstream;
 
     /* Tuning keys beyond the contract (docs/CONFIG in README). */
     unsigned workers; /* 0: one per core */
@@ -92,6 +96,9 @@ bool gt_cidr_match(const gt_cidr *c, const struct sockaddr *sa);
 /* True when a client address falls in any allow_clients range. */
 bool gt_config_client_allowed(const gt_config *cfg, const struct sockaddr *sa);
 bool gt_config_connect_port_allowed(const gt_config *cfg, unsigned port);
+/* True for addresses that reach this machine itself: 127.0.0.0/8, ::1, the unspecified
+ * addresses and their IPv4-mapped forms. */
+bool gt_sockaddr_is_loopback(const struct sockaddr *sa);
 /* The override for a host name (lower-case, no trailing dot), or NULL. Exact names beat the
  * longest `*.suffix`, which beats `*`. */
 const gt_resolve_rule *gt_config_resolve_lookup(const gt_config *cfg, gt_slice host);

@@ -106,6 +106,7 @@ struct gt_upstream {
     struct gt_stream *st;
     bool reused;   /* taken from the pool for this request */
     bool via_http_proxy; /* requests go in absolute-form to a parent HTTP proxy */
+    bool guarded_loopback; /* reaches this machine by name (loopback_upstream applies) */
     char peer[64]; /* address text, for logs and error pages */
     char key[272]; /* pool key */
     unsigned key_hash;
@@ -121,12 +122,14 @@ typedef struct gt_connect gt_connect;
 typedef void (*gt_connect_cb)(void *arg, gt_upstream *up, int status, const char *why);
 
 /* Starts a non-blocking connect to host:port from worker w, honouring cfg's `resolve`
- * overrides and `forward` parent proxy. For a tunnel (CONNECT), a parent HTTP proxy gets a
+ * overrides and `forward` parent proxy. With deny_loopback, a name that resolves to this
+ * machine (gt_sockaddr_is_loopback) fails with 403; overrides and parents are exempt. For a tunnel (CONNECT), a parent HTTP proxy gets a
  * CONNECT of its own and the callback fires after its 200. The whole attempt (DNS, TCP,
  * parent handshake) is bounded by connect_timeout. The callback is called exactly once,
  * never from within this call; *handle lets the caller cancel before that. */
 void gt_upstream_connect(gt_worker *w, const gt_config *cfg, gt_slice host, uint16_t port,
-                         bool tunnel, gt_connect_cb cb, void *arg, gt_connect **handle);
+                         bool tunnel, bool deny_loopback, gt_connect_cb cb, void *arg,
+                         gt_connect **handle);
 /* Cancels a pending connect: its callback will not run. NULL-safe. */
 void gt_upstream_connect_cancel(gt_connect *c);
 

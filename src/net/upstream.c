@@ -44,6 +44,8 @@ struct gt_connect {
     struct event *timer, *start;
     unsigned timeout_ms;
     bool has_override;
+    bool deny_loopback;
+    unsigned loopback_skipped;
     gt_sockaddr override;
     char key[272];
     char why[256];
@@ -100,6 +102,8 @@ static void succeed(gt_connect *c)
     up->st = c->st;
     c->st = NULL;
     up->via_http_proxy = c->fwd == GT_FORWARD_HTTP && !c->tunnel;
+    up->guarded_loopback = !c->has_override && c->fwd == GT_FORWARD_NONE &&
+                           gt_sockaddr_is_loopback((struct sockaddr *)&c->addrs[c->next - 1]);
     gt_sockaddr_format((struct sockaddr *)&c->addrs[c->next - 1], up->peer, sizeof(up->peer));
     snprintf(up->key, sizeof(up->key), "%s", c->key);
     gt_stream_setcb(up->st, NULL, NULL, NULL, NULL);
@@ -263,6 +267,13 @@ static void try_next_addr(gt_connect *c)
 {
     while (c->next < c->naddrs) {
         size_t i = c->next++;
+        if (c->deny_loopback && !c->has_override && c->fwd == GT_FORWARD_NONE &&
+            gt_sockaddr_is_loopback((struct sockaddr *)&c->addrs[i])) {
+            /* A client on another host must not reach services bound to gretel's own
+             * loopback (router admin pages, local databases) through the proxy. */
+            c->loopback_skipped++;
+            continue;
+        }
         c->state = C_TCP;
         int e = 0;
         c->st = gt_stream_connect(c->w->base, (struct sockaddr *)&c->addrs[i], c->addrlens[i], &e);
@@ -271,6 +282,11 @@ static void try_next_addr(gt_connect *c)
             return;
         }
         c->last_errno = e;
+    }
+    if (c->loopback_skipped == c->naddrs) {
+        fail(c, 403, "%s:%u is gretel's own machine, not reachable for clients on other hosts "
+                     "(loopback_upstream)", c->host, c->port);
+        return;
     }
     char a[64] = "?";
     if (c->naddrs)
@@ -424,9 +440,11 @@ void gt_upstream_key(const gt_config *cfg, gt_slice host, uint16_t port, char *k
 }
 
 void gt_upstream_connect(gt_worker *w, const gt_config *cfg, gt_slice host, uint16_t port,
-                         bool tunnel, gt_connect_cb cb, void *arg, gt_connect **handle)
+                         bool tunnel, bool deny_loopback, gt_connect_cb cb, void *arg,
+                         gt_connect **handle)
 {
     gt_connect *c = gt_xcalloc(1, sizeof(*c));
+    c->deny_loopback = deny_loopback;
     c->w = w;
     c->cb = cb;
     c->arg = arg;

@@ -45,6 +45,7 @@ struct gt_session {
     gt_stream *cs; /* the client connection */
     char client[64];
     char local[64]; /* the address the client reached us on, "1.2.3.4:8119" */
+    bool client_is_loopback;
     enum sess_state st;
     LIST_ENTRY(gt_session) link;
     struct event *timer;
@@ -86,6 +87,7 @@ static void on_up_read(gt_stream *st, void *arg);
 static void on_up_write(gt_stream *st, void *arg);
 static void on_up_event(gt_stream *st, int what, void *arg);
 static void start_forward(gt_session *s, gt_upstream *up);
+static bool deny_loopback(const gt_session *s);
 
 static const gt_config *cfg_of(const gt_session *s)
 {
@@ -529,6 +531,7 @@ static void on_up_event(gt_stream *st, int what, void *arg)
         s->retried = true;
         s->st = S_CONNECTING;
         gt_upstream_connect(s->w, cfg_of(s), gt_slice_cstr(s->host), s->port, false,
+                            deny_loopback(s),
                             on_retry_connected, s, &s->connect);
         return;
     }
@@ -641,6 +644,20 @@ static bool host_is_self(gt_session *s, gt_slice host, uint16_t port)
     return false;
 }
 
+/* Whether this client's requests may reach servers on gretel's own machine. */
+static bool deny_loopback(const gt_session *s)
+{
+    switch (cfg_of(s)->loopback_upstream) {
+    case GT_LOOPBACK_ON:
+        return false;
+    case GT_LOOPBACK_OFF:
+        return true;
+    case GT_LOOPBACK_AUTO:
+    default:
+        return !s->client_is_loopback;
+    }
+}
+
 static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len)
 {
     struct evbuffer *in = gt_stream_input(s->cs);
@@ -728,7 +745,7 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
         s->st = S_CONNECTING;
         evtimer_del(s->timer);
         gt_stream_disable_read(s->cs); /* early tunnel bytes wait in the buffer */
-        gt_upstream_connect(s->w, cfg, gt_slice_cstr(s->host), s->port, true,
+        gt_upstream_connect(s->w, cfg, gt_slice_cstr(s->host), s->port, true, deny_loopback(s),
                             on_tunnel_connected, s, &s->connect);
         return;
     }
@@ -788,6 +805,11 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
     char key[272];
     gt_upstream_key(cfg, gt_slice_cstr(s->host), s->port, key, sizeof(key));
     gt_upstream *up = gt_pool_take(s->w, key);
+    if (up && up->guarded_loopback && deny_loopback(s)) {
+        /* pooled for a local client; this one goes through the checked connect (403) */
+        gt_pool_put(s->w, up, cfg);
+        up = NULL;
+    }
     evtimer_del(s->timer);
     if (up) {
         start_forward(s, up);
@@ -795,7 +817,8 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
     }
     s->st = S_CONNECTING;
     gt_stream_disable_read(s->cs); /* the body waits until the origin is there */
-    gt_upstream_connect(s->w, cfg, gt_slice_cstr(s->host), s->port, false, on_connected, s,
+    gt_upstream_connect(s->w, cfg, gt_slice_cstr(s->host), s->port, false, deny_loopback(s),
+                        on_connected, s,
                         &s->connect);
 }
 
@@ -1012,6 +1035,7 @@ void gt_session_accept(gt_worker *w, int fd, const struct sockaddr *sa, int sale
     s->id = w->id + (w->next_id++) * w->sh->nworkers;
     s->decision = "pass";
     gt_sockaddr_format(sa, s->client, sizeof(s->client));
+    s->client_is_loopback = gt_sockaddr_is_loopback(sa);
     struct sockaddr_storage local;
     socklen_t llen = sizeof(local);
     if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0)

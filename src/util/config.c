@@ -175,6 +175,24 @@ bool gt_config_client_allowed(const gt_config *cfg, const struct sockaddr *sa)
     return false;
 }
 
+bool gt_sockaddr_is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        uint32_t a = ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr);
+        return (a >> 24) == 127 || a == 0;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(a) || IN6_IS_ADDR_UNSPECIFIED(a))
+            return true;
+        if (IN6_IS_ADDR_V4MAPPED(a)) {
+            const uint8_t *b = a->s6_addr + 12;
+            return b[0] == 127 || (b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] == 0);
+        }
+    }
+    return false;
+}
+
 bool gt_config_connect_port_allowed(const gt_config *cfg, unsigned port)
 {
     for (size_t i = 0; i < cfg->nconnect_ports; i++)

@@ -300,6 +300,19 @@ static int set_log_level(gt_config *c, gt_slice v, char *err, size_t errlen)
     c->log_level = l;
     return GT_OK;
 }
+static int set_loopback(gt_config *c, gt_slice v, char *err, size_t errlen)
+{
+    if (gt_slice_caseeq(v, GT_S("auto")))
+        c->loopback_upstream = GT_LOOPBACK_AUTO;
+    else if (gt_slice_caseeq(v, GT_S("on")))
+        c->loopback_upstream = GT_LOOPBACK_ON;
+    else if (gt_slice_caseeq(v, GT_S("off")))
+        c->loopback_upstream = GT_LOOPBACK_OFF;
+    else
+        return fail(err, errlen, "expected auto, on or off", v);
+    return GT_OK;
+}
+
 static int set_dns(gt_config *c, gt_slice v, char *err, size_t errlen)
 {
     gt_sockaddr a;
@@ -366,6 +379,9 @@ const cfg_key gt_config_keys[] = {
      "purchase pixels seen through the proxy mark their products as bought, locally"},
     {"log_level", "level", "info", set_log_level, NULL,
      "error, warn, info or debug; full URLs are logged only at debug"},
+    {"loopback_upstream", "auto/on/off", "auto", set_loopback, NULL,
+     "may clients reach servers on gretel's own machine (127.0.0.0/8, ::1)? auto: only "
+     "clients on this machine; `resolve` overrides and parent proxies are always allowed"},
     {"workers", "number", "0", set_workers, NULL,
      "worker threads, each with its own event loop and listener; 0: one per core"},
     {"max_connections", "number", "4096", set_max_conns, NULL,

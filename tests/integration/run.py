@@ -505,6 +505,25 @@ def allow_clients_refusal(env):
 
 
 @test
+def loopback_upstream_guard(env):
+    # `off` applies to every client what `auto` applies to clients on other hosts
+    with env.own_gretel(["loopback_upstream=off"]) as g:
+        before = env.nginx.access_log().count("GET /guarded ")
+        for url in (f"http://127.0.0.1:{env.nginx.port}/guarded",
+                    f"http://localhost:{env.nginx.port}/guarded",
+                    f"http://[::1]:{env.nginx.port}/guarded",
+                    f"http://0.0.0.0:{env.nginx.port}/guarded"):
+            rc, out, err = curl("-i", url, proxy=g.proxy)
+            expect(status_of(out) == 403 and b"loopback_upstream" in out, f"{url}: {out[:300]!r}")
+        resp = raw_exchange(g.port, f"CONNECT 127.0.0.1:{env.nginx.tls_port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        expect(status_of(resp) == 403, resp)
+        expect(env.nginx.access_log().count("GET /guarded ") == before, "origin was reached")
+        # a name the admin mapped with `resolve` stays reachable
+        rc, out, err = curl(f"http://origin.test:{env.nginx.port}/hello", proxy=g.proxy)
+        expect(rc == 0 and out == b"hello\n", err)
+
+
+@test
 def max_connections_503_then_accepts(env):
     with env.own_gretel(["max_connections=4"]) as g:
         socks = [socket.create_connection(("127.0.0.1", g.port)) for _ in range(4)]

@@ -245,6 +245,25 @@ static void test_sockaddr(void **st)
     assert_int_equal(gt_sockaddr_parse(GT_S("[::1"), false, &a), GT_EINVAL);
 }
 
+static void test_loopback_classifier(void **st)
+{
+    (void)st;
+    const char *yes[] = {"127.0.0.1", "127.255.0.9", "0.0.0.0", "::1", "::", "::ffff:127.0.0.2",
+                         "::ffff:0.0.0.0"};
+    const char *no[] = {"10.0.0.1", "192.168.1.1", "128.0.0.1", "::2", "fe80::1",
+                        "::ffff:10.1.1.1", "2001:db8::1"};
+    for (int pass = 0; pass < 2; pass++) {
+        const char **v = pass ? no : yes;
+        size_t n = pass ? sizeof(no) / sizeof(no[0]) : sizeof(yes) / sizeof(yes[0]);
+        for (size_t i = 0; i < n; i++) {
+            gt_sockaddr a;
+            assert_int_equal(gt_sockaddr_parse(gt_slice_cstr(v[i]), true, &a), 0);
+            if (gt_sockaddr_is_loopback((struct sockaddr *)&a.ss) != !pass)
+                fail_msg("%s misclassified", v[i]);
+        }
+    }
+}
+
 static void test_key_table(void **st)
 {
     (void)st;
@@ -275,6 +294,7 @@ int main(void)
         cmocka_unit_test(test_resolve_lookup),
         cmocka_unit_test(test_resolve_with_spaces),
         cmocka_unit_test(test_sockaddr),
+        cmocka_unit_test(test_loopback_classifier),
         cmocka_unit_test(test_key_table),
     };
     return cmocka_run_group_tests_name("util_config", tests, NULL, NULL);
