@@ -1,12 +1,17 @@
 /* CONNECT tunnels: a raw byte relay between the client and the origin (or parent proxy).
- * Owns both streams from gt_tunnel_start until it frees them. Bytes move between evbuffers
- * without copying (evbuffer_remove_buffer hands over whole chains); a side whose peer's
- * output passes the high watermark stops reading until that output drains. Half-closes are
- * passed on, so protocols that rely on them keep working. */
+ * Owns both streams from gt_tunnel_start until it frees them. A tunnel starts on evbuffers
+ * (chains handed over, no copy in user space); once it has carried SPLICE_AFTER bytes and
+ * both sides are idle it switches to splice(2) through a pipe per direction, so bulk
+ * transfers never enter user space. Either way a side stops reading while its peer cannot
+ * take more, and half-closes are passed on. */
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "gretel/log.h"
 #include "gretel/net.h"
@@ -16,6 +21,18 @@
 /* Per-direction buffering cap: enough to keep a loopback or LAN link busy, small enough
  * that a thousand busy tunnels stay within a few hundred MiB at worst. */
 #define TUNNEL_HWM (256 * 1024)
+/* Short tunnels (most of a browser's) stay on evbuffers: two pipes cost four descriptors
+ * and two system calls per move, which pays off only for bulk transfers. */
+#define SPLICE_AFTER (512 * 1024)
+#define SPLICE_CHUNK (1 << 20)
+
+/* One direction in splice mode: src socket -> pipe -> dst socket. */
+typedef struct {
+    int pipe[2];
+    size_t in_pipe;      /* bytes spliced in but not yet out */
+    struct event *rev;   /* src readable */
+    struct event *wev;   /* dst writable, while the pipe holds data */
+} splice_dir;
 
 struct gt_tunnel {
     gt_worker *w;
@@ -25,17 +42,36 @@ struct gt_tunnel {
     uint64_t t0, last_activity;
     unsigned idle_ms;
     struct event *idle_timer;
+    bool spliced;
+    splice_dir dir[2];   /* dir[i]: from side i to side 1-i */
     char label[400];
     LIST_ENTRY(gt_tunnel) link;
 };
 
+static void splice_teardown(gt_tunnel *t)
+{
+    for (int i = 0; i < 2; i++) {
+        splice_dir *d = &t->dir[i];
+        if (d->rev)
+            event_free(d->rev);
+        if (d->wev)
+            event_free(d->wev);
+        d->rev = d->wev = NULL;
+        for (int k = 0; k < 2; k++)
+            if (d->pipe[k] >= 0)
+                close(d->pipe[k]);
+        d->pipe[0] = d->pipe[1] = -1;
+    }
+}
+
 static void tunnel_free(gt_tunnel *t, const char *why)
 {
-    gt_log(GT_LOG_INFO, "tunnel %s up=%llu down=%llu ms=%llu end=%s", t->label,
+    gt_log(GT_LOG_INFO, "tunnel %s up=%llu down=%llu ms=%llu mode=%s end=%s", t->label,
            (unsigned long long)t->bytes[0], (unsigned long long)t->bytes[1],
-           (unsigned long long)(gt_now_ms() - t->t0), why);
+           (unsigned long long)(gt_now_ms() - t->t0), t->spliced ? "splice" : "buffer", why);
     LIST_REMOVE(t, link);
     t->w->ntunnels--;
+    splice_teardown(t); /* before the streams close the sockets the events watch */
     gt_stream_free(t->side[0]);
     gt_stream_free(t->side[1]);
     event_free(t->idle_timer);
@@ -67,6 +103,109 @@ static bool maybe_finish(gt_tunnel *t)
     return false;
 }
 
+static void splice_finish_check(gt_tunnel *t)
+{
+    if (t->eof[0] && t->eof[1] && t->dir[0].in_pipe == 0 && t->dir[1].in_pipe == 0)
+        tunnel_free(t, "closed");
+}
+
+/* Moves what the pipe of direction i holds to the destination. Returns false when the
+ * tunnel was freed. */
+static bool splice_out(gt_tunnel *t, int i)
+{
+    splice_dir *d = &t->dir[i];
+    int dst = gt_stream_fd(t->side[1 - i]);
+    while (d->in_pipe) {
+        ssize_t m = splice(d->pipe[0], NULL, dst, NULL, d->in_pipe,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (m > 0) {
+            d->in_pipe -= (size_t)m;
+            continue;
+        }
+        if (m < 0 && (errno == EAGAIN || errno == EINTR))
+            break;
+        tunnel_free(t, i == 0 ? "origin-error" : "client-error");
+        return false;
+    }
+    if (d->in_pipe) {
+        /* destination full: wait for it, stop reading the source meanwhile */
+        event_del(d->rev);
+        event_add(d->wev, NULL);
+    } else {
+        event_del(d->wev);
+        if (t->eof[i])
+            shutdown(dst, SHUT_WR);
+        else
+            event_add(d->rev, NULL);
+    }
+    return true;
+}
+
+static void on_splice_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    gt_tunnel *t = arg;
+    int i = fd == gt_stream_fd(t->side[0]) ? 0 : 1;
+    splice_dir *d = &t->dir[i];
+    ssize_t n = splice((int)fd, NULL, d->pipe[1], NULL, SPLICE_CHUNK,
+                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n < 0) {
+        tunnel_free(t, i == 0 ? "client-error" : "origin-error");
+        return;
+    }
+    t->last_activity = gt_now_ms();
+    if (n == 0) {
+        t->eof[i] = true;
+        event_del(d->rev);
+    } else {
+        t->bytes[i] += (uint64_t)n;
+        d->in_pipe += (size_t)n;
+    }
+    if (splice_out(t, i))
+        splice_finish_check(t);
+}
+
+static void on_splice_write(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    gt_tunnel *t = arg;
+    int i = fd == gt_stream_fd(t->side[1]) ? 0 : 1; /* fd is the destination of dir i */
+    t->last_activity = gt_now_ms();
+    if (splice_out(t, i))
+        splice_finish_check(t);
+}
+
+/* Switches an idle, busy-enough tunnel to splice(2). Stays on evbuffers if anything is
+ * buffered, a side has ended, or pipes cannot be had (descriptor limit). */
+static void maybe_splice(gt_tunnel *t)
+{
+    if (t->spliced || t->bytes[0] + t->bytes[1] < SPLICE_AFTER)
+        return;
+    for (int i = 0; i < 2; i++)
+        if (t->eof[i] || evbuffer_get_length(gt_stream_input(t->side[i])) ||
+            evbuffer_get_length(gt_stream_output(t->side[i])) ||
+            !gt_stream_reading(t->side[i]))
+            return;
+    for (int i = 0; i < 2; i++) {
+        t->dir[i].pipe[0] = t->dir[i].pipe[1] = -1;
+        if (pipe2(t->dir[i].pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+            splice_teardown(t);
+            return;
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        gt_stream_disable_read(t->side[i]);
+        t->dir[i].rev = event_new(t->w->base, gt_stream_fd(t->side[i]), EV_READ | EV_PERSIST,
+                                  on_splice_read, t);
+        t->dir[i].wev = event_new(t->w->base, gt_stream_fd(t->side[1 - i]),
+                                  EV_WRITE | EV_PERSIST, on_splice_write, t);
+        event_add(t->dir[i].rev, NULL);
+    }
+    t->spliced = true;
+}
+
 static void relay(gt_tunnel *t, int i)
 {
     gt_stream *src = t->side[i], *dst = t->side[1 - i];
@@ -82,7 +221,9 @@ static void relay(gt_tunnel *t, int i)
         /* back-pressure: stop reading here until the peer has taken half of it */
         gt_stream_disable_read(src);
         gt_stream_set_write_lowat(dst, TUNNEL_HWM / 2);
+        return;
     }
+    maybe_splice(t);
 }
 
 static void on_read(gt_stream *st, void *arg)
@@ -101,8 +242,8 @@ static void on_write(gt_stream *st, void *arg)
         gt_stream_enable_read(t->side[1 - i]);
         relay(t, 1 - i);
     }
-    if (evbuffer_get_length(gt_stream_output(st)) == 0)
-        maybe_finish(t);
+    if (evbuffer_get_length(gt_stream_output(st)) == 0 && !maybe_finish(t))
+        maybe_splice(t);
 }
 
 static void on_event(gt_stream *st, int what, void *arg)
@@ -139,6 +280,8 @@ void gt_tunnel_start(gt_worker *w, gt_stream *client, gt_stream *origin, unsigne
 {
     gt_tunnel *t = gt_xcalloc(1, sizeof(*t));
     t->w = w;
+    for (int i = 0; i < 2; i++)
+        t->dir[i].pipe[0] = t->dir[i].pipe[1] = -1;
     t->side[0] = client;
     t->side[1] = origin;
     t->t0 = t0_ms;
