@@ -31,11 +31,16 @@
 /* Connections accepted past max_connections get a 503; past this many more, none. */
 #define OVER_LIMIT_SLACK 64
 #define MAX_HEADERS_CAP 1000
+/* Request bodies of requests gretel answers itself are read and dropped up to this size so
+ * the connection stays usable (a blocked beacon's POST body, a control-page form); larger
+ * ones close the connection instead. */
+#define DISCARD_MAX (1024 * 1024)
 
 enum sess_state {
     S_HEAD,       /* waiting for (the rest of) a request head */
     S_CONNECTING, /* upstream connect in progress */
     S_FORWARD,    /* request and response in flight */
+    S_DISCARD,    /* answered locally; reading and dropping the request body */
     S_CLOSING,    /* last response being flushed, then linger, then destroy */
 };
 
@@ -53,6 +58,7 @@ struct gt_session {
     size_t scanned;     /* bytes of input already searched for the end of the head */
     bool denied, over_limit, draining, close_after, linger_started;
     bool client_eof; /* the client half-closed: answer what it sent, then close */
+    uint64_t discarded; /* S_DISCARD: body bytes dropped so far */
     bool abort_pending; /* client gone mid-request: destroy from the timer */
     unsigned nreq;
 
@@ -263,8 +269,60 @@ static void respond_local(gt_session *s, int status, const char *why, bool close
     next_or_close(s);
 }
 
-/* A small status page for requests addressed to gretel itself. The full control page
- * (bought list, set-up) is served from src/control/. */
+/* True when the body of a request answered locally can be read and dropped, keeping the
+ * connection (known small length, or chunked: checked while reading). */
+static bool body_discardable(const gt_session *s)
+{
+    return s->rq.framing == GT_BODY_CHUNKED ||
+           (s->rq.framing == GT_BODY_LENGTH && s->rq.length <= DISCARD_MAX);
+}
+
+static void discard_body(gt_session *s)
+{
+    struct evbuffer *in = gt_stream_input(s->cs);
+    if (!s->head)
+        s->head = evbuffer_new();
+    uint64_t moved = 0;
+    gt_http1_error err;
+    int r = gt_body_relay_move(&s->rq_body, in, s->head, DISCARD_MAX, &moved, &err);
+    evbuffer_drain(s->head, evbuffer_get_length(s->head));
+    s->discarded += moved;
+    if (r < 0 || s->discarded > DISCARD_MAX) {
+        s->close_after = true; /* the response is complete; only the connection ends */
+        s->rq_done = true;
+        next_or_close(s);
+        return;
+    }
+    if (s->rq_body.done) {
+        s->rq_done = true;
+        next_or_close(s);
+        return;
+    }
+    if (s->client_eof) {
+        s->close_after = true; /* the body will never complete: flush the answer, close */
+        s->rq_done = true;
+        enter_closing(s);
+        return;
+    }
+    gt_stream_resume_read(s->cs);
+}
+
+/* Ends a locally answered request: drops its body first when there is one. */
+static void finish_local(gt_session *s)
+{
+    if (s->rq.framing == GT_BODY_NONE || s->close_after) {
+        s->rq_done = s->rq.framing == GT_BODY_NONE;
+        next_or_close(s);
+        return;
+    }
+    s->st = S_DISCARD;
+    s->discarded = 0;
+    gt_stream_set_timeouts(s->cs, cfg_of(s)->upstream_timeout_ms, 0);
+    discard_body(s);
+}
+
+/* A small status page for requests addressed to gretel itself, until the control page
+ * (bought list, set-up, metrics) takes this place. */
 static void respond_self(gt_session *s, gt_slice path)
 {
     gt_shared *sh = s->w->sh;
@@ -286,15 +344,17 @@ static void respond_self(gt_session *s, gt_slice path)
     }
     struct evbuffer *out = gt_stream_output(s->cs);
     size_t before = evbuffer_get_length(out);
-    bool close = s->rq.framing != GT_BODY_NONE || !s->keepalive;
+    bool close = (s->rq.framing != GT_BODY_NONE && !body_discardable(s)) || !s->keepalive ||
+                 s->draining;
+    if (close)
+        s->close_after = true;
     gt_proxy_local_response(out, status, "text/plain; charset=utf-8", body, (size_t)n, s->is_head,
                             close, NULL);
     s->bytes_out += evbuffer_get_length(out) - before;
     gt_stream_flush(s->cs);
     s->status = status;
     s->decision = "local";
-    s->rq_done = s->rq.framing == GT_BODY_NONE;
-    next_or_close(s);
+    finish_local(s);
 }
 
 /* --- upstream failures --- */
@@ -920,6 +980,9 @@ static void on_client_read(gt_stream *st, void *arg)
     case S_FORWARD:
         pump_request(s);
         break;
+    case S_DISCARD:
+        discard_body(s);
+        break;
     case S_CONNECTING:
         break;
     case S_CLOSING: {
@@ -950,6 +1013,7 @@ static void on_client_write(gt_stream *st, void *arg)
         if (evbuffer_get_length(gt_stream_input(st)))
             process_heads(s);
         break;
+    case S_DISCARD:
     case S_CONNECTING:
         break;
     }
@@ -986,6 +1050,10 @@ static void on_client_event(gt_stream *st, int what, void *arg)
         }
         if (s->st == S_CLOSING && !s->linger_started)
             return; /* keep flushing our last response; the linger timer ends it */
+        if (s->st == S_DISCARD) {
+            discard_body(s); /* finishes from what is buffered, or closes */
+            return;
+        }
     }
     if (s->st == S_FORWARD || s->st == S_CONNECTING)
         log_abort(s, (what & GT_STREAM_TIMEOUT) ? "client stalled" : "client closed mid-request");

@@ -377,6 +377,15 @@ def origin_form_and_self(env):
     expect(rc == 0 and out.startswith(b"gretel ") and b"requests" in out, out)
     rc, out, err = curl("http://gretel.proxy/", proxy=env.gretel.proxy)
     expect(rc == 0 and out.startswith(b"gretel "), out)
+    # a body sent to gretel itself is read and dropped; the connection serves the next one
+    req = (b"POST http://gretel.proxy/status HTTP/1.1\r\nHost: gretel.proxy\r\n"
+           b"Content-Length: 5000\r\n\r\n" + b"b" * 5000 +
+           b"POST http://gretel.proxy/ HTTP/1.1\r\nHost: gretel.proxy\r\n"
+           b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n" +
+           f"GET http://{env.origin}/a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    resp = raw_exchange(env.gretel.port, req)
+    expect(re.findall(rb"HTTP/1\.1 (\d{3})", resp) == [b"200", b"200", b"200"] and
+           resp.endswith(b"file a\n") and resp.count(b"Connection: close") == 1, resp[-500:])
     resp = raw_exchange(env.gretel.port, b"GET https://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
     expect(status_of(resp) == 400 and b"CONNECT" in resp, resp)
 
