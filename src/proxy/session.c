@@ -925,10 +925,11 @@ static void process_heads(gt_session *s)
         int r = GT_HTTP1_INCOMPLETE;
         if (complete || n >= cap) {
             r = gt_http1_parse_request(buf, n, &req, &err);
-        } else {
-            /* A head can already be wrong before its end arrives; check what is here. */
-            gt_http1_request probe = {.headers = hdrs, .num_headers = cfg->max_headers};
-            r = gt_http1_parse_request(buf, n, &probe, &err);
+        } else if (from < n && memchr(buf + from, '\n', n - from)) {
+            /* A head can be wrong before its end arrives: check it whenever a line is
+             * complete. Only then, so a head trickled in byte by byte costs a parse per
+             * line (at most max_headers of them), not one per read. */
+            r = gt_http1_parse_request(buf, n, &req, &err);
             if (r != GT_HTTP1_ERROR)
                 r = GT_HTTP1_INCOMPLETE;
         }
