@@ -13,7 +13,7 @@ VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 WARN = -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wundef -Wstrict-prototypes \
        -Wmissing-prototypes -Wno-missing-field-initializers
-BASE_CFLAGS = -std=c17 -D_GNU_SOURCE -g $(WARN) -MMD -MP -Iinclude -DGT_VERSION='"$(VERSION)"'
+BASE_CFLAGS = -std=c17 -D_GNU_SOURCE -g $(WARN) -MMD -MP -Iinclude -DGT_VERSION='"$(VERSION)"' -DGT_RULES_DIR='"$(PREFIX)/share/gretel/rules"'
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS = $(shell pkg-config --libs $(PKGS)) -lpthread
 

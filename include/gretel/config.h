@@ -50,6 +50,9 @@ typedef struct gt_config {
     gt_cidr *allow_clients;
     size_t nallow_clients;
     gt_strlist rules, lists, mitm_bypass, dns_servers;
+    bool rules_set;        /* rules came from the file or -o (else the installed defaults) */
+    gt_strlist rule_groups; /* "name"/"+name" enables, "-name" disables a rule group */
+    bool rules_watch;       /* reload when a rule file changes */
     gt_resolve_rule *resolve;
     size_t nresolve;
     enum gt_forward_kind forward_kind;

@@ -1,5 +1,7 @@
-/* The rules subsystem's public face. So far: the request context a proxy can observe,
- * which the rule engine and Adblock Plus list matching both decide on. The request's type
+/* The rules subsystem's public face: the request context a proxy can observe, and the rule
+ * engine that decides on it (docs/RULES.md). A ruleset is an immutable compiled snapshot,
+ * shared read-only by every worker; each worker owns a gt_rules_scratch for per-request
+ * work. Nothing here does socket I/O; rule files are read only by gt_ruleset_load. The request's type
  * (document, script, image, ...) comes from Sec-Fetch-Dest, then Accept, then the path's
  * extension; its party (first or third) from Sec-Fetch-Site, then the registrable domains
  * (libpsl) of the Referer or Origin against the request's host. Nothing here does I/O
@@ -9,8 +11,10 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "gretel/slice.h"
+#include "gretel/util.h"
 
 /* Request types, named as Adblock Plus names them. */
 typedef enum {
@@ -69,5 +73,177 @@ gt_party gt_rules_party_of(const gt_psl *p, const gt_reqview *v);
 /* The host of an absolute URL such as a Referer ("https://a.b/x" -> "a.b"), lower-case is
  * not applied; empty when the URL has no authority. */
 gt_slice gt_rules_url_host(gt_slice url);
+
+/* ------------------------------------------------------------------------------------
+ * The rule engine. */
+
+typedef struct gt_ruleset gt_ruleset;
+typedef struct gt_rule gt_rule;
+typedef struct gt_rules_scratch gt_rules_scratch;
+
+/* What a load reads: rule file paths or globs, and group switches ("name" or "+name"
+ * enables a group declared off, "-name" disables one). */
+typedef struct {
+    const char *const *files;
+    size_t nfiles;
+    const char *const *groups;
+    size_t ngroups;
+    bool lint; /* also run the slower checks of `gretel check` (duplicates, shadowing) */
+} gt_rules_source;
+
+/* Loads and compiles every rule file. On success *out holds a ruleset with one reference;
+ * on any error (each one added to diags as FILE:LINE:COL) *out is NULL and GT_EINVAL is
+ * returned; warnings alone do not fail. psl is borrowed and must outlive the ruleset. A
+ * glob that matches nothing is a warning, a named file that cannot be read an error. */
+int gt_ruleset_load(gt_ruleset **out, const gt_rules_source *src, const gt_psl *psl,
+                    gt_diags *diags);
+gt_ruleset *gt_ruleset_ref(gt_ruleset *rs);
+void gt_ruleset_release(gt_ruleset *rs); /* NULL-safe; the last reference frees */
+size_t gt_ruleset_count(const gt_ruleset *rs);
+/* Approximate heap bytes owned by the ruleset (compiled patterns and indexes). */
+size_t gt_ruleset_memory(const gt_ruleset *rs);
+/* True if a file the ruleset was loaded from changed (mtime, size, inode), or a glob now
+ * expands differently: a few stat(2) calls, cheap enough for a timer every second. */
+bool gt_ruleset_changed(const gt_ruleset *rs);
+/* True if some enabled rule looks at request bodies (then the proxy buffers small ones). */
+bool gt_ruleset_wants_body(const gt_ruleset *rs);
+
+/* Per-thread working memory for decisions (PCRE2 match data, candidate lists, the buffers
+ * a decision's rewrites and product keys live in). Not shared between threads. */
+gt_rules_scratch *gt_rules_scratch_new(void);
+void gt_rules_scratch_free(gt_rules_scratch *sc); /* NULL-safe */
+
+/* A header as the engine sees it (same layout as gt_http1_header). */
+typedef struct {
+    gt_slice name, value;
+} gt_rules_field;
+
+/* One request to decide. Slices are borrowed for the duration of gt_rules_decide. */
+typedef struct {
+    gt_slice method;  /* "GET"; empty means GET */
+    gt_slice scheme;  /* "http", "https", "ws", "wss" */
+    gt_slice host;    /* lower-case, no port, no brackets */
+    uint16_t port;    /* 0 = the scheme's default */
+    gt_slice path;    /* path with query, starting with '/' */
+    gt_slice source;  /* URL of the page the request came from (Referer), may be empty */
+    gt_reqtype type;
+    gt_party party;   /* GT_PARTY_UNKNOWN: derived from source vs host */
+    const gt_rules_field *fields; /* request header fields, may be NULL */
+    size_t nfields;
+    gt_slice body;    /* request body (possibly a bounded prefix), may be empty */
+    gt_slice body_type; /* its Content-Type */
+} gt_rules_request;
+
+typedef enum {
+    GT_DECIDE_PASS = 0, /* nothing matched (or only log rules) */
+    GT_DECIDE_ALLOW,    /* an exception matched; forwarded (rewrites still apply) */
+    GT_DECIDE_REWRITE,  /* forwarded with changes */
+    GT_DECIDE_BLOCK,    /* answered locally with a response kind */
+    GT_DECIDE_REDIRECT, /* answered locally with a built-in resource */
+} gt_decide_action;
+
+/* Local answers: block response kinds and redirect resources share one table. */
+typedef enum {
+    GT_RESP_DEFAULT = 0, /* 403 page for documents, 204 otherwise */
+    GT_RESP_403,
+    GT_RESP_204,
+    GT_RESP_JS,
+    GT_RESP_CSS,
+    GT_RESP_JSON,
+    GT_RESP_HTML,
+    GT_RESP_TEXT,
+    GT_RESP_GIF,
+    GT_RESP_PNG,
+    GT_RESP_COUNT
+} gt_resp_kind;
+
+typedef struct {
+    int status;
+    const char *content_type; /* NULL for no body */
+    const char *body;
+    size_t body_len;
+    const char *name; /* as rules name it: "gif", "noop.js", ... */
+} gt_resource;
+/* The response for a kind, resolving GT_RESP_DEFAULT by request type. */
+const gt_resource *gt_rules_resource(gt_resp_kind k, gt_reqtype type);
+
+/* A product key extracted by a rule: "SCOPE:ID". */
+typedef struct {
+    gt_slice key;
+    bool bought;
+    const gt_rule *rule;
+} gt_product;
+
+/* Header edits a forwarded request gets, in rule order. */
+typedef enum { GT_HDR_REMOVE, GT_HDR_SET, GT_HDR_REMOVE_COOKIE, GT_HDR_TRIM_REFERER } gt_hdr_op_kind;
+typedef struct {
+    gt_hdr_op_kind kind;
+    gt_slice name, value;  /* REMOVE/SET: header; REMOVE_COOKIE: cookie name (or empty) */
+    const void *cookie_re; /* REMOVE_COOKIE by regex (internal), or NULL */
+    const gt_rule *rule;
+} gt_hdr_op;
+
+/* Called for each product key to learn whether it is bought; the engine itself does no
+ * I/O. NULL means nothing is bought. */
+typedef bool (*gt_bought_fn)(void *arg, gt_slice key);
+
+#define GT_DECISION_MAX_PRODUCTS 32
+#define GT_DECISION_MAX_HDR_OPS 32
+#define GT_DECISION_MAX_LOGS 8
+
+typedef struct {
+    gt_decide_action action;
+    const gt_rule *rule;     /* the deciding rule, NULL for PASS */
+    gt_resp_kind resp;       /* BLOCK/REDIRECT */
+    bool bought;             /* decided by block-if-bought on a bought product */
+    /* Rewrites (ALLOW, REWRITE, PASS never have a changed path; REWRITE always has
+     * something): the new path+query when changed, in scratch memory. */
+    bool path_changed;
+    gt_slice new_path;
+    const gt_rule *rewrite_rule; /* first rewrite rule that changed something */
+    gt_hdr_op hdr_ops[GT_DECISION_MAX_HDR_OPS];
+    size_t nhdr_ops;
+    gt_product products[GT_DECISION_MAX_PRODUCTS];
+    size_t nproducts;
+    const gt_rule *logs[GT_DECISION_MAX_LOGS]; /* `log` rules that matched */
+    size_t nlogs;
+    unsigned candidates; /* rules evaluated (for explain and benchmarks) */
+} gt_decision;
+
+/* Decides one request. The decision's slices point into the scratch and stay valid until
+ * the next decide on the same scratch. Never fails: a pattern that exceeds PCRE2's match
+ * limits counts as not matching. */
+void gt_rules_decide(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rules_request *rq,
+                     gt_bought_fn bought, void *bought_arg, gt_decision *d);
+
+/* Rule identity and text, for X-Gretel, logs and explain. */
+const char *gt_rule_file(const gt_rule *r);
+unsigned gt_rule_line(const gt_rule *r);
+const char *gt_rule_text(const gt_rule *r);
+const char *gt_decide_action_name(gt_decide_action a);
+
+/* Writes a human explanation of how rule r judged the request: each condition, its
+ * result and what it saw. Returns the bytes written (truncated at cap, NUL-terminated). */
+size_t gt_rules_explain_rule(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rule *r,
+                             const gt_rules_request *rq, char *out, size_t cap);
+
+/* Fills the party from the source's registrable domain against the host's when it is
+ * GT_PARTY_UNKNOWN (batch lines and the CLI have no Sec-Fetch-Site). */
+void gt_rules_request_complete(const gt_psl *psl, gt_rules_request *rq);
+
+/* Cookie header filtering for GT_HDR_REMOVE_COOKIE ops: writes value minus the named
+ * cookies into out (room for 2 * value.len: pairs are re-joined with "; "); returns the
+ * new length, 0 when no cookie is left. */
+size_t gt_rules_filter_cookies(const gt_decision *d, gt_slice value, char *out);
+/* The origin ("https://a.b", no trailing slash) of a Referer for trim-referer; empty if it
+ * has none. */
+gt_slice gt_rules_referer_origin(gt_slice referer);
+
+/* ------------------------------------------------------------------------------------
+ * Decoders used by product extraction (exposed for tests and fuzzing). Each writes at
+ * most in.len bytes (decoding never grows) and returns the length. */
+size_t gt_rules_percent_decode(gt_slice in, char *out, bool plus_is_space);
+/* Base64url or base64, padding optional; returns (size_t)-1 when invalid. */
+size_t gt_rules_base64_decode(gt_slice in, char *out);
 
 #endif

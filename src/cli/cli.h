@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "gretel/config.h"
+#include "gretel/rules.h"
 
 typedef struct {
     const char *conf_file; /* -c FILE, or NULL */
@@ -22,7 +23,13 @@ void gt_cli_opts_free(gt_cli_opts *o);
 /* Loads the config the options name, printing diagnostics to stderr. */
 int gt_cli_load_config(const gt_cli_opts *o, gt_config **out, gt_diags *diags);
 
+/* Loads the rule files cfg names (plus extra files, e.g. check's arguments) into *out.
+ * lint adds check's slower warnings. Returns 0 or GT_EINVAL with diags filled. */
+int gt_cli_load_rules(const gt_config *cfg, const char *const *extra, size_t nextra,
+                      const gt_psl *psl, bool lint, gt_ruleset **out, gt_diags *diags);
+
 int gt_cmd_run(int argc, char **argv);
+int gt_cmd_explain(int argc, char **argv);
 int gt_cmd_check(int argc, char **argv);
 int gt_cmd_help(int argc, char **argv);
 int gt_cmd_version(int argc, char **argv);

@@ -51,3 +51,25 @@ int gt_cli_load_config(const gt_cli_opts *o, gt_config **out, gt_diags *diags)
 {
     return gt_config_load(out, o->conf_file, o->ov, o->nov, diags);
 }
+
+int gt_cli_load_rules(const gt_config *cfg, const char *const *extra, size_t nextra,
+                      const gt_psl *psl, bool lint, gt_ruleset **out, gt_diags *diags)
+{
+    size_t n = (cfg ? cfg->rules.n : 0) + nextra;
+    const char **files = gt_xcalloc(n + 1, sizeof(char *));
+    size_t k = 0;
+    for (size_t i = 0; cfg && i < cfg->rules.n; i++)
+        files[k++] = cfg->rules.v[i];
+    for (size_t i = 0; i < nextra; i++)
+        files[k++] = extra[i];
+    gt_rules_source src = {
+        .files = files,
+        .nfiles = k,
+        .groups = cfg ? (const char *const *)cfg->rule_groups.v : NULL,
+        .ngroups = cfg ? cfg->rule_groups.n : 0,
+        .lint = lint,
+    };
+    int rv = gt_ruleset_load(out, &src, psl, diags);
+    free(files);
+    return rv;
+}

@@ -18,6 +18,8 @@ int main(int argc, char **argv)
         return gt_cmd_run(argc - 2, argv + 2);
     if (strcmp(cmd, "check") == 0)
         return gt_cmd_check(argc - 2, argv + 2);
+    if (strcmp(cmd, "explain") == 0)
+        return gt_cmd_explain(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
         return gt_cmd_version(argc - 2, argv + 2);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0)

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "gretel/config.h"
 #include "gretel/log.h"
@@ -403,8 +404,47 @@ static int read_file(const char *path, char **buf, size_t *len, gt_diags *diags)
     return rv;
 }
 
+#ifndef GT_RULES_DIR
+#define GT_RULES_DIR "/usr/local/share/gretel/rules"
+#endif
+
+/* The installed rules, or, for a binary still in a source tree's build/ (make run, tests),
+ * the tree's rules/: a developer's edits then apply without an install. */
+static void default_rules(gt_config *c)
+{
+    char exe[4096], p[4200];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            const char *ups[] = {"/..", "/../.."};
+            size_t len = strlen(exe);
+            bool in_build = (len >= 6 && strcmp(exe + len - 6, "/build") == 0) ||
+                            (len >= 11 && strcmp(exe + len - 11, "/build/test") == 0);
+            for (size_t i = 0; in_build && i < 2; i++) {
+                snprintf(p, sizeof(p), "%s%s/rules", exe, ups[i]);
+                char real[4096];
+                char mk[4200];
+                if (realpath(p, real) == NULL)
+                    continue;
+                snprintf(mk, sizeof(mk), "%s/../Makefile", real);
+                if (access(mk, R_OK) == 0) {
+                    snprintf(p, sizeof(p), "%s/*.rules", real);
+                    gt_config_strlist_add(&c->rules, gt_slice_cstr(p));
+                    return;
+                }
+            }
+        }
+    }
+    gt_config_strlist_add(&c->rules, GT_S(GT_RULES_DIR "/*.rules"));
+}
+
 static void finalize(gt_config *c, gt_diags *diags, const char *file, bool had_errors)
 {
+    if (!c->rules_set)
+        default_rules(c);
     if (!c->store || !c->store[0]) {
         const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
         char p[4096];
@@ -439,6 +479,7 @@ int gt_config_load(gt_config **out, const char *file, const gt_config_override *
               gt_slice_cstr(gt_config_keys[i].def));
     }
     memset(lc.touched, 0, sizeof(lc.touched));
+    c->rules_set = false;
 
     if (file) {
         c->file = gt_xstrdup(file);

@@ -15,7 +15,7 @@ static int fail(char *err, size_t errlen, const char *msg, gt_slice v)
     return GT_EINVAL;
 }
 
-static void strlist_add(gt_strlist *l, gt_slice v)
+void gt_config_strlist_add(gt_strlist *l, gt_slice v)
 {
     l->v = gt_xrealloc(l->v, (l->n + 1) * sizeof(*l->v));
     l->v[l->n++] = gt_xslicedup(v);
@@ -127,17 +127,37 @@ static void clear_allow(gt_config *c)
 static int set_rules(gt_config *c, gt_slice v, char *err, size_t errlen)
 {
     (void)err, (void)errlen;
-    strlist_add(&c->rules, v);
+    gt_config_strlist_add(&c->rules, v);
+    c->rules_set = true;
     return GT_OK;
 }
 static void clear_rules(gt_config *c)
 {
     strlist_clear(&c->rules);
+    c->rules_set = true;
+}
+static int set_rule_groups(gt_config *c, gt_slice v, char *err, size_t errlen)
+{
+    gt_slice name = v;
+    if (name.len && (name.p[0] == '-' || name.p[0] == '+'))
+        name = gt_slice_make(name.p + 1, name.len - 1);
+    if (!name.len)
+        return fail(err, errlen, "expected a group name, +name or -name", v);
+    gt_config_strlist_add(&c->rule_groups, v);
+    return GT_OK;
+}
+static void clear_rule_groups(gt_config *c)
+{
+    strlist_clear(&c->rule_groups);
+}
+static int set_rules_watch(gt_config *c, gt_slice v, char *err, size_t errlen)
+{
+    return parse_bool(v, &c->rules_watch, err, errlen);
 }
 static int set_lists(gt_config *c, gt_slice v, char *err, size_t errlen)
 {
     (void)err, (void)errlen;
-    strlist_add(&c->lists, v);
+    gt_config_strlist_add(&c->lists, v);
     return GT_OK;
 }
 static void clear_lists(gt_config *c)
@@ -266,7 +286,7 @@ static int set_bypass(gt_config *c, gt_slice v, char *err, size_t errlen)
 {
     if (!valid_host_pattern(v) && !(v.len > 0 && memchr(v.p, '*', v.len)))
         return fail(err, errlen, "expected a host glob such as *.bank.example", v);
-    strlist_add(&c->mitm_bypass, v);
+    gt_config_strlist_add(&c->mitm_bypass, v);
     return GT_OK;
 }
 static void clear_bypass(gt_config *c)
@@ -318,7 +338,7 @@ static int set_dns(gt_config *c, gt_slice v, char *err, size_t errlen)
     gt_sockaddr a;
     if (gt_sockaddr_parse(v, true, &a) < 0)
         return fail(err, errlen, "expected a name server IP address, optionally with :PORT", v);
-    strlist_add(&c->dns_servers, v);
+    gt_config_strlist_add(&c->dns_servers, v);
     return GT_OK;
 }
 static void clear_dns(gt_config *c)
@@ -360,6 +380,10 @@ const cfg_key gt_config_keys[] = {
      "(default $XDG_DATA_HOME/gretel, else ~/.local/share/gretel)"},
     {"rules", "path list", "", set_rules, clear_rules,
      "gretel rule files or globs (default: the installed rules/*.rules)"},
+    {"rule_groups", "group list", "", set_rule_groups, clear_rule_groups,
+     "rule groups to switch: NAME or +NAME enables a group declared off, -NAME disables one"},
+    {"rules_watch", "on/off", "on", set_rules_watch, NULL,
+     "reload the rules when a rule file changes (checked every second; SIGHUP always works)"},
     {"lists", "path list", "", set_lists, clear_lists,
      "Adblock Plus / EasyList / hosts-format list files"},
     {"resolve", "HOST=ADDR list", "", set_resolve, clear_resolve,

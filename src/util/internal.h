@@ -23,5 +23,6 @@ extern const size_t gt_config_nkeys;
 
 const cfg_key *gt_config_key_find(gt_slice name);
 void gt_config_free_fields(gt_config *cfg);
+void gt_config_strlist_add(gt_strlist *l, gt_slice v);
 
 #endif

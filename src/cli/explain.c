@@ -1,0 +1,297 @@
+/* `gretel explain`: the decision for one request with every condition of the deciding rule,
+ * or (--batch) one line per request of a TSV request set with the rules loaded once. Reads
+ * the rule files and the input; sends nothing anywhere. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "gretel/rules.h"
+#include "gretel/util.h"
+
+typedef struct {
+    char host[256];
+    char scheme[8];
+    gt_rules_field fields[2];
+} url_parts;
+
+/* Splits scheme://[user@]host[:port]/path?query#fragment into the request's parts. The
+ * fragment never reaches a proxy, so it is dropped. Returns false for what no browser
+ * would send through a proxy. */
+static bool split_url(gt_slice url, gt_rules_request *rq, url_parts *up)
+{
+    const char *colon = url.len ? memchr(url.p, ':', url.len) : NULL;
+    if (!colon || colon - url.p > 5 || (size_t)(colon - url.p) + 3 > url.len || colon[1] != '/' ||
+        colon[2] != '/')
+        return false;
+    size_t sl = (size_t)(colon - url.p);
+    for (size_t i = 0; i < sl; i++)
+        up->scheme[i] = gt_ascii_lower(url.p[i]);
+    up->scheme[sl] = 0;
+    if (strcmp(up->scheme, "http") && strcmp(up->scheme, "https") && strcmp(up->scheme, "ws") &&
+        strcmp(up->scheme, "wss"))
+        return false;
+    gt_slice host = gt_rules_url_host(url);
+    if (!host.len || host.len >= sizeof(up->host))
+        return false;
+    for (size_t i = 0; i < host.len; i++)
+        up->host[i] = gt_ascii_lower(host.p[i]);
+    up->host[host.len] = 0;
+    const char *p = colon + 3, *end = url.p + url.len;
+    while (p < end && *p != '/' && *p != '?' && *p != '#')
+        p++;
+    /* port: after the last ':' of the authority, unless it is inside an IPv6 literal */
+    const char *auth_end = p, *q = p;
+    rq->port = 0;
+    while (q > colon + 3 && q[-1] != ':' && q[-1] != ']' && q[-1] != '@')
+        q--;
+    if (q > colon + 3 && q[-1] == ':') {
+        uint64_t port;
+        if (gt_parse_u64(gt_slice_make(q, (size_t)(auth_end - q)), 65535, &port) == 0)
+            rq->port = (uint16_t)port;
+    }
+    const char *hash = memchr(p, '#', (size_t)(end - p));
+    if (hash)
+        end = hash;
+    rq->scheme = gt_slice_cstr(up->scheme);
+    rq->host = gt_slice_make(up->host, host.len);
+    rq->path = (p < end && *p == '/') ? gt_slice_make(p, (size_t)(end - p)) : GT_S("/");
+    if (p < end && *p == '?') {
+        /* "http://a?x" has the path "/?x"; explain shows it as the proxy would forward it */
+        rq->path = gt_slice_make(p, (size_t)(end - p));
+    }
+    return true;
+}
+
+static int build_request(gt_slice url, gt_slice source, gt_slice type, gt_slice method,
+                         const gt_psl *psl, gt_rules_request *rq, url_parts *up, const char **why)
+{
+    memset(rq, 0, sizeof(*rq));
+    if (!split_url(url, rq, up)) {
+        *why = "not an http(s) or ws(s) URL";
+        return -1;
+    }
+    rq->method = method.len ? method : GT_S("GET");
+    rq->source = source;
+    if (type.len) {
+        int t = gt_rules_type_parse(type);
+        if (t < 0) {
+            *why = "unknown request type";
+            return -1;
+        }
+        rq->type = (gt_reqtype)t;
+    } else {
+        gt_reqview v;
+        memset(&v, 0, sizeof(v));
+        v.path = rq->path;
+        v.method = rq->method;
+        rq->type = gt_rules_type_of(&v);
+    }
+    if (source.len) {
+        up->fields[0].name = GT_S("Referer");
+        up->fields[0].value = source;
+        rq->fields = up->fields;
+        rq->nfields = 1;
+    }
+    gt_rules_request_complete(psl, rq);
+    return 0;
+}
+
+static void print_keys(FILE *out, const gt_decision *d)
+{
+    if (!d->nproducts) {
+        fputc('-', out);
+        return;
+    }
+    for (size_t i = 0; i < d->nproducts; i++)
+        fprintf(out, "%s%.*s%s", i ? "," : "", (int)d->products[i].key.len,
+                d->products[i].key.p, d->products[i].bought ? "*" : "");
+}
+
+static int run_batch(const char *path, const gt_ruleset *rs, const gt_psl *psl)
+{
+    FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    if (!in) {
+        fprintf(stderr, "gretel explain: cannot read %s: %s\n", path, strerror(errno));
+        return 2;
+    }
+    gt_rules_scratch *sc = gt_rules_scratch_new();
+    char *line = NULL;
+    size_t cap = 0, lineno = 0, bad = 0;
+    ssize_t n;
+    gt_decision d;
+    while ((n = getline(&line, &cap, in)) >= 0) {
+        lineno++;
+        while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = 0;
+        if (n == 0 || line[0] == '#')
+            continue;
+        gt_slice rest = gt_slice_make(line, (size_t)n), f[4] = {{0}};
+        for (int i = 0; i < 4; i++)
+            if (!gt_slice_next(&rest, '\t', &f[i]))
+                break;
+        gt_rules_request rq;
+        url_parts up;
+        const char *why = NULL;
+        if (build_request(f[0], f[1], f[2], f[3], psl, &rq, &up, &why) < 0) {
+            fprintf(stderr, "%s:%zu:1: warning: %s; line reported as pass\n", path, lineno,
+                    why);
+            printf("pass\t-\t-\t%.*s\n", (int)f[0].len, f[0].p);
+            bad++;
+            continue;
+        }
+        gt_rules_decide(rs, sc, &rq, NULL, NULL, &d);
+        fputs(gt_decide_action_name(d.action), stdout);
+        if (d.rule)
+            printf("\t%s:%u\t", gt_rule_file(d.rule), gt_rule_line(d.rule));
+        else
+            fputs("\t-\t", stdout);
+        print_keys(stdout, &d);
+        printf("\t%.*s\n", (int)f[0].len, f[0].p);
+    }
+    int rv = ferror(in) ? 2 : 0;
+    if (rv)
+        fprintf(stderr, "gretel explain: read error on %s\n", path);
+    free(line);
+    gt_rules_scratch_free(sc);
+    if (in != stdin)
+        fclose(in);
+    return rv;
+}
+
+static void explain_one(const gt_ruleset *rs, const gt_psl *psl, gt_rules_request *rq,
+                        gt_slice url)
+{
+    (void)psl;
+    gt_rules_scratch *sc = gt_rules_scratch_new();
+    gt_decision d;
+    gt_rules_decide(rs, sc, rq, NULL, NULL, &d);
+    printf("url       %.*s\n", (int)url.len, url.p);
+    printf("request   %.*s type=%s party=%s source=%.*s\n", (int)rq->method.len, rq->method.p,
+           gt_rules_type_name(rq->type),
+           rq->party == GT_PARTY_FIRST   ? "first"
+           : rq->party == GT_PARTY_THIRD ? "third"
+                                         : "unknown",
+           rq->source.len ? (int)rq->source.len : 1, rq->source.len ? rq->source.p : "-");
+    printf("decision  %s%s\n", gt_decide_action_name(d.action),
+           d.bought ? " (a bought product)" : "");
+    if (d.rule) {
+        char buf[8192];
+        printf("rule      %s:%u: %s\n", gt_rule_file(d.rule), gt_rule_line(d.rule),
+               gt_rule_text(d.rule));
+        gt_rules_explain_rule(rs, sc, d.rule, rq, buf, sizeof(buf));
+        fputs(buf, stdout);
+    } else {
+        printf("rule      - (no block, allow, redirect or rewrite rule matched)\n");
+    }
+    if (d.action == GT_DECIDE_BLOCK || d.action == GT_DECIDE_REDIRECT) {
+        const gt_resource *res = gt_rules_resource(d.resp, rq->type);
+        printf("response  %d %s (%zu bytes%s%s)\n", res->status, res->name, res->body_len,
+               res->content_type ? ", " : "", res->content_type ? res->content_type : "");
+    }
+    printf("products  ");
+    if (!d.nproducts)
+        printf("-\n");
+    for (size_t i = 0; i < d.nproducts; i++)
+        printf("%s%.*s (%s; %s:%u)\n", i ? "          " : "", (int)d.products[i].key.len,
+               d.products[i].key.p, d.products[i].bought ? "bought" : "not bought",
+               gt_rule_file(d.products[i].rule), gt_rule_line(d.products[i].rule));
+    bool any_rw = d.path_changed || d.nhdr_ops;
+    if (!any_rw || d.action == GT_DECIDE_BLOCK || d.action == GT_DECIDE_REDIRECT)
+        printf("rewrites  -\n");
+    if (d.path_changed)
+        printf("rewrites  path %.*s (%s:%u)\n", (int)d.new_path.len, d.new_path.p,
+               gt_rule_file(d.rewrite_rule), gt_rule_line(d.rewrite_rule));
+    for (size_t i = 0; i < d.nhdr_ops; i++) {
+        const gt_hdr_op *op = &d.hdr_ops[i];
+        const char *what = op->kind == GT_HDR_REMOVE          ? "remove header"
+                           : op->kind == GT_HDR_SET           ? "set header"
+                           : op->kind == GT_HDR_REMOVE_COOKIE ? "remove cookie"
+                                                              : "trim referer";
+        printf("%s%s %.*s%s%.*s (%s:%u)\n", d.path_changed || i ? "          " : "rewrites  ",
+               what, (int)op->name.len, op->name.p, op->value.len ? ": " : "",
+               (int)op->value.len, op->value.p, gt_rule_file(op->rule), gt_rule_line(op->rule));
+    }
+    for (size_t i = 0; i < d.nlogs; i++)
+        printf("log       %s:%u: %s\n", gt_rule_file(d.logs[i]), gt_rule_line(d.logs[i]),
+               gt_rule_text(d.logs[i]));
+    printf("checked   %u candidate rule%s of %zu\n", d.candidates, d.candidates == 1 ? "" : "s",
+           gt_ruleset_count(rs));
+    gt_rules_scratch_free(sc);
+}
+
+int gt_cmd_explain(int argc, char **argv)
+{
+    gt_cli_opts o;
+    gt_config *cfg = NULL;
+    gt_ruleset *rs = NULL;
+    gt_psl *psl = NULL;
+    gt_diags d;
+    gt_diags_init(&d);
+    const char *batch = NULL, *url = NULL, *referer = "", *type = "", *method = "";
+    int code = gt_cli_parse(argc, argv, &o);
+    if (code)
+        goto out;
+    for (size_t i = 0; i < o.nargs; i++) {
+        const char *a = o.args[i];
+        const char **dst = strcmp(a, "--batch") == 0     ? &batch
+                           : strcmp(a, "--referer") == 0 ? &referer
+                           : strcmp(a, "--type") == 0    ? &type
+                           : strcmp(a, "--method") == 0  ? &method
+                                                         : NULL;
+        if (dst) {
+            if (i + 1 >= o.nargs) {
+                fprintf(stderr, "gretel explain: %s needs a value\n", a);
+                code = 2;
+                goto out;
+            }
+            *dst = o.args[++i];
+        } else if (!url && a[0] != '-') {
+            url = a;
+        } else {
+            fprintf(stderr, "gretel explain: unexpected argument '%s'\n", a);
+            code = 2;
+            goto out;
+        }
+    }
+    if (!batch == !url) {
+        fprintf(stderr, "usage: gretel explain [-c FILE] [-o KEY=VALUE]... URL [--referer URL] "
+                        "[--type TYPE] [--method M]\n"
+                        "       gretel explain [-c FILE] [-o KEY=VALUE]... --batch FILE-OR-DASH\n");
+        code = 2;
+        goto out;
+    }
+    psl = gt_rules_psl_load();
+    if (gt_cli_load_config(&o, &cfg, &d) < 0 ||
+        gt_cli_load_rules(cfg, NULL, 0, psl, false, &rs, &d) < 0) {
+        gt_diags_print(&d, stderr);
+        fprintf(stderr, "gretel explain: cannot load the configuration or rules (%zu errors)\n",
+                d.errors);
+        code = 2;
+        goto out;
+    }
+    if (batch) {
+        code = run_batch(batch, rs, psl);
+        goto out;
+    }
+    gt_rules_request rq;
+    url_parts up;
+    const char *why = NULL;
+    gt_slice su = gt_slice_cstr(url);
+    if (build_request(su, gt_slice_cstr(referer), gt_slice_cstr(type), gt_slice_cstr(method), psl,
+                      &rq, &up, &why) < 0) {
+        fprintf(stderr, "gretel explain: %s: %s\n", url, why);
+        code = 2;
+        goto out;
+    }
+    explain_one(rs, psl, &rq, su);
+    code = 0;
+out:
+    gt_ruleset_release(rs);
+    gt_rules_psl_free(psl);
+    gt_config_free(cfg);
+    gt_diags_free(&d);
+    gt_cli_opts_free(&o);
+    return code;
+}

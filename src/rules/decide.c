@@ -1,0 +1,824 @@
+/* The decision: gathers candidate rules from the host and token indexes (plus the few
+ * rules filed nowhere), checks each one's conditions, extracts product keys, and applies
+ * the documented precedence (docs/RULES.md): bought > important block/redirect > allow >
+ * block/redirect; rewrites apply to whatever is forwarded. Reads the immutable ruleset
+ * and writes only the caller's scratch and decision. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "decode.h"
+#include "internal.h"
+
+#define MAX_EXTRACT_MATCHES 64
+
+typedef struct {
+    const gt_rules_request *rq;
+    gt_slice path_only, query;
+    gt_slice source_host; /* lower-case copy in srcbuf */
+    char srcbuf[256];
+    gt_slice url;
+    bool url_built;
+    gt_party party;
+    bool party_done;
+} reqctx;
+
+gt_rules_scratch *gt_rules_scratch_new(void)
+{
+    gt_rules_scratch *sc = gt_xcalloc(1, sizeof(*sc));
+    sc->md = pcre2_match_data_create(64, NULL);
+    if (!sc->md) {
+        fprintf(stderr, "gretel: out of memory creating PCRE2 match data\n");
+        abort();
+    }
+    return sc;
+}
+
+void gt_rules_scratch_free(gt_rules_scratch *sc)
+{
+    if (!sc)
+        return;
+    pcre2_match_data_free(sc->md);
+    free(sc->url);
+    free(sc->out);
+    free(sc->tmp);
+    free(sc);
+}
+
+static void ensure(char **buf, size_t *cap, size_t need)
+{
+    if (*cap >= need)
+        return;
+    size_t n = *cap ? *cap : 4096;
+    while (n < need)
+        n *= 2;
+    free(*buf);
+    *buf = gt_xmalloc(n);
+    *cap = n;
+}
+
+/* Appends to the decision's output area, which was sized for the request up front so that
+ * slices already handed out never move. */
+static char *out_take(gt_rules_scratch *sc, size_t n)
+{
+    if (sc->out_len + n > sc->out_cap)
+        return NULL;
+    char *p = sc->out + sc->out_len;
+    sc->out_len += n;
+    return p;
+}
+
+static void ctx_init(reqctx *c, const gt_rules_request *rq)
+{
+    memset(c, 0, sizeof(*c));
+    c->rq = rq;
+    gt_slice p = rq->path;
+    const char *q = p.len ? memchr(p.p, '?', p.len) : NULL;
+    c->path_only = q ? gt_slice_make(p.p, (size_t)(q - p.p)) : p;
+    c->query = q ? gt_slice_make(q + 1, (size_t)(p.p + p.len - q - 1)) : GT_S("");
+    gt_slice sh = gt_rules_url_host(rq->source);
+    if (sh.len < sizeof(c->srcbuf)) {
+        for (size_t i = 0; i < sh.len; i++)
+            c->srcbuf[i] = gt_ascii_lower(sh.p[i]);
+        c->source_host = gt_slice_make(c->srcbuf, sh.len);
+    }
+    c->party = rq->party;
+    c->party_done = rq->party != GT_PARTY_UNKNOWN;
+}
+
+static gt_slice ctx_url(reqctx *c, gt_rules_scratch *sc)
+{
+    if (c->url_built)
+        return c->url;
+    const gt_rules_request *rq = c->rq;
+    gt_slice scheme = rq->scheme.len ? rq->scheme : GT_S("http");
+    ensure(&sc->url, &sc->url_cap, scheme.len + rq->host.len + rq->path.len + 16);
+    int n = snprintf(sc->url, sc->url_cap, "%.*s://%.*s", (int)scheme.len, scheme.p,
+                     (int)rq->host.len, rq->host.p);
+    if (rq->port && !((rq->port == 80 && gt_slice_eq(scheme, GT_S("http"))) ||
+                      (rq->port == 443 && gt_slice_eq(scheme, GT_S("https")))))
+        n += snprintf(sc->url + n, sc->url_cap - (size_t)n, ":%u", rq->port);
+    memcpy(sc->url + n, rq->path.p, rq->path.len);
+    c->url = gt_slice_make(sc->url, (size_t)n + rq->path.len);
+    c->url_built = true;
+    return c->url;
+}
+
+static gt_party ctx_party(reqctx *c, const gt_ruleset *rs)
+{
+    if (!c->party_done) {
+        gt_reqview v;
+        memset(&v, 0, sizeof(v));
+        v.host = c->rq->host;
+        v.referer = c->rq->source;
+        c->party = gt_rules_party_of(rs->psl, &v);
+        c->party_done = true;
+    }
+    return c->party;
+}
+
+static bool domain_match(gt_slice host, const char *name)
+{
+    size_t n = strlen(name);
+    if (host.len == n)
+        return memcmp(host.p, name, n) == 0;
+    return host.len > n && host.p[host.len - n - 1] == '.' &&
+           memcmp(host.p + host.len - n, name, n) == 0;
+}
+
+static int re_match(const gt_ruleset *rs, gt_rules_scratch *sc, const rule_cond *c, gt_slice s,
+                    size_t start)
+{
+    if (c->jit)
+        return pcre2_jit_match(c->re, (PCRE2_SPTR)(s.p ? s.p : ""), s.len, start, 0, sc->md,
+                               rs->mctx);
+    return pcre2_match(c->re, (PCRE2_SPTR)(s.p ? s.p : ""), s.len, start, 0, sc->md, rs->mctx);
+}
+
+static bool glob_match(const char *pat, gt_slice s)
+{
+    /* '*' matches any run; ASCII case-insensitive (tracking parameters appear as UTM_x) */
+    size_t pi = 0, si = 0, star = (size_t)-1, mark = 0, pl = strlen(pat);
+    while (si < s.len) {
+        if (pi < pl && pat[pi] == '*') {
+            star = pi++;
+            mark = si;
+        } else if (pi < pl && gt_ascii_lower(pat[pi]) == gt_ascii_lower(s.p[si])) {
+            pi++;
+            si++;
+        } else if (star != (size_t)-1) {
+            pi = star + 1;
+            si = ++mark;
+        } else {
+            return false;
+        }
+    }
+    while (pi < pl && pat[pi] == '*')
+        pi++;
+    return pi == pl;
+}
+
+static bool query_has_param(gt_slice query, const char *name)
+{
+    gt_slice rest = query, part;
+    while (query.len && gt_slice_next(&rest, '&', &part)) {
+        const char *eq = memchr(part.p, '=', part.len);
+        gt_slice k = eq ? gt_slice_make(part.p, (size_t)(eq - part.p)) : part;
+        if (glob_match(name, k))
+            return true;
+    }
+    return false;
+}
+
+/* The subject a regex condition is matched against. */
+static gt_slice subject(const rule_cond *c, reqctx *x, gt_rules_scratch *sc, size_t *field_i)
+{
+    const gt_rules_request *rq = x->rq;
+    switch (c->kind) {
+    case C_HOST_RE:
+        return rq->host;
+    case C_PATH_RE:
+        return x->path_only;
+    case C_QUERY_RE:
+        return x->query;
+    case C_URL_RE:
+        return ctx_url(x, sc);
+    case C_SOURCE_RE:
+        return rq->source;
+    case C_BODY_RE:
+        return rq->body;
+    case C_HEADER_RE:
+        for (size_t i = *field_i; i < rq->nfields; i++)
+            if (gt_slice_caseeq(rq->fields[i].name, gt_slice_cstr(c->hdr))) {
+                *field_i = i + 1;
+                return rq->fields[i].value;
+            }
+        *field_i = (size_t)-1;
+        return GT_S("");
+    default:
+        return GT_S("");
+    }
+}
+
+/* The condition's verdict before negation; `seen` (may be NULL) gets what was looked at. */
+static bool cond_raw(const gt_ruleset *rs, gt_rules_scratch *sc, const rule_cond *c, reqctx *x,
+                     gt_slice *seen)
+{
+    const gt_rules_request *rq = x->rq;
+    gt_slice dummy;
+    if (!seen)
+        seen = &dummy;
+    switch (c->kind) {
+    case C_DOMAIN:
+    case C_HOST:
+        *seen = rq->host;
+        for (size_t k = 0; k < c->nnames; k++)
+            if (c->kind == C_DOMAIN ? domain_match(rq->host, c->names[k])
+                                    : gt_slice_eq(rq->host, gt_slice_cstr(c->names[k])))
+                return true;
+        return false;
+    case C_SOURCE:
+        *seen = x->source_host;
+        for (size_t k = 0; k < c->nnames; k++)
+            if (x->source_host.len && domain_match(x->source_host, c->names[k]))
+                return true;
+        return false;
+    case C_METHOD: {
+        gt_slice m = rq->method.len ? rq->method : GT_S("GET");
+        *seen = m;
+        for (size_t k = 0; k < c->nnames; k++)
+            if (gt_slice_eq(m, gt_slice_cstr(c->names[k])))
+                return true;
+        return false;
+    }
+    case C_TYPE:
+        *seen = gt_slice_cstr(gt_rules_type_name(rq->type));
+        return (c->typemask >> rq->type) & 1u;
+    case C_PARTY: {
+        gt_party p = ctx_party(x, rs);
+        *seen = gt_slice_cstr(p == GT_PARTY_FIRST   ? "first"
+                              : p == GT_PARTY_THIRD ? "third"
+                                                    : "unknown");
+        return p == c->party;
+    }
+    case C_PARAM:
+        *seen = x->query;
+        for (size_t k = 0; k < c->nnames; k++)
+            if (query_has_param(x->query, c->names[k]))
+                return true;
+        return false;
+    case C_SCHEME: {
+        gt_slice s = rq->scheme.len ? rq->scheme : GT_S("http");
+        *seen = s;
+        for (size_t k = 0; k < c->nnames; k++)
+            if (gt_slice_caseeq(s, gt_slice_cstr(c->names[k])))
+                return true;
+        return false;
+    }
+    case C_PORT: {
+        uint16_t port = rq->port;
+        if (!port)
+            port = gt_slice_eq(rq->scheme, GT_S("https")) || gt_slice_eq(rq->scheme, GT_S("wss"))
+                       ? 443
+                       : 80;
+        for (size_t k = 0; k < c->nnames; k++)
+            if (c->ports[k] == port)
+                return true;
+        return false;
+    }
+    default: {
+        size_t fi = 0;
+        for (;;) {
+            gt_slice s = subject(c, x, sc, &fi);
+            if (fi == (size_t)-1)
+                return false; /* header absent */
+            *seen = s;
+            if (re_match(rs, sc, c, s, 0) > 0)
+                return true;
+            if (c->kind != C_HEADER_RE)
+                return false;
+        }
+    }
+    }
+}
+
+static bool cond_ok(const gt_ruleset *rs, gt_rules_scratch *sc, const rule_cond *c, reqctx *x)
+{
+    return cond_raw(rs, sc, c, x, NULL) != c->neg;
+}
+
+static bool rule_matches(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rule *r,
+                         reqctx *x)
+{
+    /* cheap conditions first: they reject most candidates before any regex runs */
+    for (size_t i = 0; i < r->nconds; i++)
+        if (!r->conds[i].re && !cond_ok(rs, sc, &r->conds[i], x))
+            return false;
+    for (size_t i = 0; i < r->nconds; i++)
+        if (r->conds[i].re && !cond_ok(rs, sc, &r->conds[i], x))
+            return false;
+    return true;
+}
+
+static gt_slice copy_group(gt_rules_scratch *sc, gt_slice s, const char *name, char *buf,
+                           size_t cap)
+{
+    PCRE2_SIZE l = cap;
+    if (pcre2_substring_copy_byname(sc->md, (PCRE2_SPTR)name, (PCRE2_UCHAR *)buf, &l) != 0)
+        return GT_S("");
+    (void)s;
+    return gt_slice_make(buf, l);
+}
+
+/* The scope of a rule's keys: fixed, a namespace, or the registrable domain of the page
+ * (a (?<page>...) capture holding the page URL, else the request's source). */
+static size_t scope_of(const gt_ruleset *rs, const gt_rule *r, reqctx *x, gt_slice page_url,
+                       char *out, size_t cap)
+{
+    if (r->scope == SCOPE_SITE || r->scope == SCOPE_NS) {
+        size_t n = strlen(r->scope_arg);
+        if (n >= cap)
+            return 0;
+        memcpy(out, r->scope_arg, n + 1);
+        return n;
+    }
+    gt_slice host = GT_S("");
+    char dec[2048];
+    if (page_url.len && page_url.len < sizeof(dec)) {
+        size_t l = gt_rules_percent_decode(page_url, dec, false);
+        for (int k = 0; k < 4; k++) {
+            size_t l2 = gt_rules_percent_decode(gt_slice_make(dec, l), dec, false);
+            if (l2 == l)
+                break;
+            l = l2;
+        }
+        host = gt_rules_url_host(gt_slice_make(dec, l));
+    }
+    if (!host.len)
+        host = x->source_host;
+    if (!host.len || !rs->psl)
+        return 0;
+    return gt_rules_registrable_domain(rs->psl, host, out, cap);
+}
+
+static void add_product(gt_rules_scratch *sc, gt_decision *d, const gt_rule *r, gt_slice scope,
+                        gt_slice id, gt_bought_fn bought, void *barg)
+{
+    if (d->nproducts == GT_DECISION_MAX_PRODUCTS || id.len > 256)
+        return;
+    /* ids are opaque but must stay printable: keys land in logs, explain and the store */
+    for (size_t i = 0; i < id.len; i++)
+        if ((unsigned char)id.p[i] < 0x20 || id.p[i] == 0x7f)
+            return;
+    size_t n = scope.len + 1 + id.len;
+    for (size_t i = 0; i < d->nproducts; i++)
+        if (d->products[i].key.len == n &&
+            memcmp(d->products[i].key.p + scope.len + 1, id.p, id.len) == 0 &&
+            memcmp(d->products[i].key.p, scope.p, scope.len) == 0)
+            return;
+    char *p = out_take(sc, n);
+    if (!p)
+        return;
+    memcpy(p, scope.p, scope.len);
+    p[scope.len] = ':';
+    memcpy(p + scope.len + 1, id.p, id.len);
+    gt_product *pr = &d->products[d->nproducts++];
+    pr->key = gt_slice_make(p, n);
+    pr->rule = r;
+    pr->bought = bought ? bought(barg, pr->key) : false;
+}
+
+/* Extracts every product id a matched rule names; returns true if one is bought. */
+static bool extract(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rule *r, reqctx *x,
+                    gt_decision *d, gt_bought_fn bought, void *barg)
+{
+    bool any = false;
+    size_t first = d->nproducts;
+    for (size_t i = 0; i < r->nconds; i++) {
+        const rule_cond *c = &r->conds[i];
+        if (!c->id_group)
+            continue;
+        size_t fi = 0;
+        gt_slice s = subject(c, x, sc, &fi);
+        if (fi == (size_t)-1)
+            continue;
+        size_t start = 0;
+        for (int m = 0; m < MAX_EXTRACT_MATCHES && start <= s.len; m++) {
+            if (re_match(rs, sc, c, s, start) <= 0)
+                break;
+            PCRE2_SIZE *ov = pcre2_get_ovector_pointer(sc->md);
+            size_t mend = ov[1];
+            char idbuf[4096], pagebuf[2048], scope[256];
+            gt_slice id = copy_group(sc, s, "id", idbuf, sizeof(idbuf));
+            gt_slice page = c->page_group ? copy_group(sc, s, "page", pagebuf, sizeof(pagebuf))
+                                          : GT_S("");
+            size_t sl = scope_of(rs, r, x, page, scope, sizeof(scope));
+            if (id.len && sl) {
+                ensure(&sc->tmp, &sc->tmp_cap, (r->ndecoders + 1) * id.len + 16);
+                gt_slice vals[GT_DECODE_MAX_VALUES];
+                size_t nv = gt_rules_decode_run(r->decoders, r->ndecoders, id, sc->tmp,
+                                                sc->tmp_cap, vals, GT_DECODE_MAX_VALUES);
+                for (size_t k = 0; k < nv; k++)
+                    add_product(sc, d, r, gt_slice_make(scope, sl), vals[k], bought, barg);
+            }
+            start = mend > ov[0] ? mend : mend + 1; /* an empty match must still advance */
+        }
+    }
+    for (size_t i = first; i < d->nproducts; i++)
+        any = any || d->products[i].bought;
+    return any;
+}
+
+/* Rewrites: the query without removed parameters, header edits, cookie removals. */
+static bool param_removed(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rule *const *rws,
+                          size_t nrw, gt_slice name)
+{
+    for (size_t i = 0; i < nrw; i++)
+        for (size_t k = 0; k < rws[i]->nrws; k++) {
+            const rule_rw *w = &rws[i]->rws[k];
+            if (w->kind == RW_PARAM && glob_match(w->name, name))
+                return true;
+            if (w->kind == RW_PARAM_RE &&
+                pcre2_match(w->re, (PCRE2_SPTR)(name.p ? name.p : ""), name.len, 0, 0, sc->md,
+                            rs->mctx) > 0)
+                return true;
+        }
+    return false;
+}
+
+static bool field_present(const gt_rules_request *rq, gt_slice name)
+{
+    for (size_t i = 0; i < rq->nfields; i++)
+        if (gt_slice_caseeq(rq->fields[i].name, name))
+            return true;
+    return false;
+}
+
+static gt_slice field_value(const gt_rules_request *rq, gt_slice name)
+{
+    for (size_t i = 0; i < rq->nfields; i++)
+        if (gt_slice_caseeq(rq->fields[i].name, name))
+            return rq->fields[i].value;
+    return GT_S("");
+}
+
+static bool cookie_named(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_hdr_op *op,
+                         gt_slice name)
+{
+    if (op->cookie_re)
+        return pcre2_match(op->cookie_re, (PCRE2_SPTR)(name.p ? name.p : ""), name.len, 0, 0,
+                           sc->md, rs ? rs->mctx : NULL) > 0;
+    return gt_slice_eq(op->name, name);
+}
+
+/* Applies the rewrite rules that matched; returns true if the request changes. */
+static bool apply_rewrites(const gt_ruleset *rs, gt_rules_scratch *sc, reqctx *x,
+                           const gt_rule *const *rws, size_t nrw, gt_decision *d)
+{
+    const gt_rules_request *rq = x->rq;
+    bool changed = false;
+    const gt_rule *first_change = NULL;
+    /* query parameters */
+    if (x->query.len) {
+        char *p = out_take(sc, rq->path.len);
+        if (p) {
+            size_t o = x->path_only.len;
+            memcpy(p, x->path_only.p, o);
+            size_t kept = 0;
+            bool removed = false;
+            gt_slice rest = x->query, part;
+            while (gt_slice_next(&rest, '&', &part)) {
+                const char *eq = memchr(part.p, '=', part.len);
+                gt_slice k = eq ? gt_slice_make(part.p, (size_t)(eq - part.p)) : part;
+                if (part.len && param_removed(rs, sc, rws, nrw, k)) {
+                    removed = true;
+                    continue;
+                }
+                p[o++] = kept++ ? '&' : '?';
+                memcpy(p + o, part.p, part.len);
+                o += part.len;
+            }
+            if (removed) {
+                d->path_changed = true;
+                d->new_path = gt_slice_make(p, o);
+                changed = true;
+                for (size_t i = 0; i < nrw && !first_change; i++)
+                    for (size_t k = 0; k < rws[i]->nrws; k++)
+                        if ((rws[i]->rws[k].kind == RW_PARAM ||
+                             rws[i]->rws[k].kind == RW_PARAM_RE)) {
+                            /* the first rule whose parameter list removed something */
+                            gt_slice r2 = x->query, pt;
+                            while (gt_slice_next(&r2, '&', &pt)) {
+                                const char *e2 = memchr(pt.p, '=', pt.len);
+                                gt_slice kk =
+                                    e2 ? gt_slice_make(pt.p, (size_t)(e2 - pt.p)) : pt;
+                                if (pt.len && param_removed(rs, sc, &rws[i], 1, kk)) {
+                                    first_change = rws[i];
+                                    break;
+                                }
+                            }
+                            break;
+                        }
+            } else {
+                sc->out_len -= rq->path.len; /* give the space back */
+            }
+        }
+    }
+    /* header edits */
+    for (size_t i = 0; i < nrw; i++)
+        for (size_t k = 0; k < rws[i]->nrws; k++) {
+            const rule_rw *w = &rws[i]->rws[k];
+            if (d->nhdr_ops == GT_DECISION_MAX_HDR_OPS)
+                break;
+            gt_hdr_op op = {.rule = rws[i]};
+            bool effective = false;
+            switch (w->kind) {
+            case RW_HDR_REMOVE:
+                op.kind = GT_HDR_REMOVE;
+                op.name = gt_slice_cstr(w->name);
+                effective = field_present(rq, op.name);
+                break;
+            case RW_HDR_SET:
+                op.kind = GT_HDR_SET;
+                op.name = gt_slice_cstr(w->name);
+                op.value = gt_slice_cstr(w->value);
+                effective = !gt_slice_eq(field_value(rq, op.name), op.value) ||
+                            !field_present(rq, op.name);
+                break;
+            case RW_COOKIE:
+            case RW_COOKIE_RE: {
+                op.kind = GT_HDR_REMOVE_COOKIE;
+                op.name = w->name ? gt_slice_cstr(w->name) : GT_S("");
+                op.cookie_re = w->kind == RW_COOKIE_RE ? w->re : NULL;
+                gt_slice ck = field_value(rq, GT_S("cookie"));
+                gt_slice rest = ck, part;
+                while (ck.len && gt_slice_next(&rest, ';', &part)) {
+                    part = gt_slice_trim(part);
+                    const char *eq = memchr(part.p, '=', part.len);
+                    gt_slice nm = eq ? gt_slice_make(part.p, (size_t)(eq - part.p)) : part;
+                    if (cookie_named(rs, sc, &op, nm))
+                        effective = true;
+                }
+                break;
+            }
+            case RW_TRIM_REFERER: {
+                op.kind = GT_HDR_TRIM_REFERER;
+                op.name = GT_S("referer");
+                gt_slice ref = field_value(rq, op.name);
+                effective = ref.len && gt_rules_referer_origin(ref).len + 1 < ref.len;
+                break;
+            }
+            default:
+                continue;
+            }
+            if (!effective)
+                continue;
+            d->hdr_ops[d->nhdr_ops++] = op;
+            changed = true;
+            if (!first_change)
+                first_change = rws[i];
+        }
+    d->rewrite_rule = first_change;
+    return changed;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void add_cands(gt_rules_scratch *sc, const uint32_t *v, size_t n)
+{
+    for (size_t i = 0; i < n && sc->ncands < SCRATCH_CANDS; i++)
+        sc->cands[sc->ncands++] = v[i];
+}
+
+static bool is_alnum(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static void tokens_of(gt_rules_scratch *sc, gt_slice s)
+{
+    size_t i = 0;
+    while (i < s.len && sc->ntokens < SCRATCH_TOKENS) {
+        while (i < s.len && !is_alnum(s.p[i]))
+            i++;
+        size_t st = i;
+        while (i < s.len && is_alnum(s.p[i]))
+            i++;
+        if (i - st >= 2)
+            sc->tokens[sc->ntokens++] = gt_rules_hash_lower(s.p + st, i - st);
+    }
+}
+
+static void gather(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rules_request *rq)
+{
+    sc->ncands = 0;
+    size_t n;
+    const uint32_t *v;
+    /* every suffix of the host at a dot: a.b.example.com, b.example.com, example.com, com */
+    gt_slice h = rq->host;
+    for (;;) {
+        v = gt_rules_index_get(&rs->by_host, gt_rules_hash(h.p, h.len), &n);
+        add_cands(sc, v, n);
+        const char *dot = h.len ? memchr(h.p, '.', h.len) : NULL;
+        if (!dot)
+            break;
+        h = gt_slice_make(dot + 1, (size_t)(h.p + h.len - dot - 1));
+    }
+    if (rs->by_token.nitems) {
+        sc->ntokens = 0;
+        tokens_of(sc, rq->scheme.len ? rq->scheme : GT_S("http"));
+        tokens_of(sc, rq->host);
+        tokens_of(sc, rq->path);
+        for (size_t i = 0; i < sc->ntokens; i++) {
+            v = gt_rules_index_get(&rs->by_token, sc->tokens[i], &n);
+            add_cands(sc, v, n);
+        }
+    }
+    add_cands(sc, rs->always, rs->nalways);
+    if (sc->ncands > 1) {
+        if (sc->ncands < 16) {
+            for (size_t i = 1; i < sc->ncands; i++)
+                for (size_t j = i; j > 0 && sc->cands[j - 1] > sc->cands[j]; j--) {
+                    uint32_t t = sc->cands[j];
+                    sc->cands[j] = sc->cands[j - 1];
+                    sc->cands[j - 1] = t;
+                }
+        } else {
+            qsort(sc->cands, sc->ncands, sizeof(uint32_t), cmp_u32);
+        }
+        size_t o = 1;
+        for (size_t i = 1; i < sc->ncands; i++)
+            if (sc->cands[i] != sc->cands[o - 1])
+                sc->cands[o++] = sc->cands[i];
+        sc->ncands = o;
+    }
+}
+
+void gt_rules_decide(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rules_request *rq,
+                     gt_bought_fn bought, void *bought_arg, gt_decision *d)
+{
+    d->action = GT_DECIDE_PASS;
+    d->rule = NULL;
+    d->resp = GT_RESP_DEFAULT;
+    d->bought = false;
+    d->path_changed = false;
+    d->new_path = GT_S("");
+    d->rewrite_rule = NULL;
+    d->nhdr_ops = d->nproducts = d->nlogs = 0;
+    d->candidates = 0;
+    if (!rs || rs->nrules == 0)
+        return;
+    sc->out_len = 0;
+    ensure(&sc->out, &sc->out_cap, rq->path.len + 1 + GT_DECISION_MAX_PRODUCTS * 520);
+    gather(rs, sc, rq);
+    d->candidates = (unsigned)sc->ncands;
+    if (!sc->ncands)
+        return;
+    reqctx x;
+    ctx_init(&x, rq);
+    const gt_rule *bought_rule = NULL, *important = NULL, *allow = NULL, *block = NULL;
+    const gt_rule *rws[64];
+    size_t nrw = 0;
+    for (size_t i = 0; i < sc->ncands; i++) {
+        const gt_rule *r = &rs->rules[sc->cands[i]];
+        if (!rule_matches(rs, sc, r, &x))
+            continue;
+        bool hit_bought = r->has_extract && extract(rs, sc, r, &x, d, bought, bought_arg);
+        switch (r->action) {
+        case A_BLOCK_IF_BOUGHT:
+            if (hit_bought && !bought_rule)
+                bought_rule = r;
+            break;
+        case A_BLOCK:
+        case A_REDIRECT:
+            if (r->important && !important)
+                important = r;
+            else if (!block)
+                block = r;
+            break;
+        case A_ALLOW:
+            if (!allow)
+                allow = r;
+            break;
+        case A_REWRITE:
+            if (nrw < 64)
+                rws[nrw++] = r;
+            break;
+        case A_LOG:
+            if (d->nlogs < GT_DECISION_MAX_LOGS)
+                d->logs[d->nlogs++] = r;
+            break;
+        }
+    }
+    const gt_rule *win = bought_rule ? bought_rule : important ? important : allow ? allow : block;
+    if (win && win->action != A_ALLOW) {
+        d->rule = win;
+        d->bought = win == bought_rule;
+        d->action = win->action == A_REDIRECT ? GT_DECIDE_REDIRECT : GT_DECIDE_BLOCK;
+        d->resp = (gt_resp_kind)win->resp;
+        return; /* answered locally: rewrites are moot */
+    }
+    bool changed = nrw && apply_rewrites(rs, sc, &x, rws, nrw, d);
+    if (win) {
+        d->action = GT_DECIDE_ALLOW;
+        d->rule = win;
+    } else if (changed) {
+        d->action = GT_DECIDE_REWRITE;
+        d->rule = d->rewrite_rule;
+    }
+}
+
+const char *gt_decide_action_name(gt_decide_action a)
+{
+    switch (a) {
+    case GT_DECIDE_ALLOW:
+        return "allow";
+    case GT_DECIDE_REWRITE:
+        return "rewrite";
+    case GT_DECIDE_BLOCK:
+        return "block";
+    case GT_DECIDE_REDIRECT:
+        return "redirect";
+    default:
+        return "pass";
+    }
+}
+
+size_t gt_rules_explain_rule(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rule *r,
+                             const gt_rules_request *rq, char *out, size_t cap)
+{
+    reqctx x;
+    ctx_init(&x, rq);
+    size_t o = 0;
+    out[0] = 0;
+    for (size_t i = 0; i < r->nconds && o + 1 < cap; i++) {
+        const rule_cond *c = &r->conds[i];
+        gt_slice seen = GT_S("");
+        bool raw = cond_raw(rs, sc, c, &x, &seen);
+        bool ok = raw != c->neg;
+        int shown = (int)(seen.len > 120 ? 120 : seen.len);
+        int n = snprintf(out + o, cap - o, "  %-4s %s   [%s%.*s%s]\n", ok ? "yes" : "no",
+                         c->text,
+                         c->kind == C_PORT   ? "port"
+                         : c->kind == C_TYPE ? "type "
+                         : c->kind == C_PARTY ? "party "
+                         : c->kind == C_METHOD ? "method "
+                                               : "",
+                         shown, seen.p ? seen.p : "", seen.len > 120 ? "..." : "");
+        if (n < 0)
+            break;
+        o += (size_t)n < cap - o ? (size_t)n : cap - o - 1;
+    }
+    if (r->nconds == 0 && cap > 1) {
+        int n = snprintf(out, cap, "  (no conditions: matches every request)\n");
+        o = n > 0 ? (size_t)n : 0;
+    }
+    return o;
+}
+
+size_t gt_rules_filter_cookies(const gt_decision *d, gt_slice value, char *out)
+{
+    size_t o = 0;
+    gt_slice rest = value, part;
+    while (gt_slice_next(&rest, ';', &part)) {
+        gt_slice t = gt_slice_trim(part);
+        if (!t.len)
+            continue;
+        const char *eq = memchr(t.p, '=', t.len);
+        gt_slice nm = eq ? gt_slice_make(t.p, (size_t)(eq - t.p)) : t;
+        bool drop = false;
+        for (size_t i = 0; i < d->nhdr_ops && !drop; i++)
+            if (d->hdr_ops[i].kind == GT_HDR_REMOVE_COOKIE) {
+                const gt_hdr_op *op = &d->hdr_ops[i];
+                if (op->cookie_re) {
+                    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+                    drop = md && pcre2_match(op->cookie_re, (PCRE2_SPTR)(nm.p ? nm.p : ""),
+                                             nm.len, 0, 0, md, NULL) > 0;
+                    pcre2_match_data_free(md);
+                } else {
+                    drop = gt_slice_eq(op->name, nm);
+                }
+            }
+        if (drop)
+            continue;
+        if (o) {
+            out[o++] = ';';
+            out[o++] = ' ';
+        }
+        memcpy(out + o, t.p, t.len);
+        o += t.len;
+    }
+    return o;
+}
+
+gt_slice gt_rules_referer_origin(gt_slice referer)
+{
+    gt_slice h = gt_rules_url_host(referer);
+    if (!h.len)
+        return GT_S("");
+    /* scheme://host[:port]: up to the end of the authority (a Referer never carries
+     * userinfo, RFC 9110 §10.1.3) */
+    const char *p = h.p + h.len;
+    const char *end = referer.p + referer.len;
+    if (p < end && *p == ']')
+        p++;
+    while (p < end && *p != '/' && *p != '?' && *p != '#')
+        p++;
+    return gt_slice_make(referer.p, (size_t)(p - referer.p));
+}
+
+void gt_rules_request_complete(const gt_psl *psl, gt_rules_request *rq)
+{
+    gt_reqview v;
+    memset(&v, 0, sizeof(v));
+    v.host = rq->host;
+    v.referer = rq->source;
+    v.path = rq->path;
+    v.method = rq->method;
+    if (rq->party == GT_PARTY_UNKNOWN)
+        rq->party = gt_rules_party_of(psl, &v);
+}

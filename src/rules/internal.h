@@ -1,0 +1,183 @@
+/* What the files of src/rules/ share: the compiled rule, its conditions, the ruleset with
+ * its indexes, and the per-thread scratch. Nothing outside src/rules/ includes this. */
+#ifndef GT_RULES_INTERNAL_H
+#define GT_RULES_INTERNAL_H
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stdatomic.h>
+#include <sys/types.h>
+
+#include "gretel/rules.h"
+
+enum rule_action {
+    A_BLOCK,
+    A_ALLOW,
+    A_REWRITE,
+    A_REDIRECT,
+    A_LOG,
+    A_BLOCK_IF_BOUGHT,
+};
+
+enum cond_kind {
+    C_DOMAIN,     /* host equals or is a subdomain of one of names */
+    C_HOST,       /* host equals one of names */
+    C_HOST_RE,
+    C_PATH_RE,    /* path without query */
+    C_QUERY_RE,   /* query without '?' */
+    C_URL_RE,     /* scheme://host[:port]/path?query */
+    C_METHOD,
+    C_TYPE,
+    C_PARTY,
+    C_SOURCE,     /* source page host is (a subdomain of) one of names */
+    C_SOURCE_RE,  /* source page URL */
+    C_HEADER_RE,  /* header `hdr` value; absent header does not match */
+    C_BODY_RE,
+    C_PARAM,      /* query has a parameter with one of these names */
+    C_SCHEME,
+    C_PORT,
+};
+
+typedef struct {
+    uint8_t kind;
+    bool neg;
+    unsigned col;      /* 1-based column of the token in its line */
+    char *text;        /* the token as written, for explain and lint */
+    char **names;      /* C_DOMAIN, C_HOST, C_SOURCE, C_METHOD, C_PARAM, C_SCHEME: lower-case */
+    size_t nnames;
+    uint32_t typemask; /* C_TYPE */
+    uint8_t party;     /* C_PARTY */
+    uint16_t *ports;   /* C_PORT */
+    pcre2_code *re;    /* *_RE */
+    char *hdr;         /* C_HEADER_RE: field name */
+    int id_group;      /* capture number of (?<id>...), 0 if none */
+    int page_group;    /* capture number of (?<page>...), 0 if none */
+    bool jit;
+} rule_cond;
+
+enum decoder_kind { D_PERCENT, D_PERCENT_ALL, D_FORM, D_JSON, D_SPLIT, D_BASE64, D_UNQUOTE,
+                    D_LOWER, D_UPPER };
+typedef struct {
+    uint8_t kind;
+    char *arg; /* D_SPLIT: separator */
+} rule_decoder;
+
+enum scope_kind { SCOPE_NONE, SCOPE_PAGE, SCOPE_SITE, SCOPE_NS };
+
+enum rw_kind { RW_PARAM, RW_PARAM_RE, RW_HDR_REMOVE, RW_HDR_SET, RW_COOKIE, RW_COOKIE_RE,
+               RW_TRIM_REFERER };
+typedef struct {
+    uint8_t kind;
+    char *name;  /* param glob, header name, cookie name */
+    char *value; /* RW_HDR_SET */
+    pcre2_code *re;
+} rule_rw;
+
+struct gt_rule {
+    unsigned idx; /* position in the ruleset: file order, which breaks precedence ties */
+    const char *file;
+    unsigned line;
+    char *text;
+    const char *group; /* NULL when the rule belongs to no group */
+    uint8_t action;
+    bool important;
+    uint8_t resp; /* gt_resp_kind for block/redirect */
+    rule_cond *conds;
+    size_t nconds;
+    rule_rw *rws;
+    size_t nrws;
+    rule_decoder *decoders;
+    size_t ndecoders;
+    uint8_t scope;
+    char *scope_arg;
+    bool has_extract; /* some regex condition has an id group */
+};
+
+/* Open-addressing hash from a 64-bit key hash to a run of rule indexes. */
+typedef struct {
+    uint64_t *keys; /* 0 = empty */
+    uint32_t *start, *count;
+    uint32_t *items;
+    size_t cap; /* power of two */
+    size_t nitems;
+} rule_index;
+
+typedef struct {
+    char *path;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+} watched_file;
+
+struct gt_ruleset {
+    atomic_uint refs;
+    gt_rule *rules;
+    size_t nrules, cap;
+    char **files; /* interned file names rules point at */
+    size_t nfiles;
+    char **patterns; /* the globs as given, re-expanded by gt_ruleset_changed */
+    size_t npatterns;
+    watched_file *watched;
+    size_t nwatched;
+    rule_index by_host;  /* registrable domain / host suffixes of domain= and host= */
+    rule_index by_token; /* a literal token every match must contain */
+    uint32_t *always;    /* rules with neither */
+    size_t nalways;
+    bool wants_body;
+    size_t mem;
+    pcre2_match_context *mctx; /* match limits: a runaway pattern fails closed-to-pass */
+    const gt_psl *psl;
+};
+
+#define SCRATCH_TOKENS 256
+#define SCRATCH_CANDS 1024
+
+struct gt_rules_scratch {
+    pcre2_match_data *md;
+    uint64_t tokens[SCRATCH_TOKENS];
+    size_t ntokens;
+    uint32_t cands[SCRATCH_CANDS];
+    size_t ncands;
+    /* request derivations, valid during one decide */
+    char host_re_buf[512];
+    char *url; /* scheme://host[:port]path for url= patterns */
+    size_t url_cap;
+    /* where a decision's rewritten path and product keys live */
+    char *out;
+    size_t out_len, out_cap;
+    char *tmp;
+    size_t tmp_cap;
+};
+
+/* parse.c */
+int gt_rules_parse_file(gt_ruleset *rs, const char *path, gt_diags *d, unsigned depth,
+                        const gt_rules_source *src);
+void gt_rules_rule_free(gt_rule *r);
+
+/* pattern.c */
+pcre2_code *gt_rules_compile_re(const char *pat, size_t len, const char *file, unsigned line,
+                                unsigned col, gt_diags *d, bool *jit);
+/* The longest literal alphanumeric token any subject matching pat must contain as a whole
+ * token (bounded by non-alphanumerics); copied lower-case into out. Returns its length, 0
+ * when there is none. */
+size_t gt_rules_required_token(const char *pat, size_t len, char *out, size_t cap);
+/* Heuristic: a quantified group that itself contains an unbounded quantifier, such as
+ * (a+)+ or (\w+\s?)*, which backtracks exponentially on a near-miss. */
+bool gt_rules_re_risky(const char *pat, size_t len);
+
+/* index.c */
+uint64_t gt_rules_hash(const char *p, size_t len);
+uint64_t gt_rules_hash_lower(const char *p, size_t len);
+void gt_rules_index_build(rule_index *ix, const uint64_t *keys, const uint32_t *vals, size_t n);
+void gt_rules_index_free(rule_index *ix);
+/* Rule indexes stored under h, or NULL with *n = 0. */
+const uint32_t *gt_rules_index_get(const rule_index *ix, uint64_t h, size_t *n);
+
+/* scratch helpers (decide.c) */
+char *gt_rules_scratch_reserve(gt_rules_scratch *sc, size_t n);
+
+/* lint.c */
+void gt_rules_lint(const gt_ruleset *rs, gt_diags *d);
+
+#endif

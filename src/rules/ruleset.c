@@ -1,0 +1,312 @@
+/* Loading a ruleset: expands the configured globs, parses every file, then files each rule
+ * in the host index, the token index, or the short list of rules checked on every request.
+ * The result is immutable and refcounted; reloads build a new one beside it. */
+#include <glob.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "internal.h"
+
+static bool has_glob(const char *s)
+{
+    return strpbrk(s, "*?[") != NULL;
+}
+
+/* The tokens a rule can be found by; false if it must be checked on every request. */
+static bool rule_tokens(const gt_rule *r, uint64_t *keys, uint32_t *vals, size_t *n,
+                        size_t max, bool *by_host)
+{
+    size_t start = *n;
+    *by_host = false;
+    /* 1. host conditions: the most selective */
+    for (size_t i = 0; i < r->nconds; i++) {
+        const rule_cond *c = &r->conds[i];
+        if (c->neg || (c->kind != C_DOMAIN && c->kind != C_HOST))
+            continue;
+        if (*n + c->nnames > max)
+            break;
+        for (size_t k = 0; k < c->nnames; k++) {
+            keys[*n] = gt_rules_hash(c->names[k], strlen(c->names[k]));
+            vals[(*n)++] = r->idx;
+        }
+        *by_host = true;
+        return true;
+    }
+    /* 2. the longest token some regex condition requires */
+    char tok[128], best[128] = "";
+    size_t bl = 0;
+    for (size_t i = 0; i < r->nconds; i++) {
+        const rule_cond *c = &r->conds[i];
+        if (c->neg || !(c->kind == C_PATH_RE || c->kind == C_QUERY_RE || c->kind == C_URL_RE ||
+                        c->kind == C_HOST_RE))
+            continue;
+        const char *v = strpbrk(c->text, "~") + 1;
+        size_t l = gt_rules_required_token(v, strlen(v), tok, sizeof(tok));
+        if (l > bl) {
+            memcpy(best, tok, l + 1);
+            bl = l;
+        }
+    }
+    if (bl >= 2 && *n < max) {
+        keys[*n] = gt_rules_hash(best, bl);
+        vals[(*n)++] = r->idx;
+        return true;
+    }
+    /* 3. query parameter names (param= conditions, or rewrite rules that only remove
+     * parameters): each name's longest alphanumeric run is a whole token of the query */
+    const char *const *names = NULL;
+    size_t nnames = 0;
+    char *rwnames[64];
+    for (size_t i = 0; i < r->nconds; i++)
+        if (!r->conds[i].neg && r->conds[i].kind == C_PARAM) {
+            names = (const char *const *)r->conds[i].names;
+            nnames = r->conds[i].nnames;
+        }
+    if (!names && r->action == A_REWRITE && r->nconds == 0 && r->nrws <= 64) {
+        bool only_params = true;
+        for (size_t i = 0; i < r->nrws; i++) {
+            if (r->rws[i].kind != RW_PARAM)
+                only_params = false;
+            else
+                rwnames[nnames++] = r->rws[i].name;
+        }
+        if (only_params)
+            names = (const char *const *)rwnames;
+        else
+            nnames = 0;
+    }
+    for (size_t k = 0; names && k < nnames; k++) {
+        const char *nm = names[k];
+        size_t i = 0, bs = 0, blen = 0, L = strlen(nm);
+        while (i < L) {
+            size_t s = i;
+            while (i < L && ((nm[i] >= 'a' && nm[i] <= 'z') || (nm[i] >= '0' && nm[i] <= '9') ||
+                             (nm[i] >= 'A' && nm[i] <= 'Z')))
+                i++;
+            /* a run next to a glob star may be part of a longer token */
+            bool ok = (s == 0 || nm[s - 1] != '*') && (i == L || nm[i] != '*');
+            if (ok && i - s > blen) {
+                bs = s;
+                blen = i - s;
+            }
+            i++;
+        }
+        if (blen < 2 || *n >= max) {
+            *n = start;
+            return false;
+        }
+        keys[*n] = gt_rules_hash_lower(nm + bs, blen);
+        vals[(*n)++] = r->idx;
+    }
+    return names && nnames;
+}
+
+static void build_indexes(gt_ruleset *rs)
+{
+    size_t max = rs->nrules * 4 + 16;
+    uint64_t *hk = gt_xcalloc(max, sizeof(uint64_t)), *tk = gt_xcalloc(max, sizeof(uint64_t));
+    uint32_t *hv = gt_xcalloc(max, sizeof(uint32_t)), *tv = gt_xcalloc(max, sizeof(uint32_t));
+    size_t nh = 0, nt = 0;
+    rs->always = gt_xcalloc(rs->nrules ? rs->nrules : 1, sizeof(uint32_t));
+    for (size_t i = 0; i < rs->nrules; i++) {
+        uint64_t keys[256];
+        uint32_t vals[256];
+        size_t n = 0;
+        bool by_host;
+        if (!rule_tokens(&rs->rules[i], keys, vals, &n, 256, &by_host)) {
+            rs->always[rs->nalways++] = (uint32_t)i;
+            continue;
+        }
+        for (size_t k = 0; k < n; k++) {
+            if (by_host) {
+                if (nh == max)
+                    break;
+                hk[nh] = keys[k];
+                hv[nh++] = vals[k];
+            } else {
+                if (nt == max)
+                    break;
+                tk[nt] = keys[k];
+                tv[nt++] = vals[k];
+            }
+        }
+    }
+    gt_rules_index_build(&rs->by_host, hk, hv, nh);
+    gt_rules_index_build(&rs->by_token, tk, tv, nt);
+    rs->mem += (rs->by_host.cap + rs->by_token.cap) * 16 + (nh + nt + rs->nrules) * 4;
+    free(hk);
+    free(tk);
+    free(hv);
+    free(tv);
+}
+
+static void ruleset_free(gt_ruleset *rs)
+{
+    if (!rs)
+        return;
+    for (size_t i = 0; i < rs->nrules; i++)
+        gt_rules_rule_free(&rs->rules[i]);
+    free(rs->rules);
+    for (size_t i = 0; i < rs->nfiles; i++)
+        free(rs->files[i]);
+    free(rs->files);
+    for (size_t i = 0; i < rs->npatterns; i++)
+        free(rs->patterns[i]);
+    free(rs->patterns);
+    for (size_t i = 0; i < rs->nwatched; i++)
+        free(rs->watched[i].path);
+    free(rs->watched);
+    gt_rules_index_free(&rs->by_host);
+    gt_rules_index_free(&rs->by_token);
+    free(rs->always);
+    pcre2_match_context_free(rs->mctx);
+    free(rs);
+}
+
+static size_t code_size(const pcre2_code *re)
+{
+    size_t sz = 0;
+    if (re)
+        pcre2_pattern_info(re, PCRE2_INFO_SIZE, &sz);
+    size_t jit = 0;
+    if (re && pcre2_pattern_info(re, PCRE2_INFO_JITSIZE, &jit) == 0)
+        sz += jit;
+    return sz;
+}
+
+int gt_ruleset_load(gt_ruleset **out, const gt_rules_source *src, const gt_psl *psl,
+                    gt_diags *d)
+{
+    *out = NULL;
+    gt_ruleset *rs = gt_xcalloc(1, sizeof(*rs));
+    atomic_init(&rs->refs, 1);
+    rs->psl = psl;
+    int rv = 0;
+    size_t errors0 = d->errors;
+    rs->patterns = gt_xcalloc(src->nfiles + 1, sizeof(char *));
+    for (size_t i = 0; i < src->nfiles; i++) {
+        const char *pat = src->files[i];
+        rs->patterns[rs->npatterns++] = gt_xstrdup(pat);
+        glob_t g;
+        int r = glob(pat, 0, NULL, &g);
+        if (r == GLOB_NOMATCH) {
+            if (has_glob(pat))
+                gt_diags_add(d, 1, pat, 0, 0, "pattern matches no rule file");
+            else
+                gt_diags_add(d, 0, pat, 0, 0, "cannot read rule file: no such file");
+            continue;
+        }
+        if (r != 0) {
+            gt_diags_add(d, 0, pat, 0, 0, "cannot expand pattern");
+            continue;
+        }
+        for (size_t k = 0; k < g.gl_pathc; k++)
+            gt_rules_parse_file(rs, g.gl_pathv[k], d, 0, src);
+        globfree(&g);
+    }
+    if (d->errors > errors0) {
+        rv = GT_EINVAL;
+        goto out;
+    }
+    rs->mctx = pcre2_match_context_create(NULL);
+    /* Limits sized so a well-formed URL pattern never meets them and a runaway one stops
+     * within about a millisecond. */
+    pcre2_set_match_limit(rs->mctx, 200000);
+    pcre2_set_depth_limit(rs->mctx, 10000);
+    for (size_t i = 0; i < rs->nrules; i++) {
+        gt_rule *r = &rs->rules[i];
+        rs->mem += sizeof(*r) + strlen(r->text) + r->nconds * sizeof(rule_cond);
+        for (size_t k = 0; k < r->nconds; k++) {
+            rs->mem += code_size(r->conds[k].re) + strlen(r->conds[k].text);
+            for (size_t j = 0; j < r->conds[k].nnames; j++)
+                rs->mem += strlen(r->conds[k].names[j]) + 1 + sizeof(char *);
+        }
+        for (size_t k = 0; k < r->nrws; k++)
+            rs->mem += sizeof(rule_rw) + code_size(r->rws[k].re);
+    }
+    build_indexes(rs);
+    if (src->lint)
+        gt_rules_lint(rs, d);
+    *out = rs;
+    rs = NULL;
+out:
+    ruleset_free(rs);
+    return rv;
+}
+
+gt_ruleset *gt_ruleset_ref(gt_ruleset *rs)
+{
+    if (rs)
+        atomic_fetch_add_explicit(&rs->refs, 1, memory_order_relaxed);
+    return rs;
+}
+
+void gt_ruleset_release(gt_ruleset *rs)
+{
+    if (rs && atomic_fetch_sub_explicit(&rs->refs, 1, memory_order_acq_rel) == 1)
+        ruleset_free(rs);
+}
+
+size_t gt_ruleset_count(const gt_ruleset *rs)
+{
+    return rs ? rs->nrules : 0;
+}
+
+size_t gt_ruleset_memory(const gt_ruleset *rs)
+{
+    return rs ? rs->mem : 0;
+}
+
+bool gt_ruleset_wants_body(const gt_ruleset *rs)
+{
+    return rs && rs->wants_body;
+}
+
+bool gt_ruleset_changed(const gt_ruleset *rs)
+{
+    if (!rs)
+        return false;
+    for (size_t i = 0; i < rs->nwatched; i++) {
+        const watched_file *w = &rs->watched[i];
+        struct stat st;
+        if (stat(w->path, &st) < 0 || st.st_ino != w->ino || st.st_dev != w->dev ||
+            st.st_size != w->size || st.st_mtim.tv_sec != w->mtime.tv_sec ||
+            st.st_mtim.tv_nsec != w->mtime.tv_nsec)
+            return true;
+    }
+    /* a new file that a glob now matches */
+    for (size_t i = 0; i < rs->npatterns; i++) {
+        if (!has_glob(rs->patterns[i]))
+            continue;
+        glob_t g;
+        if (glob(rs->patterns[i], 0, NULL, &g) != 0)
+            continue;
+        bool fresh = false;
+        for (size_t k = 0; k < g.gl_pathc && !fresh; k++) {
+            bool seen = false;
+            for (size_t j = 0; j < rs->nwatched && !seen; j++)
+                seen = strcmp(rs->watched[j].path, g.gl_pathv[k]) == 0;
+            fresh = !seen;
+        }
+        globfree(&g);
+        if (fresh)
+            return true;
+    }
+    return false;
+}
+
+const char *gt_rule_file(const gt_rule *r)
+{
+    return r ? r->file : "-";
+}
+
+unsigned gt_rule_line(const gt_rule *r)
+{
+    return r ? r->line : 0;
+}
+
+const char *gt_rule_text(const gt_rule *r)
+{
+    return r ? r->text : "";
+}
