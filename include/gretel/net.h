@@ -13,6 +13,7 @@
 
 #include "gretel/config.h"
 #include "gretel/log.h"
+#include "gretel/rules.h"
 #include "gretel/slice.h"
 
 struct event_base;
@@ -22,22 +23,24 @@ struct gt_stream;
 struct evconnlistener;
 struct evbuffer;
 
-/* An immutable, refcounted config (and, later, ruleset) generation. A request keeps the
- * snapshot it started with; the last release frees it. */
+/* An immutable, refcounted generation of config and ruleset. A request keeps the snapshot
+ * it started with; the last release frees it. */
 typedef struct gt_snapshot {
     atomic_uint refs;
     gt_config *cfg;
+    gt_ruleset *rules; /* never NULL once running (an empty ruleset has no rules) */
 } gt_snapshot;
 
-/* Takes ownership of cfg; returns a snapshot holding one reference. */
-gt_snapshot *gt_snapshot_new(gt_config *cfg);
+/* Takes ownership of cfg and of the reference on rules; returns a snapshot holding one
+ * reference. */
+gt_snapshot *gt_snapshot_new(gt_config *cfg, gt_ruleset *rules);
 gt_snapshot *gt_snapshot_ref(gt_snapshot *s);
 void gt_snapshot_release(gt_snapshot *s); /* NULL-safe */
 
 /* Process-wide counters, updated with relaxed atomics by workers. */
 typedef struct {
     atomic_ullong requests, connects, local_responses, upstream_errors, client_errors,
-        denied, bytes_to_clients;
+        denied, bytes_to_clients, blocked;
     atomic_uint open_conns;
 } gt_counters;
 
@@ -52,6 +55,7 @@ typedef struct gt_shared {
     atomic_bool stopping;
     uint64_t started_ms;
     unsigned nworkers;
+    const gt_psl *psl; /* read-only; outlives every snapshot */
 } gt_shared;
 
 /* Returns the current snapshot with a reference the caller must release. */
@@ -96,6 +100,8 @@ struct gt_worker {
     struct event *accept_pause; /* re-enables listeners after an accept failure */
     gt_logbuf logbuf;         /* request log lines, flushed by log_timer */
     struct event *log_timer;
+    gt_rules_scratch *scratch; /* rule engine working memory for this thread */
+    gt_decision decision;      /* the decision of the request being dispatched */
 };
 
 /* --- upstream connections (src/net/upstream.c) --- */
@@ -146,13 +152,16 @@ void gt_upstream_free(gt_upstream *up); /* NULL-safe; closes the socket */
 
 /* --- workers and the server (src/net/server.c) --- */
 
-/* Reads a new config on SIGHUP; returns 0 and a new config, or an error with diags. */
-typedef int (*gt_reload_fn)(void *arg, gt_config **out, gt_diags *diags);
+/* Reads a new config and ruleset (on SIGHUP, or when a rule file changed); returns 0 with
+ * both, or an error with diags and neither. */
+typedef int (*gt_reload_fn)(void *arg, const gt_psl *psl, gt_config **out, gt_ruleset **rules,
+                            gt_diags *diags);
 
 /* Runs the proxy until SIGTERM/SIGINT: binds cfg's listeners (errors are printed and the
  * function returns 2), starts the workers, handles SIGHUP by calling reload and swapping the
  * snapshot when it succeeds. Takes ownership of cfg. Returns the process exit code. */
-int gt_server_run(gt_config *cfg, gt_reload_fn reload, void *reload_arg);
+int gt_server_run(gt_config *cfg, gt_ruleset *rules, const gt_psl *psl, gt_reload_fn reload,
+                  void *reload_arg);
 
 /* Called by a worker when its session count drops, to finish a drain. */
 void gt_worker_session_gone(gt_worker *w);

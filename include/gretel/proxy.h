@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "gretel/http1.h"
+#include "gretel/rules.h"
 
 struct evbuffer;
 
@@ -29,10 +30,17 @@ void gt_proxy_error_response(struct evbuffer *out, int status, const char *why, 
  * origin-form (or absolute-form when `absolute_form`, for a parent proxy) as HTTP/1.1, Host
  * from the target URI, every field except Host, the hop-by-hop ones and those the
  * Connection field lists, then the framing field matching `body`. Adds no Via and no
- * X-Forwarded-For. */
+ * X-Forwarded-For, and drops any X-Gretel. With a decision d (may be NULL), its rewrites
+ * apply: the new path, removed/set fields, removed cookies, a Referer trimmed to its
+ * origin. */
 void gt_proxy_request_head(struct evbuffer *out, const gt_http1_request *req,
                            const gt_http1_uri *uri, bool absolute_form,
-                           const gt_http1_body *body);
+                           const gt_http1_body *body, const gt_decision *d);
+
+/* Appends a locally answered blocked or redirected request's response: the resource's
+ * status, type and body, Cache-Control: no-store, and `X-Gretel: <xgretel>`. */
+void gt_proxy_block_response(struct evbuffer *out, const gt_resource *res, const char *xgretel,
+                             bool head_only, bool close);
 
 /* Appends the head sent to the client for an origin's response: HTTP/1.1 status line, the
  * origin's fields minus hop-by-hop ones and those Connection lists, framing to match how

@@ -102,9 +102,10 @@ void gt_ruleset_release(gt_ruleset *rs); /* NULL-safe; the last reference frees 
 size_t gt_ruleset_count(const gt_ruleset *rs);
 /* Approximate heap bytes owned by the ruleset (compiled patterns and indexes). */
 size_t gt_ruleset_memory(const gt_ruleset *rs);
-/* True if a file the ruleset was loaded from changed (mtime, size, inode), or a glob now
- * expands differently: a few stat(2) calls, cheap enough for a timer every second. */
-bool gt_ruleset_changed(const gt_ruleset *rs);
+/* A fingerprint of the ruleset's files as they are now (path, inode, size, mtime of each
+ * file read, including includes, and what each glob expands to): a changed value means a
+ * reload would read something else. A few stat(2) calls, cheap enough for a timer. */
+uint64_t gt_ruleset_stamp(const gt_ruleset *rs);
 /* True if some enabled rule looks at request bodies (then the proxy buffers small ones). */
 bool gt_ruleset_wants_body(const gt_ruleset *rs);
 

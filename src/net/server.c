@@ -18,11 +18,12 @@
 #include "gretel/net.h"
 #include "gretel/util.h"
 
-gt_snapshot *gt_snapshot_new(gt_config *cfg)
+gt_snapshot *gt_snapshot_new(gt_config *cfg, gt_ruleset *rules)
 {
     gt_snapshot *s = gt_xcalloc(1, sizeof(*s));
     atomic_init(&s->refs, 1);
     s->cfg = cfg;
+    s->rules = rules;
     return s;
 }
 
@@ -38,6 +39,7 @@ void gt_snapshot_release(gt_snapshot *s)
         return;
     if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
         gt_config_free(s->cfg);
+        gt_ruleset_release(s->rules);
         free(s);
     }
 }
@@ -59,6 +61,7 @@ typedef struct {
     struct event_base *base;
     gt_reload_fn reload;
     void *reload_arg;
+    uint64_t rules_stamp; /* fingerprint of the rule files the current rules came from */
     int exit_code;
     unsigned workers_done;
 } server;
@@ -205,6 +208,7 @@ static int worker_init(gt_worker *w, server *s, unsigned id, const gt_config *cf
     if (!w->base)
         return GT_EIO;
     w->snap = gt_shared_acquire(&s->sh);
+    w->scratch = gt_rules_scratch_new();
     w->notify = event_new(w->base, -1, EV_PERSIST, on_notify, w);
     event_add(w->notify, NULL);
     w->accept_pause = evtimer_new(w->base, on_accept_resume, w);
@@ -247,6 +251,8 @@ static int worker_init(gt_worker *w, server *s, unsigned id, const gt_config *cf
 static void worker_fini(gt_worker *w)
 {
     close_listeners(w);
+    gt_rules_scratch_free(w->scratch);
+    w->scratch = NULL;
     gt_free(&w->listeners);
     if (w->listen_fds) {
         for (size_t i = 0; i < w->nlisteners; i++)
@@ -322,33 +328,70 @@ static void notify_all(server *s, bool reload, bool stop, bool force)
     }
 }
 
-static void on_sighup(evutil_socket_t sig, short what, void *arg)
+/* Builds a new generation on the main thread, which owns no connections: workers keep
+ * serving on the old snapshot meanwhile and switch between two requests. */
+static void do_reload(server *s, const char *why)
 {
-    (void)sig, (void)what;
-    server *s = arg;
     gt_config *cfg = NULL;
+    gt_ruleset *rules = NULL;
     gt_diags d;
     gt_diags_init(&d);
-    if (s->reload(s->reload_arg, &cfg, &d) < 0) {
+    uint64_t t0 = gt_now_ms();
+    if (s->reload(s->reload_arg, s->sh.psl, &cfg, &rules, &d) < 0) {
         for (size_t i = 0; i < d.n; i++)
-            gt_log(GT_LOG_ERROR, "reload: %s:%u:%u: %s", d.v[i].file, d.v[i].line, d.v[i].col,
-                   d.v[i].msg);
-        gt_log(GT_LOG_ERROR, "reload failed (%zu errors); keeping the running configuration",
-               d.errors);
+            gt_log(d.v[i].is_warning ? GT_LOG_WARN : GT_LOG_ERROR, "reload: %s:%u:%u: %s",
+                   d.v[i].file, d.v[i].line, d.v[i].col, d.v[i].msg);
+        gt_log(GT_LOG_ERROR,
+               "reload (%s) failed with %zu errors; keeping the running configuration and rules",
+               why, d.errors);
         gt_diags_free(&d);
         return;
     }
+    for (size_t i = 0; i < d.n; i++)
+        gt_log(GT_LOG_WARN, "reload: %s:%u:%u: %s", d.v[i].file, d.v[i].line, d.v[i].col,
+               d.v[i].msg);
     gt_diags_free(&d);
     gt_log_set_level((enum gt_log_level)cfg->log_level);
-    gt_snapshot *ns = gt_snapshot_new(cfg);
+    s->rules_stamp = gt_ruleset_stamp(rules);
+    size_t nrules = gt_ruleset_count(rules);
+    gt_snapshot *ns = gt_snapshot_new(cfg, rules);
     pthread_mutex_lock(&s->sh.snap_lock);
     gt_snapshot *old = s->sh.snap;
     s->sh.snap = ns;
     pthread_mutex_unlock(&s->sh.snap_lock);
     gt_snapshot_release(old);
     notify_all(s, true, false, false);
-    gt_log(GT_LOG_INFO, "reload ok: new configuration in use (listen, workers and dns_servers "
-                        "changes need a restart)");
+    gt_log(GT_LOG_INFO,
+           "reload (%s) ok: %zu rules in %llu ms; new configuration in use (listen, workers and "
+           "dns_servers changes need a restart)",
+           why, nrules, (unsigned long long)(gt_now_ms() - t0));
+}
+
+static void on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig, (void)what;
+    do_reload(arg, "SIGHUP");
+}
+
+/* Polls the rule files' fingerprint: inotify would miss files replaced by editors' rename
+ * dance and by git checkouts of a directory, and a few stat(2) calls a second cost nothing.
+ * A broken edit is reported once, then again only when the files change again. */
+static void on_watch(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    server *s = arg;
+    if (atomic_load(&s->sh.stopping))
+        return;
+    pthread_mutex_lock(&s->sh.snap_lock);
+    gt_snapshot *cur = gt_snapshot_ref(s->sh.snap);
+    pthread_mutex_unlock(&s->sh.snap_lock);
+    bool watch = cur->cfg->rules_watch;
+    uint64_t stamp = watch ? gt_ruleset_stamp(cur->rules) : s->rules_stamp;
+    gt_snapshot_release(cur);
+    if (stamp == s->rules_stamp)
+        return;
+    s->rules_stamp = stamp;
+    do_reload(s, "rule file changed");
 }
 
 static void on_sigterm(evutil_socket_t sig, short what, void *arg)
@@ -364,19 +407,22 @@ static void on_sigterm(evutil_socket_t sig, short what, void *arg)
     notify_all(s, false, true, false);
 }
 
-int gt_server_run(gt_config *cfg, gt_reload_fn reload, void *reload_arg)
+int gt_server_run(gt_config *cfg, gt_ruleset *rules, const gt_psl *psl, gt_reload_fn reload,
+                  void *reload_arg)
 {
     server s;
     memset(&s, 0, sizeof(s));
     s.reload = reload;
     s.reload_arg = reload_arg;
     int code = 0;
-    struct event *ev_hup = NULL, *ev_term = NULL, *ev_int = NULL;
+    struct event *ev_hup = NULL, *ev_term = NULL, *ev_int = NULL, *ev_watch = NULL;
 
     evthread_use_pthreads();
     signal(SIGPIPE, SIG_IGN);
     pthread_mutex_init(&s.sh.snap_lock, NULL);
-    s.sh.snap = gt_snapshot_new(cfg);
+    s.sh.snap = gt_snapshot_new(cfg, rules);
+    s.sh.psl = psl;
+    s.rules_stamp = gt_ruleset_stamp(rules);
     s.sh.started_ms = gt_now_ms();
     gt_log_set_level((enum gt_log_level)cfg->log_level);
 
@@ -421,6 +467,9 @@ int gt_server_run(gt_config *cfg, gt_reload_fn reload, void *reload_arg)
     ev_term = evsignal_new(s.base, SIGTERM, on_sigterm, &s);
     ev_int = evsignal_new(s.base, SIGINT, on_sigterm, &s);
     event_add(ev_hup, NULL);
+    ev_watch = event_new(s.base, -1, EV_PERSIST, on_watch, &s);
+    struct timeval one_s = {1, 0};
+    event_add(ev_watch, &one_s);
     event_add(ev_term, NULL);
     event_add(ev_int, NULL);
     /* Workers must not receive process signals: block them before creating the threads. */
@@ -456,6 +505,8 @@ int gt_server_run(gt_config *cfg, gt_reload_fn reload, void *reload_arg)
 out:
     if (ev_hup)
         event_free(ev_hup);
+    if (ev_watch)
+        event_free(ev_watch);
     if (ev_term)
         event_free(ev_term);
     if (ev_int)

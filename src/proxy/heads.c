@@ -3,6 +3,7 @@
  * Must never add anything that identifies the user (no Via, no X-Forwarded-For). */
 #include <event2/buffer.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "gretel/proxy.h"
 #include "gretel/util.h"
@@ -64,15 +65,71 @@ void gt_proxy_error_response(struct evbuffer *out, int status, const char *why, 
                             close, NULL);
 }
 
+void gt_proxy_block_response(struct evbuffer *out, const gt_resource *res, const char *xgretel,
+                             bool head_only, bool close)
+{
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", res->status, gt_http_reason(res->status));
+    /* RFC 9110 §8.6: no Content-Length (and no content) in a 204 */
+    if (res->status != 204)
+        evbuffer_add_printf(out, "Content-Type: %s\r\nContent-Length: %zu\r\n",
+                            res->content_type ? res->content_type : "text/plain",
+                            res->body_len);
+    evbuffer_add_printf(out, "Cache-Control: no-store\r\nX-Gretel: %s\r\n%s\r\n", xgretel,
+                        close ? "Connection: close\r\n" : "");
+    if (!head_only && res->status != 204 && res->body_len)
+        evbuffer_add(out, res->body, res->body_len);
+}
+
 static void add_slice(struct evbuffer *out, gt_slice s)
 {
     evbuffer_add(out, s.p, s.len);
 }
 
-/* Copies fields except hop-by-hop ones, those named by Connection, and those the caller
- * re-emits itself (Host, framing). */
+/* What a rewrite decision does to one request field: 0 keep, 1 drop, 2 replaced (the
+ * caller writes `repl`). */
+static int rewrite_field(const gt_decision *d, gt_slice name, gt_slice value, char *repl,
+                         size_t *repl_len)
+{
+    /* X-Gretel is gretel's own answer header: a client's copy never goes upstream */
+    if (gt_slice_caseeq(name, GT_S("x-gretel")))
+        return 1;
+    if (!d)
+        return 0;
+    int r = 0;
+    for (size_t i = 0; i < d->nhdr_ops; i++) {
+        const gt_hdr_op *op = &d->hdr_ops[i];
+        switch (op->kind) {
+        case GT_HDR_REMOVE:
+        case GT_HDR_SET: /* re-emitted once after the copied fields */
+            if (gt_slice_caseeq(name, op->name))
+                return 1;
+            break;
+        case GT_HDR_REMOVE_COOKIE:
+            if (r == 0 && gt_slice_caseeq(name, GT_S("cookie")) && value.len <= 8192) {
+                *repl_len = gt_rules_filter_cookies(d, value, repl);
+                r = *repl_len ? 2 : 1;
+            }
+            break;
+        case GT_HDR_TRIM_REFERER:
+            if (gt_slice_caseeq(name, GT_S("referer"))) {
+                gt_slice o = gt_rules_referer_origin(value);
+                if (!o.len)
+                    return 1;
+                memcpy(repl, o.p, o.len);
+                repl[o.len] = '/';
+                *repl_len = o.len + 1;
+                return 2;
+            }
+            break;
+        }
+    }
+    return r;
+}
+
+/* Copies fields except hop-by-hop ones, those named by Connection, those the caller
+ * re-emits itself (Host, framing), and what a rewrite decision removes or replaces. */
 static void copy_fields(struct evbuffer *out, const gt_http1_header *h, size_t n, bool drop_host,
-                        bool drop_cl)
+                        bool drop_cl, const gt_decision *d, bool is_request)
 {
     /* Most messages have no Connection field, or only "close"/"keep-alive": then no other
      * field can be listed in it and the per-field lookup (quadratic in the field count) is
@@ -99,11 +156,28 @@ static void copy_fields(struct evbuffer *out, const gt_http1_header *h, size_t n
             continue;
         if (lists_others && gt_http1_connection_lists(h, n, name))
             continue;
+        gt_slice value = h[i].value;
+        char repl[16384 + 16];
+        size_t repl_len = 0;
+        if (is_request) {
+            int rw = rewrite_field(d, name, value, repl, &repl_len);
+            if (rw == 1)
+                continue;
+            if (rw == 2)
+                value = gt_slice_make(repl, repl_len);
+        }
         add_slice(out, name);
         evbuffer_add(out, ": ", 2);
-        add_slice(out, h[i].value);
+        add_slice(out, value);
         evbuffer_add(out, "\r\n", 2);
     }
+    for (size_t i = 0; d && i < d->nhdr_ops; i++)
+        if (d->hdr_ops[i].kind == GT_HDR_SET) {
+            add_slice(out, d->hdr_ops[i].name);
+            evbuffer_add(out, ": ", 2);
+            add_slice(out, d->hdr_ops[i].value);
+            evbuffer_add(out, "\r\n", 2);
+        }
 }
 
 static void add_authority(struct evbuffer *out, const gt_http1_uri *uri, uint16_t default_port)
@@ -119,7 +193,7 @@ static void add_authority(struct evbuffer *out, const gt_http1_uri *uri, uint16_
 
 void gt_proxy_request_head(struct evbuffer *out, const gt_http1_request *req,
                            const gt_http1_uri *uri, bool absolute_form,
-                           const gt_http1_body *body)
+                           const gt_http1_body *body, const gt_decision *d)
 {
     uint16_t defport = uri->is_https ? 443 : 80;
     add_slice(out, req->method);
@@ -129,14 +203,15 @@ void gt_proxy_request_head(struct evbuffer *out, const gt_http1_request *req,
         evbuffer_add(out, "://", 3);
         add_authority(out, uri, defport);
     }
-    if (uri->path.len == 0 || uri->path.p[0] != '/')
+    gt_slice path = d && d->path_changed ? d->new_path : uri->path;
+    if (path.len == 0 || path.p[0] != '/')
         evbuffer_add(out, "/", 1);
-    add_slice(out, uri->path);
+    add_slice(out, path);
     evbuffer_add(out, " HTTP/1.1\r\nHost: ", 17);
     add_authority(out, uri, defport);
     evbuffer_add(out, "\r\n", 2);
     /* Content-Length is re-emitted once, normalised ("5, 5" becomes "5"). */
-    copy_fields(out, req->headers, req->num_headers, true, true);
+    copy_fields(out, req->headers, req->num_headers, true, true, d, true);
     if (body->framing == GT_BODY_CHUNKED)
         evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
     else if (body->framing == GT_BODY_LENGTH)
@@ -161,7 +236,7 @@ void gt_proxy_response_head(struct evbuffer *out, const gt_http1_response *res,
     /* Content-Length stays as sent for bodiless responses (HEAD, 304) where it describes
      * the representation; otherwise it is re-emitted to match the relayed framing. */
     bool drop_cl = body->framing != GT_BODY_NONE || body->had_cl_and_te;
-    copy_fields(out, res->headers, res->num_headers, false, drop_cl);
+    copy_fields(out, res->headers, res->num_headers, false, drop_cl, NULL, false);
     if (body->framing == GT_BODY_CHUNKED && !dechunk)
         evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
     else if (body->framing == GT_BODY_LENGTH)

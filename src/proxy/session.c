@@ -86,6 +86,8 @@ struct gt_session {
     int status;
     uint64_t bytes_out;
     const char *decision;
+    const gt_rule *rule; /* the deciding rule (lives in snap's ruleset), or NULL */
+    gt_reqtype type;
 };
 
 static void process_heads(gt_session *s);
@@ -133,17 +135,18 @@ static void log_request(gt_session *s)
     if (gt_log_enabled(GT_LOG_DEBUG) && s->url)
         gt_logbuf_write(&s->w->logbuf, GT_LOG_DEBUG,
                         "req conn=%u client=%s method=%s host=%s status=%d bytes=%llu ms=%llu "
-                        "decision=%s url=%s",
+                        "decision=%s rule=%s:%u url=%s",
                         s->id, s->client, s->method, s->host[0] ? s->host : "-", s->status,
                         (unsigned long long)s->bytes_out, (unsigned long long)ms, s->decision,
-                        s->url);
+                        gt_rule_file(s->rule), gt_rule_line(s->rule), s->url);
     else if (gt_log_enabled(GT_LOG_INFO))
         gt_logbuf_write(&s->w->logbuf, GT_LOG_INFO,
                         "req conn=%u client=%s method=%s host=%s status=%d bytes=%llu ms=%llu "
-                        "decision=%s",
+                        "decision=%s rule=%s:%u",
                         s->id, s->client, s->method[0] ? s->method : "-",
                         s->host[0] ? s->host : "-", s->status, (unsigned long long)s->bytes_out,
-                        (unsigned long long)ms, s->decision);
+                        (unsigned long long)ms, s->decision, gt_rule_file(s->rule),
+                        gt_rule_line(s->rule));
 }
 
 /* Ends the current request: logs it and resets per-request state. */
@@ -163,6 +166,8 @@ static void end_request(gt_session *s)
     s->status = 0;
     s->bytes_out = 0;
     s->decision = "pass";
+    s->rule = NULL;
+    s->type = GT_TYPE_OTHER;
     s->scanned = 0;
     if (s->head)
         evbuffer_drain(s->head, evbuffer_get_length(s->head));
@@ -355,6 +360,105 @@ static void respond_self(gt_session *s, gt_slice path)
     s->status = status;
     s->decision = "local";
     finish_local(s);
+}
+
+/* Answers a request a rule blocked or redirected with the rule's local resource, keeping
+ * the connection: the blocked request's body is read and dropped (finish_local). */
+static void respond_blocked(gt_session *s, const gt_decision *d)
+{
+    const gt_resource *res = gt_rules_resource(d->resp, s->type);
+    char xg[400];
+    snprintf(xg, sizeof(xg), "%s; rule=%s:%u%s", gt_decide_action_name(d->action),
+             gt_rule_file(d->rule), gt_rule_line(d->rule), d->bought ? "; bought" : "");
+    struct evbuffer *out = gt_stream_output(s->cs);
+    size_t before = evbuffer_get_length(out);
+    bool close = (s->rq.framing != GT_BODY_NONE && !body_discardable(s)) || !s->keepalive ||
+                 s->draining;
+    if (close)
+        s->close_after = true;
+    gt_proxy_block_response(out, res, xg, s->is_head, close);
+    s->bytes_out += evbuffer_get_length(out) - before;
+    gt_stream_flush(s->cs);
+    s->status = res->status;
+    s->decision = gt_decide_action_name(d->action);
+    atomic_fetch_add_explicit(&s->w->sh->counters.local_responses, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->w->sh->counters.blocked, 1, memory_order_relaxed);
+    finish_local(s);
+}
+
+/* Runs the rules on a parsed request. The request's type and party come from its head
+ * (Sec-Fetch-*, Accept, Referer/Origin; gt_rules_type_of, gt_rules_party_of). */
+static void decide(gt_session *s, const gt_http1_request *req, const gt_http1_uri *uri,
+                   gt_decision *d)
+{
+    gt_reqview v;
+    memset(&v, 0, sizeof(v));
+    v.method = req->method;
+    v.host = gt_slice_cstr(s->host);
+    v.path = uri->path;
+    for (size_t i = 0; i < req->num_headers; i++) {
+        gt_slice n = req->headers[i].name, val = req->headers[i].value;
+        if (n.len < 5)
+            continue;
+        switch (gt_ascii_lower(n.p[0])) {
+        case 's':
+            if (gt_slice_caseeq(n, GT_S("sec-fetch-dest")))
+                v.sec_fetch_dest = val;
+            else if (gt_slice_caseeq(n, GT_S("sec-fetch-mode")))
+                v.sec_fetch_mode = val;
+            else if (gt_slice_caseeq(n, GT_S("sec-fetch-site")))
+                v.sec_fetch_site = val;
+            break;
+        case 'a':
+            if (gt_slice_caseeq(n, GT_S("accept")))
+                v.accept = val;
+            break;
+        case 'c':
+            if (gt_slice_caseeq(n, GT_S("content-type")))
+                v.content_type = val;
+            break;
+        case 'r':
+            if (gt_slice_caseeq(n, GT_S("referer")))
+                v.referer = val;
+            break;
+        case 'o':
+            if (gt_slice_caseeq(n, GT_S("origin")))
+                v.origin = val;
+            break;
+        case 'u':
+            if (gt_slice_caseeq(n, GT_S("upgrade")))
+                v.upgrade = val;
+            break;
+        case 'p':
+            if (gt_slice_caseeq(n, GT_S("ping-to")))
+                v.ping_to = val;
+            break;
+        }
+    }
+    gt_rules_request rq;
+    memset(&rq, 0, sizeof(rq));
+    rq.method = req->method;
+    rq.scheme = GT_S("http");
+    rq.host = v.host;
+    rq.port = uri->port;
+    rq.path = uri->path.len ? uri->path : GT_S("/");
+    rq.source = v.referer.len ? v.referer : (gt_slice_eq(v.origin, GT_S("null")) ? GT_S("") : v.origin);
+    rq.type = gt_rules_type_of(&v);
+    rq.party = gt_rules_party_of(s->w->sh->psl, &v);
+    _Static_assert(sizeof(gt_rules_field) == sizeof(gt_http1_header),
+                   "header layouts must match");
+    rq.fields = (const gt_rules_field *)req->headers;
+    rq.nfields = req->num_headers;
+    rq.body_type = v.content_type;
+    s->type = rq.type;
+    gt_rules_decide(s->snap->rules, s->w->scratch, &rq, NULL, NULL, d);
+    s->rule = d->rule;
+    if (d->action != GT_DECIDE_PASS)
+        s->decision = gt_decide_action_name(d->action);
+    for (size_t i = 0; i < d->nlogs; i++)
+        gt_log(GT_LOG_INFO, "conn=%u rule-log %s:%u host=%s type=%s", s->id,
+               gt_rule_file(d->logs[i]), gt_rule_line(d->logs[i]), s->host,
+               gt_rules_type_name(rq.type));
 }
 
 /* --- upstream failures --- */
@@ -727,6 +831,8 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
     s->snap = gt_snapshot_ref(s->w->snap);
     s->t0 = gt_now_ms();
     s->decision = "pass";
+    s->rule = NULL;
+    s->type = GT_TYPE_OTHER;
     atomic_fetch_add_explicit(&s->w->sh->counters.requests, 1, memory_order_relaxed);
     snprintf(s->method, sizeof(s->method), "%.*s", (int)req->method.len, req->method.p);
     s->is_head = gt_slice_eq(req->method, GT_S("HEAD"));
@@ -857,9 +963,16 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
         respond_self(s, gt_slice_cstr(path));
         return;
     }
+    gt_decision *d = &s->w->decision;
+    decide(s, req, &uri, d);
+    if (d->action == GT_DECIDE_BLOCK || d->action == GT_DECIDE_REDIRECT) {
+        evbuffer_drain(in, head_len);
+        respond_blocked(s, d);
+        return;
+    }
     if (!s->head)
         s->head = evbuffer_new();
-    gt_proxy_request_head(s->head, req, &uri, cfg->forward_kind == GT_FORWARD_HTTP, &s->rq);
+    gt_proxy_request_head(s->head, req, &uri, cfg->forward_kind == GT_FORWARD_HTTP, &s->rq, d);
     evbuffer_drain(in, head_len);
 
     char key[272];
@@ -1103,6 +1216,8 @@ void gt_session_accept(gt_worker *w, int fd, const struct sockaddr *sa, int sale
     s->w = w;
     s->id = w->id + (w->next_id++) * w->sh->nworkers;
     s->decision = "pass";
+    s->rule = NULL;
+    s->type = GT_TYPE_OTHER;
     gt_sockaddr_format(sa, s->client, sizeof(s->client));
     s->client_is_loopback = gt_sockaddr_is_loopback(sa);
     struct sockaddr_storage local;

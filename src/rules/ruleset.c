@@ -263,37 +263,41 @@ bool gt_ruleset_wants_body(const gt_ruleset *rs)
     return rs && rs->wants_body;
 }
 
-bool gt_ruleset_changed(const gt_ruleset *rs)
+static uint64_t mix(uint64_t h, const void *p, size_t n)
 {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+uint64_t gt_ruleset_stamp(const gt_ruleset *rs)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
     if (!rs)
-        return false;
+        return h;
     for (size_t i = 0; i < rs->nwatched; i++) {
-        const watched_file *w = &rs->watched[i];
         struct stat st;
-        if (stat(w->path, &st) < 0 || st.st_ino != w->ino || st.st_dev != w->dev ||
-            st.st_size != w->size || st.st_mtim.tv_sec != w->mtime.tv_sec ||
-            st.st_mtim.tv_nsec != w->mtime.tv_nsec)
-            return true;
+        memset(&st, 0, sizeof(st));
+        int r = stat(rs->watched[i].path, &st);
+        h = mix(h, rs->watched[i].path, strlen(rs->watched[i].path));
+        h = mix(h, &r, sizeof(r));
+        h = mix(h, &st.st_ino, sizeof(st.st_ino));
+        h = mix(h, &st.st_size, sizeof(st.st_size));
+        h = mix(h, &st.st_mtim, sizeof(st.st_mtim));
     }
-    /* a new file that a glob now matches */
+    /* a file that a glob now matches, or no longer matches */
     for (size_t i = 0; i < rs->npatterns; i++) {
-        if (!has_glob(rs->patterns[i]))
-            continue;
         glob_t g;
-        if (glob(rs->patterns[i], 0, NULL, &g) != 0)
+        if (!has_glob(rs->patterns[i]) || glob(rs->patterns[i], 0, NULL, &g) != 0)
             continue;
-        bool fresh = false;
-        for (size_t k = 0; k < g.gl_pathc && !fresh; k++) {
-            bool seen = false;
-            for (size_t j = 0; j < rs->nwatched && !seen; j++)
-                seen = strcmp(rs->watched[j].path, g.gl_pathv[k]) == 0;
-            fresh = !seen;
-        }
+        for (size_t k = 0; k < g.gl_pathc; k++)
+            h = mix(h, g.gl_pathv[k], strlen(g.gl_pathv[k]) + 1);
         globfree(&g);
-        if (fresh)
-            return true;
     }
-    return false;
+    return h;
 }
 
 const char *gt_rule_file(const gt_rule *r)

@@ -35,7 +35,7 @@ static char *head_for(const char *raw, bool absolute)
     gt_http1_body b;
     assert_int_equal(gt_http1_request_body(&req, &b, &err), 0);
     struct evbuffer *out = evbuffer_new();
-    gt_proxy_request_head(out, &req, &uri, absolute, &b);
+    gt_proxy_request_head(out, &req, &uri, absolute, &b, NULL);
     return drain_str(out);
 }
 
