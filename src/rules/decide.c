@@ -374,6 +374,18 @@ static bool extract(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rule *r
 {
     bool any = false;
     size_t first = d->nproducts;
+    /* a (?<page>...) in another condition than the ids scopes all of them */
+    char rule_page[2048];
+    gt_slice page_any = GT_S("");
+    for (size_t i = 0; i < r->nconds && !page_any.len; i++) {
+        const rule_cond *c = &r->conds[i];
+        if (!c->page_group || c->id_group)
+            continue;
+        size_t fi = 0;
+        gt_slice s = subject(c, x, sc, &fi);
+        if (fi != (size_t)-1 && re_match(rs, sc, c, s, 0) > 0)
+            page_any = copy_group(sc, s, "page", rule_page, sizeof(rule_page));
+    }
     for (size_t i = 0; i < r->nconds; i++) {
         const rule_cond *c = &r->conds[i];
         if (!c->id_group)
@@ -391,7 +403,7 @@ static bool extract(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rule *r
             char idbuf[4096], pagebuf[2048], scope[256];
             gt_slice id = copy_group(sc, s, "id", idbuf, sizeof(idbuf));
             gt_slice page = c->page_group ? copy_group(sc, s, "page", pagebuf, sizeof(pagebuf))
-                                          : GT_S("");
+                                          : page_any;
             size_t sl = scope_of(rs, r, x, page, scope, sizeof(scope));
             if (id.len && sl) {
                 ensure(&sc->tmp, &sc->tmp_cap, (r->ndecoders + 1) * id.len + 16);

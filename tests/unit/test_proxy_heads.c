@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <cmocka.h>
 #include <event2/buffer.h>
 
@@ -24,7 +25,14 @@ static char *drain_str(struct evbuffer *out)
     return s;
 }
 
+static char *head_with(const char *raw, bool absolute, const gt_decision *d);
+
 static char *head_for(const char *raw, bool absolute)
+{
+    return head_with(raw, absolute, NULL);
+}
+
+static char *head_with(const char *raw, bool absolute, const gt_decision *d)
 {
     gt_http1_header h[64];
     gt_http1_request req = {.headers = h, .num_headers = 64};
@@ -35,8 +43,58 @@ static char *head_for(const char *raw, bool absolute)
     gt_http1_body b;
     assert_int_equal(gt_http1_request_body(&req, &b, &err), 0);
     struct evbuffer *out = evbuffer_new();
-    gt_proxy_request_head(out, &req, &uri, absolute, &b, NULL);
+    gt_proxy_request_head(out, &req, &uri, absolute, &b, d);
     return drain_str(out);
+}
+
+/* A rewrite decision: the new path, removed and set fields, cookies, a trimmed Referer;
+ * and X-Gretel from a client never goes upstream. */
+static void test_request_head_rewrites(void **st)
+{
+    (void)st;
+    gt_decision d;
+    memset(&d, 0, sizeof(d));
+    d.action = GT_DECIDE_REWRITE;
+    d.path_changed = true;
+    d.new_path = GT_S("/p?keep=1");
+    d.hdr_ops[0] = (gt_hdr_op){.kind = GT_HDR_REMOVE, .name = GT_S("x-track")};
+    d.hdr_ops[1] = (gt_hdr_op){.kind = GT_HDR_SET, .name = GT_S("DNT"), .value = GT_S("1")};
+    d.hdr_ops[2] = (gt_hdr_op){.kind = GT_HDR_REMOVE_COOKIE, .name = GT_S("tid")};
+    d.hdr_ops[3] = (gt_hdr_op){.kind = GT_HDR_TRIM_REFERER, .name = GT_S("referer")};
+    d.nhdr_ops = 4;
+    char *s = head_with("GET http://o.example/p?utm_source=x&keep=1 HTTP/1.1\r\n"
+                        "Host: o.example\r\nX-Track: 1\r\nDNT: 0\r\nX-Gretel: spoof\r\n"
+                        "Cookie: a=1; tid=2\r\nReferer: https://news.example/a/b?c\r\n\r\n",
+                        false, &d);
+    assert_string_equal(s, "GET /p?keep=1 HTTP/1.1\r\nHost: o.example\r\nCookie: a=1\r\n"
+                           "Referer: https://news.example/\r\nDNT: 1\r\n\r\n");
+    free(s);
+    /* a Cookie field left empty is dropped, not sent empty */
+    d.nhdr_ops = 3;
+    s = head_with("GET http://o.example/ HTTP/1.1\r\nHost: o.example\r\nCookie: tid=2\r\n\r\n",
+                  false, &d);
+    assert_null(strstr(s, "Cookie"));
+    free(s);
+}
+
+static void test_block_response(void **st)
+{
+    (void)st;
+    struct evbuffer *out = evbuffer_new();
+    gt_proxy_block_response(out, gt_rules_resource(GT_RESP_204, GT_TYPE_PING),
+                            "block; rule=a.rules:3", false, false);
+    char *s = drain_str(out);
+    assert_string_equal(s, "HTTP/1.1 204 No Content\r\nCache-Control: no-store\r\n"
+                           "X-Gretel: block; rule=a.rules:3\r\n\r\n");
+    free(s);
+    out = evbuffer_new();
+    gt_proxy_block_response(out, gt_rules_resource(GT_RESP_JS, GT_TYPE_SCRIPT),
+                            "redirect; rule=b.rules:9", true, true);
+    s = drain_str(out);
+    assert_string_equal(s, "HTTP/1.1 200 OK\r\nContent-Type: application/javascript\r\n"
+                           "Content-Length: 18\r\nCache-Control: no-store\r\n"
+                           "X-Gretel: redirect; rule=b.rules:9\r\nConnection: close\r\n\r\n");
+    free(s);
 }
 
 static void test_request_head(void **st)
@@ -130,6 +188,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_head),
+        cmocka_unit_test(test_request_head_rewrites),
+        cmocka_unit_test(test_block_response),
         cmocka_unit_test(test_request_head_absolute_and_body),
         cmocka_unit_test(test_response_head),
         cmocka_unit_test(test_local_response),
