@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs gretel's test suites and ends with one summary line: "N passed, N failed".
-# Usage: scripts/run-tests.sh [unit] [fuzz] [integration]   (default: all three)
+# Usage: scripts/run-tests.sh [unit] [fuzz] [rules] [integration]   (default: all four)
 set -u
 cd "$(dirname "$0")/.."
-suites=("$@"); [ ${#suites[@]} -eq 0 ] && suites=(unit fuzz integration)
+suites=("$@"); [ ${#suites[@]} -eq 0 ] && suites=(unit fuzz rules integration)
 pass=0; fail=0; failed=()
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
@@ -36,6 +36,9 @@ for s in "${suites[@]}"; do
         fail=$((fail+1)); failed+=("fuzz:$n")
       fi
     done ;;
+  rules)
+    echo "== rule engine CLI (check, explain golden files, --batch over ../shared/data)"
+    run rules tests/golden/run.sh build/test/gretel ;;
   integration)
     echo "== integration tests (nginx origins, curl, real sockets)"
     run integration /usr/bin/python3 tests/integration/run.py --gretel build/test/gretel --release build/gretel ;;

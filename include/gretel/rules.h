@@ -195,6 +195,7 @@ typedef bool (*gt_bought_fn)(void *arg, gt_slice key);
 typedef struct {
     gt_decide_action action;
     const gt_rule *rule;     /* the deciding rule, NULL for PASS */
+    const gt_rule *overridden; /* ALLOW: the block/redirect rule the exception cancelled */
     gt_resp_kind resp;       /* BLOCK/REDIRECT */
     bool bought;             /* decided by block-if-bought on a bought product */
     /* Rewrites (ALLOW, REWRITE, PASS never have a changed path; REWRITE always has

@@ -185,6 +185,9 @@ static void explain_one(const gt_ruleset *rs, const gt_psl *psl, gt_rules_reques
     } else {
         printf("rule      - (no block, allow, redirect or rewrite rule matched)\n");
     }
+    if (d.overridden)
+        printf("overrides %s:%u: %s\n", gt_rule_file(d.overridden), gt_rule_line(d.overridden),
+               gt_rule_text(d.overridden));
     if (d.action == GT_DECIDE_BLOCK || d.action == GT_DECIDE_REDIRECT) {
         const gt_resource *res = gt_rules_resource(d.resp, rq->type);
         printf("response  %d %s (%zu bytes%s%s)\n", res->status, res->name, res->body_len,
@@ -209,9 +212,11 @@ static void explain_one(const gt_ruleset *rs, const gt_psl *psl, gt_rules_reques
                            : op->kind == GT_HDR_SET           ? "set header"
                            : op->kind == GT_HDR_REMOVE_COOKIE ? "remove cookie"
                                                               : "trim referer";
-        printf("%s%s %.*s%s%.*s (%s:%u)\n", d.path_changed || i ? "          " : "rewrites  ",
-               what, (int)op->name.len, op->name.p, op->value.len ? ": " : "",
-               (int)op->value.len, op->value.p, gt_rule_file(op->rule), gt_rule_line(op->rule));
+        bool named = op->kind != GT_HDR_TRIM_REFERER;
+        printf("%s%s%s%.*s%s%.*s (%s:%u)\n", d.path_changed || i ? "          " : "rewrites  ",
+               what, named ? " " : "", named ? (int)op->name.len : 0, op->name.p,
+               op->value.len ? ": " : "", (int)op->value.len, op->value.p,
+               gt_rule_file(op->rule), gt_rule_line(op->rule));
     }
     for (size_t i = 0; i < d.nlogs; i++)
         printf("log       %s:%u: %s\n", gt_rule_file(d.logs[i]), gt_rule_line(d.logs[i]),

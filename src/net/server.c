@@ -345,6 +345,10 @@ static void do_reload(server *s, const char *why)
                "reload (%s) failed with %zu errors; keeping the running configuration and rules",
                why, d.errors);
         gt_diags_free(&d);
+        /* the files as they are now were tried: the watcher waits for the next edit */
+        pthread_mutex_lock(&s->sh.snap_lock);
+        s->rules_stamp = gt_ruleset_stamp(s->sh.snap->rules);
+        pthread_mutex_unlock(&s->sh.snap_lock);
         return;
     }
     for (size_t i = 0; i < d.n; i++)

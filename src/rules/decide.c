@@ -655,6 +655,7 @@ void gt_rules_decide(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rules_
 {
     d->action = GT_DECIDE_PASS;
     d->rule = NULL;
+    d->overridden = NULL;
     d->resp = GT_RESP_DEFAULT;
     d->bought = false;
     d->path_changed = false;
@@ -718,6 +719,7 @@ void gt_rules_decide(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rules_
     if (win) {
         d->action = GT_DECIDE_ALLOW;
         d->rule = win;
+        d->overridden = block;
     } else if (changed) {
         d->action = GT_DECIDE_REWRITE;
         d->rule = d->rewrite_rule;

@@ -82,7 +82,9 @@ http {{
                'conn=$connection req=$connection_requests '
                'via="$http_via" xff="$http_x_forwarded_for" pc="$http_proxy_connection" '
                'pa="$http_proxy_authorization" te="$http_te" up="$http_upgrade" '
-               'ka="$http_keep_alive" host="$http_host" x="$http_x_drop_me"';
+               'ka="$http_keep_alive" host="$http_host" x="$http_x_drop_me" '
+               'ref="$http_referer" ck="$http_cookie" xg="$http_x_gretel" dnt="$http_dnt" '
+               'trk="$http_x_track"';
   access_log {self.log} t;
   client_body_temp_path {self.dir}/cb;
   proxy_temp_path {self.dir}/pt;

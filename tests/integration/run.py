@@ -690,6 +690,108 @@ def idle_keepalive_closed(env):
         s.close()
 
 
+# --- rules ------------------------------------------------------------------------------
+
+def _rules_file(env, name, text):
+    path = os.path.join(env.tmp, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def _nginx_lines(env, needle):
+    return [l for l in env.nginx.access_log().splitlines() if needle in l]
+
+
+@test
+def rules_block_answered_locally_never_arrives(env):
+    rules = _rules_file(env, "block.rules",
+                        "block domain=ads.test respond=gif\n"
+                        "block domain=trk.test\n"
+                        "redirect domain=cdn.test path~/ad\\.js$ to=noop.js\n")
+    with env.own_gretel([f"rules={rules}", f"resolve=*.test=127.0.0.1:{env.nginx.port}"]) as g:
+        rc, out, err = curl("-i", "http://px.ads.test/1k?uid=1", proxy=g.proxy)
+        expect(status_of(out) == 200 and b"image/gif" in out and out.endswith(b";"), out[:300])
+        expect(f"X-Gretel: block; rule={rules}:1".encode() in out, out[:300])
+        # the default response: 403 page for documents, empty 204 for the rest
+        rc, out, err = curl("-i", "-H", "Sec-Fetch-Dest: document", "http://trk.test/p", proxy=g.proxy)
+        expect(status_of(out) == 403 and b"gretel blocked this request" in out, out[:300])
+        rc, out, err = curl("-i", "-H", "Sec-Fetch-Dest: image", "http://trk.test/p.gif", proxy=g.proxy)
+        expect(status_of(out) == 204 and b"Content-Length" not in out, out[:300])
+        rc, out, err = curl("-i", "http://cdn.test/js/ad.js", proxy=g.proxy)
+        expect(status_of(out) == 200 and f"X-Gretel: redirect; rule={rules}:3".encode() in out
+               and out.endswith(b"(function(){})();\n"), out[:300])
+        # a blocked beacon's body is read and dropped: the connection serves the next request
+        rc, out, err = curl("-s", "-o", "/dev/null", "-o", "/dev/null",
+                            "-w", "%{http_code} %{num_connects}\n",
+                            "--data-binary", "ev=purchase&id=1", "http://trk.test/collect",
+                            "http://cdn.test/hello", proxy=g.proxy)
+        expect(out.split(b"\n")[:2] == [b"204 1", b"200 0"], out)
+        expect(g.wait_log("decision=block rule="), g.log()[-500:])
+        time.sleep(0.2)
+        for host in ("px.ads.test", "trk.test"):
+            expect(not _nginx_lines(env, f'host="{host}"'), f"{host} reached the origin")
+        expect(not _nginx_lines(env, "/js/ad.js"), "redirected script reached the origin")
+        expect(_nginx_lines(env, 'host="cdn.test"'), "the allowed request did not arrive")
+
+
+@test
+def rules_rewrite_arrives_without_tracking(env):
+    rules = _rules_file(env, "rewrite.rules",
+                        "rewrite remove-param=utm_*,fbclid\n"
+                        "rewrite domain=site.test remove-header=x-track set-header=DNT:1 "
+                        "remove-cookie=tid trim-referer\n")
+    with env.own_gretel([f"rules={rules}", f"resolve=*.test=127.0.0.1:{env.nginx.port}"]) as g:
+        rc, out, err = curl("http://www.site.test/hello?utm_source=mail&a=1&fbclid=XYZ&b=2",
+                            "-H", "Cookie: a=1; tid=secret", "-H", "X-Track: 42",
+                            "-H", "Referer: https://news.example/article/7?u=me",
+                            "-H", "X-Gretel: forged", proxy=g.proxy)
+        expect(rc == 0 and out == b"hello\n", err)
+        time.sleep(0.2)
+        lines = _nginx_lines(env, 'host="www.site.test"')
+        expect(len(lines) == 1, lines)
+        l = lines[0]
+        expect(l.startswith("GET /hello?a=1&b=2 "), l)
+        for bad in ("utm_", "fbclid", "XYZ", "secret", "42", "article", "forged"):
+            expect(bad not in l, f"{bad!r} arrived: {l}")
+        expect('ck="a=1"' in l and 'ref="https://news.example/"' in l and 'dnt="1"' in l, l)
+        expect(g.wait_log("decision=rewrite"), g.log()[-300:])
+
+
+@test
+def rules_sighup_broken_keeps_old_then_file_change_reloads(env):
+    rules = _rules_file(env, "live.rules", "block domain=old.test\n")
+    with env.own_gretel([f"rules={rules}", f"resolve=*.test=127.0.0.1:{env.nginx.port}"]) as g:
+        rc, out, err = curl("-i", "http://old.test/hello", proxy=g.proxy)
+        expect(status_of(out) == 204, out[:200])
+        with open(rules, "w") as f:
+            f.write("block domain=new.test\nblock path~(broken\n")
+        g.signal(signal.SIGHUP)
+        expect(g.wait_log("failed with 1 errors"), g.log()[-800:])
+        expect(f"{rules}:2:12: missing closing parenthesis" in g.log() or
+               re.search(re.escape(rules) + r":2:\d+: invalid regex", g.log()), g.log()[-800:])
+        rc, out, err = curl("-i", "http://old.test/hello", proxy=g.proxy)
+        expect(status_of(out) == 204, "old rules no longer applied after a failed reload")
+        rc, out, err = curl("-i", "http://new.test/hello", proxy=g.proxy)
+        expect(status_of(out) == 200, "half of a broken rule file was applied")
+        # fixing the file is noticed without a signal
+        with open(rules, "w") as f:
+            f.write("# fixed\nblock domain=new.test\n")
+        expect(g.wait_log("reload (rule file changed) ok: 1 rules", timeout=8), g.log()[-800:])
+        rc, out, err = curl("-i", "http://new.test/hello", proxy=g.proxy)
+        expect(status_of(out) == 204 and f"rule={rules}:2".encode() in out, out[:300])
+        rc, out, err = curl("-i", "http://old.test/hello", proxy=g.proxy)
+        expect(status_of(out) == 200, out[:200])
+
+
+@test
+def rules_bad_at_start_exits_2(env):
+    rules = _rules_file(env, "bad-start.rules", "block domain=a.test\nfrob x\n")
+    p = subprocess.run([env.args.gretel, "run", "-o", f"rules={rules}", "-o", "listen=127.0.0.1:1"],
+                       capture_output=True, text=True, timeout=20)
+    expect(p.returncode == 2 and f"{rules}:2:1: error: unknown action 'frob'" in p.stderr, p.stderr)
+
+
 # --- config, signals ----------------------------------------------------------------------
 
 @test
@@ -697,13 +799,13 @@ def sighup_bad_config_kept_then_good_applied(env):
     with env.own_gretel([], conf="log_level = info\n") as g:
         g.rewrite_conf("log_level = info\nbogus = 1\nconnect_ports = nope\n")
         g.signal(signal.SIGHUP)
-        expect(g.wait_log("reload failed"), g.log())
+        expect(g.wait_log("reload (SIGHUP) failed"), g.log())
         expect(re.search(r"gretel\.conf:2:1: unknown key 'bogus'", g.log()), g.log())
         rc, out, err = curl(f"http://{env.origin}/hello", proxy=g.proxy)
         expect(rc == 0 and out == b"hello\n", "still serving on the old config")
         g.rewrite_conf("allow_clients = 10.0.0.0/8\n")
         g.signal(signal.SIGHUP)
-        expect(g.wait_log("reload ok"), g.log())
+        expect(g.wait_log("reload (SIGHUP) ok"), g.log())
         rc, out, err = curl("-i", f"http://{env.origin}/hello", proxy=g.proxy)
         expect(status_of(out) == 403, f"new config not applied: {out[:200]!r}")
 

@@ -1,0 +1,5 @@
+http://www.ads.example/lib.js
+--type
+script
+--referer
+https://news.example/a

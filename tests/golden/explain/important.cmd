@@ -1,0 +1,3 @@
+http://ads.example/consent/tracker
+--type
+image

@@ -1,0 +1,5 @@
+http://www.shop.example/collect
+--type
+beacon
+--method
+POST

@@ -1,0 +1,3 @@
+http://cdn.example/js/ad-loader.js
+--type
+script
