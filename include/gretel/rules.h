@@ -89,6 +89,8 @@ typedef struct {
     const char *const *groups;
     size_t ngroups;
     bool lint; /* also run the slower checks of `gretel check` (duplicates, shadowing) */
+    bool no_index; /* file every rule as "always checked": the reference the indexes are
+                      tested against (GRETEL_RULES_NO_INDEX=1 for explain) */
 } gt_rules_source;
 
 /* Loads and compiles every rule file. On success *out holds a ruleset with one reference;

@@ -68,6 +68,7 @@ int gt_cli_load_rules(const gt_config *cfg, const char *const *extra, size_t nex
         .groups = cfg ? (const char *const *)cfg->rule_groups.v : NULL,
         .ngroups = cfg ? cfg->rule_groups.n : 0,
         .lint = lint,
+        .no_index = getenv("GRETEL_RULES_NO_INDEX") && strcmp(getenv("GRETEL_RULES_NO_INDEX"), "1") == 0,
     };
     int rv = gt_ruleset_load(out, &src, psl, diags);
     free(files);

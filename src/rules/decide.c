@@ -39,6 +39,8 @@ void gt_rules_scratch_free(gt_rules_scratch *sc)
     if (!sc)
         return;
     pcre2_match_data_free(sc->md);
+    free(sc->cands);
+    free(sc->tokens);
     free(sc->url);
     free(sc->out);
     free(sc->tmp);
@@ -582,8 +584,17 @@ static int cmp_u32(const void *a, const void *b)
 
 static void add_cands(gt_rules_scratch *sc, const uint32_t *v, size_t n)
 {
-    for (size_t i = 0; i < n && sc->ncands < SCRATCH_CANDS; i++)
-        sc->cands[sc->ncands++] = v[i];
+    if (n == 0)
+        return;
+    if (sc->ncands + n > sc->cands_cap) {
+        size_t cap = sc->cands_cap ? sc->cands_cap : 256;
+        while (cap < sc->ncands + n)
+            cap *= 2;
+        sc->cands = gt_xrealloc(sc->cands, cap * sizeof(uint32_t));
+        sc->cands_cap = cap;
+    }
+    memcpy(sc->cands + sc->ncands, v, n * sizeof(uint32_t));
+    sc->ncands += n;
 }
 
 static bool is_alnum(char c)
@@ -591,17 +602,34 @@ static bool is_alnum(char c)
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
-static void tokens_of(gt_rules_scratch *sc, gt_slice s)
+/* Hashes every alphanumeric run of s: whole tokens (>= 2 bytes) go to the front of
+ * sc->tokens, prefix hashes (GT_PREFIX_SHORT and GT_PREFIX_LONG bytes) are tagged by kind. */
+static void tokens_of(gt_rules_scratch *sc, gt_slice s, bool prefixes)
 {
+    /* at most one whole token and two prefixes per 3 bytes (a token and its separator) */
+    size_t need = sc->ntokens + (s.len / 3 + 1) * 3;
+    if (need > sc->tokens_cap) {
+        size_t cap = sc->tokens_cap ? sc->tokens_cap : 256;
+        while (cap < need)
+            cap *= 2;
+        sc->tokens = gt_xrealloc(sc->tokens, cap * sizeof(uint64_t));
+        sc->tokens_cap = cap;
+    }
     size_t i = 0;
-    while (i < s.len && sc->ntokens < SCRATCH_TOKENS) {
+    while (i < s.len) {
         while (i < s.len && !is_alnum(s.p[i]))
             i++;
         size_t st = i;
         while (i < s.len && is_alnum(s.p[i]))
             i++;
-        if (i - st >= 2)
-            sc->tokens[sc->ntokens++] = gt_rules_hash_lower(s.p + st, i - st);
+        size_t l = i - st;
+        if (l >= 2)
+            sc->tokens[sc->ntokens++] = gt_rules_hash_lower(s.p + st, l) << 1;
+        if (prefixes && l >= GT_PREFIX_SHORT)
+            sc->tokens[sc->ntokens++] =
+                gt_rules_prefix_hash(s.p + st, GT_PREFIX_SHORT) << 1 | 1;
+        if (prefixes && l >= GT_PREFIX_LONG)
+            sc->tokens[sc->ntokens++] = gt_rules_prefix_hash(s.p + st, GT_PREFIX_LONG) << 1 | 1;
     }
 }
 
@@ -620,13 +648,17 @@ static void gather(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rules_re
             break;
         h = gt_slice_make(dot + 1, (size_t)(h.p + h.len - dot - 1));
     }
-    if (rs->by_token.nitems) {
+    if (rs->by_token.nitems || rs->by_prefix.nitems) {
+        bool pre = rs->by_prefix.nitems > 0;
         sc->ntokens = 0;
-        tokens_of(sc, rq->scheme.len ? rq->scheme : GT_S("http"));
-        tokens_of(sc, rq->host);
-        tokens_of(sc, rq->path);
+        tokens_of(sc, rq->scheme.len ? rq->scheme : GT_S("http"), pre);
+        tokens_of(sc, rq->host, pre);
+        tokens_of(sc, rq->path, pre);
+        /* index keys keep 63 bits: the low bit of each entry says which index it is for */
         for (size_t i = 0; i < sc->ntokens; i++) {
-            v = gt_rules_index_get(&rs->by_token, sc->tokens[i], &n);
+            uint64_t t = sc->tokens[i];
+            v = gt_rules_index_get((t & 1) ? &rs->by_prefix : &rs->by_token,
+                                   gt_rules_token_key(t >> 1), &n);
             add_cands(sc, v, n);
         }
     }

@@ -28,6 +28,13 @@ uint64_t gt_rules_hash_lower(const char *p, size_t len)
     return h ? h : 1;
 }
 
+uint64_t gt_rules_prefix_hash(const char *p, size_t n)
+{
+    /* a different space than whole tokens: "imp2" as a prefix is not the token "imp2" */
+    uint64_t h = gt_rules_hash_lower(p, n) ^ (0x9e3779b97f4a7c15ULL * (n + 1));
+    return h ? h : 1;
+}
+
 typedef struct {
     uint64_t key;
     uint32_t val;

@@ -122,6 +122,7 @@ struct gt_ruleset {
     size_t nwatched;
     rule_index by_host;  /* registrable domain / host suffixes of domain= and host= */
     rule_index by_token; /* a literal token every match must contain */
+    rule_index by_prefix; /* a literal every match must start a token with */
     uint32_t *always;    /* rules with neither */
     size_t nalways;
     bool wants_body;
@@ -130,15 +131,13 @@ struct gt_ruleset {
     const gt_psl *psl;
 };
 
-#define SCRATCH_TOKENS 256
-#define SCRATCH_CANDS 1024
 
 struct gt_rules_scratch {
     pcre2_match_data *md;
-    uint64_t tokens[SCRATCH_TOKENS];
-    size_t ntokens;
-    uint32_t cands[SCRATCH_CANDS];
-    size_t ncands;
+    uint64_t *tokens;   /* whole-token hashes of the URL, then prefix hashes: grows with the */
+    size_t ntokens, tokens_cap; /* longest URL seen, never truncated */
+    uint32_t *cands; /* grows to the largest candidate set seen; never truncated */
+    size_t ncands, cands_cap;
     /* request derivations, valid during one decide */
     char host_re_buf[512];
     char *url; /* scheme://host[:port]path for url= patterns */
@@ -159,9 +158,26 @@ void gt_rules_rule_free(gt_rule *r);
 pcre2_code *gt_rules_compile_re(const char *pat, size_t len, const char *file, unsigned line,
                                 unsigned col, gt_diags *d, bool *jit);
 /* The longest literal alphanumeric token any subject matching pat must contain as a whole
- * token (bounded by non-alphanumerics); copied lower-case into out. Returns its length, 0
- * when there is none. */
-size_t gt_rules_required_token(const char *pat, size_t len, char *out, size_t cap);
+ * token (bounded by non-alphanumerics); copied lower-case into out. Failing that, the longest
+ * literal that must start a token (*is_prefix set; at least GT_PREFIX_SHORT bytes). Returns
+ * its length, 0 when there is neither. */
+size_t gt_rules_required_token(const char *pat, size_t len, char *out, size_t cap,
+                               bool *is_prefix);
+
+/* Prefix tokens are filed under their first GT_PREFIX_LONG bytes when they have that many,
+ * else their first GT_PREFIX_SHORT; a request's tokens are looked up by both prefixes. */
+#define GT_PREFIX_SHORT 4
+#define GT_PREFIX_LONG 8
+uint64_t gt_rules_prefix_hash(const char *p, size_t n);
+/* Token and prefix index keys drop the top bit (the request side packs a kind bit) and keep
+ * the low bit set (0 marks an empty slot). */
+static inline uint64_t gt_rules_token_key(uint64_t h)
+{
+    return (h & 0x7fffffffffffffffULL) | 1;
+}
+/* How selective a token is: longer is better, a prefix slightly worse than a whole token
+ * of the same length, and tokens on most URLs ("js", "www", "images") worst. */
+unsigned gt_rules_token_score(const char *t, size_t n, bool is_prefix);
 /* Heuristic: a quantified group that itself contains an unbounded quantifier, such as
  * (a+)+ or (\w+\s?)*, which backtracks exponentially on a near-miss. */
 bool gt_rules_re_risky(const char *pat, size_t len);

@@ -30,16 +30,45 @@ static bool is_alnum(unsigned char c)
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
-/* A run of literal bytes the pattern requires contiguously at top level. `open_left` and
- * `open_right` say whether the byte before/after the run is unknown (then a token that
- * touches that edge may be part of a longer token in the subject). */
+/* A run of literal bytes the pattern requires contiguously at top level. `open_left` says
+ * whether the byte before the run is unknown (then a token touching that edge may be part of
+ * a longer token in the subject). */
 typedef struct {
     char buf[256];
     size_t len;
     bool open_left;
 } run;
 
-static size_t best_token(const run *r, bool open_right, char *out, size_t cap, size_t best)
+/* Tokens so common in URLs that a rule filed under one is tried on most requests. */
+static bool common_token(const char *t, size_t n)
+{
+    static const char *const stop[] = {"http", "https", "www", "com", "net", "org", "js",
+                                       "css", "html", "htm", "php", "png", "gif", "jpg",
+                                       "jpeg", "svg", "webp", "json", "min", "static", "cdn",
+                                       "img", "images", "assets", "id", "v1", "v2", "api"};
+    for (size_t i = 0; i < sizeof(stop) / sizeof(stop[0]); i++)
+        if (strlen(stop[i]) == n && memcmp(stop[i], t, n) == 0)
+            return true;
+    return false;
+}
+
+unsigned gt_rules_token_score(const char *t, size_t n, bool is_prefix)
+{
+    if (n == 0)
+        return 0;
+    if (common_token(t, n))
+        return 1;
+    return (unsigned)(2 * n) - (is_prefix ? 1u : 0u);
+}
+
+typedef struct {
+    char *out;
+    size_t cap, best;  /* best whole token so far (by score) */
+    char pre[64];
+    size_t pre_len;    /* best prefix token (left-bounded, right side unknown) */
+} found;
+
+static void best_token(const run *r, bool open_right, found *f)
 {
     size_t i = 0;
     while (i < r->len) {
@@ -53,18 +82,37 @@ static size_t best_token(const run *r, bool open_right, char *out, size_t cap, s
         bool left_ok = s > 0 || !r->open_left;
         bool right_ok = i < r->len || !open_right;
         size_t l = i - s;
-        if (left_ok && right_ok && l > best && l < cap) {
+        char low[256];
+        for (size_t k = 0; k < l && k < sizeof(low); k++)
+            low[k] = gt_ascii_lower(r->buf[s + k]);
+        if (left_ok && right_ok && l < f->cap && l < sizeof(low) &&
+            gt_rules_token_score(low, l, false) > gt_rules_token_score(f->out, f->best, false)) {
+            memcpy(f->out, low, l);
+            f->out[l] = 0;
+            f->best = l;
+        } else if (left_ok && !right_ok && l > f->pre_len && l < sizeof(f->pre)) {
             for (size_t k = 0; k < l; k++)
-                out[k] = gt_ascii_lower(r->buf[s + k]);
-            out[l] = 0;
-            best = l;
+                f->pre[k] = gt_ascii_lower(r->buf[s + k]);
+            f->pre_len = l;
         }
     }
-    return best;
 }
 
-size_t gt_rules_required_token(const char *pat, size_t len, char *out, size_t cap)
+/* Is pat[i] (inside a group, just before its ')') a literal non-alphanumeric byte? */
+static bool literal_nonalnum_at(const char *pat, size_t start, size_t i)
 {
+    if (i <= start)
+        return false;
+    char c = pat[i];
+    if (i >= start + 1 && pat[i - 1] == '\\')
+        return !is_alnum((unsigned char)c); /* \. \/ \- */
+    return !is_alnum((unsigned char)c) && !strchr(".[](){}|*+?^$\\", c);
+}
+
+size_t gt_rules_required_token(const char *pat, size_t len, char *out, size_t cap,
+                               bool *is_prefix)
+{
+    *is_prefix = false;
     /* A top-level alternation means no single literal is required. */
     int depth = 0;
     bool in_class = false;
@@ -89,13 +137,13 @@ size_t gt_rules_required_token(const char *pat, size_t len, char *out, size_t ca
             return 0;
     }
     run r = {.len = 0, .open_left = true};
-    size_t best = 0;
+    found f = {.out = out, .cap = cap, .best = 0, .pre_len = 0};
     size_t i = 0;
     /* The run is flushed whenever the next byte is not a required literal; the flush knows
      * whether the byte after it is a known boundary (anchor). */
 #define FLUSH(open_right)                                                                          \
     do {                                                                                           \
-        best = best_token(&r, (open_right), out, cap, best);                                       \
+        best_token(&r, (open_right), &f);                                                          \
         r.len = 0;                                                                                 \
         r.open_left = true;                                                                        \
     } while (0)
@@ -139,32 +187,12 @@ size_t gt_rules_required_token(const char *pat, size_t len, char *out, size_t ca
                     continue;
                 }
             }
-            if (c == '*' || c == '?' || (c == '{' && i + 1 < len && pat[i + 1] == '0')) {
-                /* the previous literal is optional: drop it from the run */
-                if (r.len)
-                    r.len--;
-                FLUSH(true);
-            } else if (c == '+' || c == '{') {
-                FLUSH(true); /* the last literal repeats: what follows is not adjacent */
-            } else {
-                FLUSH(true);
-            }
-            /* skip a group or class entirely: nothing inside is required for sure */
-            if (c == '[') {
-                size_t j = i + 1;
-                if (j < len && pat[j] == '^')
-                    j++;
-                if (j < len && pat[j] == ']')
-                    j++;
-                while (j < len && pat[j] != ']') {
-                    if (pat[j] == '\\')
-                        j++;
-                    j++;
-                }
-                i = j + 1;
-                continue;
-            }
             if (c == '(') {
+                /* What precedes the group and how the group ends decide whether the byte
+                 * before the next run is known to be a non-alphanumeric one. */
+                bool before_nonalnum = r.len ? !is_alnum((unsigned char)r.buf[r.len - 1])
+                                             : !r.open_left;
+                FLUSH(true);
                 int dpt = 1;
                 size_t j = i + 1;
                 bool cls = false;
@@ -185,7 +213,44 @@ size_t gt_rules_required_token(const char *pat, size_t len, char *out, size_t ca
                     }
                     j++;
                 }
+                /* j is past the ')'; pat[j - 2] is the group's last byte */
+                bool end_nonalnum = j >= 2 && literal_nonalnum_at(pat, i + 1, j - 2);
+                bool optional = j < len && (pat[j] == '?' || pat[j] == '*' ||
+                                            (pat[j] == '{' && j + 1 < len && pat[j + 1] == '0'));
+                if (j < len && (pat[j] == '?' || pat[j] == '*' || pat[j] == '+')) {
+                    j++;
+                    if (j < len && (pat[j] == '?' || pat[j] == '+'))
+                        j++;
+                } else if (j < len && pat[j] == '{') {
+                    while (j < len && pat[j] != '}')
+                        j++;
+                    j++;
+                }
                 i = j;
+                r.open_left = !(end_nonalnum && (!optional || before_nonalnum));
+                continue;
+            }
+            if (c == '*' || c == '?' || (c == '{' && i + 1 < len && pat[i + 1] == '0')) {
+                /* the previous literal is optional: drop it from the run */
+                if (r.len)
+                    r.len--;
+                FLUSH(true);
+            } else {
+                FLUSH(true); /* '+' or '{n,}': what follows is not adjacent; '.' etc. */
+            }
+            /* skip a class entirely: nothing inside is required for sure */
+            if (c == '[') {
+                size_t j = i + 1;
+                if (j < len && pat[j] == '^')
+                    j++;
+                if (j < len && pat[j] == ']')
+                    j++;
+                while (j < len && pat[j] != ']') {
+                    if (pat[j] == '\\')
+                        j++;
+                    j++;
+                }
+                i = j + 1;
                 continue;
             }
             if (c == '{') {
@@ -218,7 +283,19 @@ size_t gt_rules_required_token(const char *pat, size_t len, char *out, size_t ca
     }
     FLUSH(true);
 #undef FLUSH
-    return best;
+    /* a prefix of at least 4 bytes narrows the search too (prefix index); it wins over a
+     * shorter or very common whole token */
+    bool pre_ok = f.pre_len >= GT_PREFIX_SHORT && f.pre_len < cap;
+    if (f.best && (!pre_ok || gt_rules_token_score(out, f.best, false) >=
+                                  gt_rules_token_score(f.pre, f.pre_len, true)))
+        return f.best;
+    if (pre_ok) {
+        memcpy(out, f.pre, f.pre_len);
+        out[f.pre_len] = 0;
+        *is_prefix = true;
+        return f.pre_len;
+    }
+    return 0;
 }
 
 bool gt_rules_re_risky(const char *pat, size_t len)

@@ -13,12 +13,13 @@ static bool has_glob(const char *s)
     return strpbrk(s, "*?[") != NULL;
 }
 
-/* The tokens a rule can be found by; false if it must be checked on every request. */
-static bool rule_tokens(const gt_rule *r, uint64_t *keys, uint32_t *vals, size_t *n,
-                        size_t max, bool *by_host)
+enum filed { FILED_ALWAYS, FILED_HOST, FILED_TOKEN, FILED_PREFIX };
+
+/* The keys a rule can be found by, and in which index. */
+static enum filed rule_tokens(const gt_rule *r, uint64_t *keys, uint32_t *vals, size_t *n,
+                              size_t max)
 {
     size_t start = *n;
-    *by_host = false;
     /* 1. host conditions: the most selective */
     for (size_t i = 0; i < r->nconds; i++) {
         const rule_cond *c = &r->conds[i];
@@ -30,28 +31,30 @@ static bool rule_tokens(const gt_rule *r, uint64_t *keys, uint32_t *vals, size_t
             keys[*n] = gt_rules_hash(c->names[k], strlen(c->names[k]));
             vals[(*n)++] = r->idx;
         }
-        *by_host = true;
-        return true;
+        return FILED_HOST;
     }
-    /* 2. the longest token some regex condition requires */
+    /* 2. the longest token some regex condition requires (a whole token beats a prefix) */
     char tok[128], best[128] = "";
     size_t bl = 0;
+    bool best_prefix = false;
     for (size_t i = 0; i < r->nconds; i++) {
         const rule_cond *c = &r->conds[i];
         if (c->neg || !(c->kind == C_PATH_RE || c->kind == C_QUERY_RE || c->kind == C_URL_RE ||
                         c->kind == C_HOST_RE))
             continue;
         const char *v = strpbrk(c->text, "~") + 1;
-        size_t l = gt_rules_required_token(v, strlen(v), tok, sizeof(tok));
-        if (l > bl) {
+        bool prefix;
+        size_t l = gt_rules_required_token(v, strlen(v), tok, sizeof(tok), &prefix);
+        if (l && gt_rules_token_score(tok, l, prefix) > gt_rules_token_score(best, bl, best_prefix)) {
             memcpy(best, tok, l + 1);
             bl = l;
+            best_prefix = prefix;
         }
     }
-    if (bl >= 2 && *n < max) {
-        keys[*n] = gt_rules_hash(best, bl);
+    if (bl >= 2 && !best_prefix && *n < max) {
+        keys[*n] = gt_rules_token_key(gt_rules_hash(best, bl));
         vals[(*n)++] = r->idx;
-        return true;
+        return FILED_TOKEN;
     }
     /* 3. query parameter names (param= conditions, or rewrite rules that only remove
      * parameters): each name's longest alphanumeric run is a whole token of the query */
@@ -94,51 +97,61 @@ static bool rule_tokens(const gt_rule *r, uint64_t *keys, uint32_t *vals, size_t
         }
         if (blen < 2 || *n >= max) {
             *n = start;
-            return false;
+            names = NULL;
+            break;
         }
-        keys[*n] = gt_rules_hash_lower(nm + bs, blen);
+        keys[*n] = gt_rules_token_key(gt_rules_hash_lower(nm + bs, blen));
         vals[(*n)++] = r->idx;
     }
-    return names && nnames;
+    if (names && nnames)
+        return FILED_TOKEN;
+    /* 4. a literal every match must begin a token with */
+    if (best_prefix && bl >= GT_PREFIX_SHORT && *n < max) {
+        keys[*n] = gt_rules_token_key(gt_rules_prefix_hash(
+            best, bl >= GT_PREFIX_LONG ? GT_PREFIX_LONG : GT_PREFIX_SHORT));
+        vals[(*n)++] = r->idx;
+        return FILED_PREFIX;
+    }
+    return FILED_ALWAYS;
 }
 
-static void build_indexes(gt_ruleset *rs)
+static void build_indexes(gt_ruleset *rs, bool no_index)
 {
     size_t max = rs->nrules * 4 + 16;
     uint64_t *hk = gt_xcalloc(max, sizeof(uint64_t)), *tk = gt_xcalloc(max, sizeof(uint64_t));
     uint32_t *hv = gt_xcalloc(max, sizeof(uint32_t)), *tv = gt_xcalloc(max, sizeof(uint32_t));
-    size_t nh = 0, nt = 0;
+    uint64_t *pk = gt_xcalloc(max, sizeof(uint64_t));
+    uint32_t *pv = gt_xcalloc(max, sizeof(uint32_t));
+    size_t nh = 0, nt = 0, np = 0;
     rs->always = gt_xcalloc(rs->nrules ? rs->nrules : 1, sizeof(uint32_t));
     for (size_t i = 0; i < rs->nrules; i++) {
         uint64_t keys[256];
         uint32_t vals[256];
         size_t n = 0;
-        bool by_host;
-        if (!rule_tokens(&rs->rules[i], keys, vals, &n, 256, &by_host)) {
+        enum filed how = no_index ? FILED_ALWAYS : rule_tokens(&rs->rules[i], keys, vals, &n, 256);
+        if (how == FILED_ALWAYS) {
             rs->always[rs->nalways++] = (uint32_t)i;
             continue;
         }
-        for (size_t k = 0; k < n; k++) {
-            if (by_host) {
-                if (nh == max)
-                    break;
-                hk[nh] = keys[k];
-                hv[nh++] = vals[k];
-            } else {
-                if (nt == max)
-                    break;
-                tk[nt] = keys[k];
-                tv[nt++] = vals[k];
-            }
+        uint64_t *dk = how == FILED_HOST ? hk : how == FILED_TOKEN ? tk : pk;
+        uint32_t *dv = how == FILED_HOST ? hv : how == FILED_TOKEN ? tv : pv;
+        size_t *dn = how == FILED_HOST ? &nh : how == FILED_TOKEN ? &nt : &np;
+        for (size_t k = 0; k < n && *dn < max; k++) {
+            dk[*dn] = keys[k];
+            dv[(*dn)++] = vals[k];
         }
     }
     gt_rules_index_build(&rs->by_host, hk, hv, nh);
     gt_rules_index_build(&rs->by_token, tk, tv, nt);
-    rs->mem += (rs->by_host.cap + rs->by_token.cap) * 16 + (nh + nt + rs->nrules) * 4;
+    gt_rules_index_build(&rs->by_prefix, pk, pv, np);
+    rs->mem += (rs->by_host.cap + rs->by_token.cap + rs->by_prefix.cap) * 16 +
+               (nh + nt + np + rs->nrules) * 4;
     free(hk);
     free(tk);
+    free(pk);
     free(hv);
     free(tv);
+    free(pv);
 }
 
 static void ruleset_free(gt_ruleset *rs)
@@ -159,6 +172,7 @@ static void ruleset_free(gt_ruleset *rs)
     free(rs->watched);
     gt_rules_index_free(&rs->by_host);
     gt_rules_index_free(&rs->by_token);
+    gt_rules_index_free(&rs->by_prefix);
     free(rs->always);
     pcre2_match_context_free(rs->mctx);
     free(rs);
@@ -225,7 +239,7 @@ int gt_ruleset_load(gt_ruleset **out, const gt_rules_source *src, const gt_psl *
         for (size_t k = 0; k < r->nrws; k++)
             rs->mem += sizeof(rule_rw) + code_size(r->rws[k].re);
     }
-    build_indexes(rs);
+    build_indexes(rs, src->no_index);
     if (src->lint)
         gt_rules_lint(rs, d);
     *out = rs;

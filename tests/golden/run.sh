@@ -67,6 +67,19 @@ if [ -r "$data/requests-dev.tsv.gz" ]; then
     | awk '$1=="block" && $2=="pass"' | wc -l >"$tmp/fp"
   nblock=$(grep -c '^block' "$tmp/requests-dev.tsv")
   echo "           (shipped rules block $nblock requests; $(cat "$tmp/fp") of them the reference engine with EasyList+EasyPrivacy passes)"
+  # the indexes only choose which rules to try: every decision must equal trying all rules
+  /usr/bin/python3 scripts/bench/gen_rules.py "$data/requests-dev.tsv.gz" 2000 "$tmp/gen.rules" \
+    "$tmp/gen-abp.txt" 2>/dev/null
+  for set in shipped generated; do
+    opts=(); [ $set = generated ] && opts=(-o "rules=$tmp/gen.rules")
+    zcat "$data/requests-dev.tsv.gz" | "$bin" explain "${opts[@]}" --batch - >"$tmp/ix.tsv" 2>/dev/null
+    zcat "$data/requests-dev.tsv.gz" | GRETEL_RULES_NO_INDEX=1 "$bin" explain "${opts[@]}" --batch - \
+      >"$tmp/all.tsv" 2>/dev/null
+    if [ -s "$tmp/ix.tsv" ] && cmp -s "$tmp/ix.tsv" "$tmp/all.tsv"; then
+      ok "indexed decisions equal trying every rule ($set rules, $(grep -c '^block' "$tmp/ix.tsv") blocks)"
+    else bad "indexed decisions differ from trying every rule ($set rules)"
+         diff "$tmp/ix.tsv" "$tmp/all.tsv" | head -4 | cut -c1-200; fi
+  done
 else
   echo "[  SKIPPED ] explain --batch over $data (not present)"
 fi

@@ -573,18 +573,33 @@ static void test_required_token(void **st)
     struct {
         const char *pat, *tok;
     } cases[] = {
-        {"^/pixel/", "pixel"},        {"/ads?/", ""},            {"\\.doubleclick\\.net/", "doubleclick"},
-        {"^/tr/?$", ""},            {"ad[0-9]+\\.", ""},       {"(?i)/Banner/", "banner"},
-        {"a|b", ""},                  {"^https?://x\\.", "x"},   {"/g/collect$", "collect"},
-        {"track(?:ing)?/", ""},       {"/v1/events\\b", "v1"},   {"[?&]utm_", ""},
+        {"^/pixel/", "pixel"},
+        {"/ads?/", ""},
+        {"\\.doubleclick\\.net/", "doubleclick"},
+        {"^/tr/?$", ""},
+        {"ad[0-9]+\\.", ""},
+        {"(?i)/Banner/", "banner"},
+        {"a|b", ""},
+        {"^https?://x\\.", "x"},
+        {"/g/collect$", "collect"},
+        {"track(?:ing)?/", ""},
+        {"/v1/events\\b", "v1"},
+        {"[?&]utm_", ""},
         {"^/api/(?:x|y)/beacon", "api"},
+        {"/imp2572[_-]?[0-9]+\\.js$", "prefix:imp2572"},
+        {"^https?://[^/]+/(?:[^/]+/)?match136433/", "match136433"},
+        {"/(?:a|b)track/", ""},
+        {"/tracking", "prefix:tracking"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char out[64] = "";
-        size_t n = gt_rules_required_token(cases[i].pat, strlen(cases[i].pat), out, sizeof(out));
-        if (n != strlen(cases[i].tok) || strcmp(out, cases[i].tok) != 0)
-            fail_msg("'%s': token '%s', expected '%s'", cases[i].pat, n ? out : "",
-                     cases[i].tok);
+        bool prefix;
+        size_t n = gt_rules_required_token(cases[i].pat, strlen(cases[i].pat), out, sizeof(out),
+                                           &prefix);
+        char got[80];
+        snprintf(got, sizeof(got), "%s%s", prefix ? "prefix:" : "", n ? out : "");
+        if (strcmp(got, cases[i].tok) != 0)
+            fail_msg("'%s': token '%s', expected '%s'", cases[i].pat, got, cases[i].tok);
     }
 }
 
