@@ -583,7 +583,7 @@ static void test_required_token(void **st)
         {"^https?://x\\.", "x"},
         {"/g/collect$", "collect"},
         {"track(?:ing)?/", ""},
-        {"/v1/events\\b", "v1"},
+        {"/v1/events\\b", "prefix:events"},
         {"[?&]utm_", ""},
         {"^/api/(?:x|y)/beacon", "api"},
         {"/imp2572[_-]?[0-9]+\\.js$", "prefix:imp2572"},
