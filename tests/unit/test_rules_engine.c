@@ -585,7 +585,7 @@ static void test_required_token(void **st)
         {"track(?:ing)?/", ""},
         {"/v1/events\\b", "prefix:events"},
         {"[?&]utm_", ""},
-        {"^/api/(?:x|y)/beacon", "api"},
+        {"^/api/(?:x|y)/beacon", "prefix:beacon"},
         {"/imp2572[_-]?[0-9]+\\.js$", "prefix:imp2572"},
         {"^https?://[^/]+/(?:[^/]+/)?match136433/", "match136433"},
         {"/(?:a|b)track/", ""},
