@@ -40,7 +40,9 @@ void gt_rules_scratch_free(gt_rules_scratch *sc)
         return;
     pcre2_match_data_free(sc->md);
     free(sc->cands);
+    free(sc->seen);
     free(sc->tokens);
+    free(sc->bits);
     free(sc->url);
     free(sc->out);
     free(sc->tmp);
@@ -576,12 +578,6 @@ static bool apply_rewrites(const gt_ruleset *rs, gt_rules_scratch *sc, reqctx *x
     return changed;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 static void add_cands(gt_rules_scratch *sc, const uint32_t *v, size_t n)
 {
     if (n == 0)
@@ -593,19 +589,57 @@ static void add_cands(gt_rules_scratch *sc, const uint32_t *v, size_t n)
         sc->cands = gt_xrealloc(sc->cands, cap * sizeof(uint32_t));
         sc->cands_cap = cap;
     }
-    memcpy(sc->cands + sc->ncands, v, n * sizeof(uint32_t));
-    sc->ncands += n;
+    for (size_t i = 0; i < n; i++)
+        if (sc->seen[v[i]] != sc->epoch) {
+            sc->seen[v[i]] = sc->epoch;
+            sc->cands[sc->ncands++] = v[i];
+        }
 }
 
-static bool is_alnum(char c)
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+/* Marks each alphanumeric byte of s in sc->bits (bit i of word i/64): 16 bytes per step with
+ * SSE2, where a byte-at-a-time loop would mispredict at every token edge. */
+static void classify(gt_rules_scratch *sc, gt_slice s)
 {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    size_t words = s.len / 64 + 2;
+    if (words > sc->bits_cap) {
+        free(sc->bits);
+        sc->bits_cap = words * 2;
+        sc->bits = gt_xmalloc(sc->bits_cap * sizeof(uint64_t));
+    }
+    memset(sc->bits, 0, words * sizeof(uint64_t));
+    const unsigned char *p = (const unsigned char *)s.p;
+    size_t i = 0;
+#if defined(__SSE2__)
+    const __m128i zero = _mm_set1_epi8('0'), nine = _mm_set1_epi8(9), a = _mm_set1_epi8('a'),
+                  z = _mm_set1_epi8(25), fold = _mm_set1_epi8(0x20);
+    for (; i + 16 <= s.len; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(p + i));
+        __m128i d = _mm_sub_epi8(v, zero);
+        __m128i l = _mm_sub_epi8(_mm_or_si128(v, fold), a);
+        __m128i is = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(d, nine), d),
+                                  _mm_cmpeq_epi8(_mm_min_epu8(l, z), l));
+        uint64_t m = (uint64_t)(unsigned)_mm_movemask_epi8(is);
+        sc->bits[i / 64] |= m << (i % 64);
+    }
+#endif
+    for (; i < s.len; i++) {
+        unsigned char c = p[i];
+        if ((unsigned char)(c - '0') < 10 || (unsigned char)((c | 0x20) - 'a') < 26)
+            sc->bits[i / 64] |= 1ULL << (i % 64);
+    }
 }
 
-/* Hashes every alphanumeric run of s: whole tokens (>= 2 bytes) go to the front of
- * sc->tokens, prefix hashes (GT_PREFIX_SHORT and GT_PREFIX_LONG bytes) are tagged by kind. */
-static void tokens_of(gt_rules_scratch *sc, gt_slice s, bool prefixes)
+/* Hashes the alphanumeric runs of s that pass the token filter: the whole token (>= 2
+ * bytes) and, when the ruleset has prefix rules, its first GT_PREFIX_SHORT and
+ * GT_PREFIX_LONG bytes. Entries carry a kind bit (1 = prefix). */
+static void tokens_of(const gt_ruleset *rs, gt_rules_scratch *sc, gt_slice s, bool prefixes)
 {
+    if (!s.len)
+        return;
     /* at most one whole token and two prefixes per 3 bytes (a token and its separator) */
     size_t need = sc->ntokens + (s.len / 3 + 1) * 3;
     if (need > sc->tokens_cap) {
@@ -615,45 +649,72 @@ static void tokens_of(gt_rules_scratch *sc, gt_slice s, bool prefixes)
         sc->tokens = gt_xrealloc(sc->tokens, cap * sizeof(uint64_t));
         sc->tokens_cap = cap;
     }
-    size_t i = 0;
-    while (i < s.len) {
-        while (i < s.len && !is_alnum(s.p[i]))
-            i++;
-        size_t st = i;
-        while (i < s.len && is_alnum(s.p[i]))
-            i++;
-        size_t l = i - st;
+    classify(sc, s);
+    const char *end = s.p + s.len;
+    uint64_t *t = sc->tokens + sc->ntokens;
+    size_t nw = (s.len + 63) / 64, pos = 0;
+    while (pos < s.len) {
+        /* next set bit at or after pos: a token start */
+        size_t w = pos / 64;
+        uint64_t word = sc->bits[w] & (~0ULL << (pos % 64));
+        while (!word && ++w < nw)
+            word = sc->bits[w];
+        if (!word)
+            break;
+        size_t st = w * 64 + (size_t)__builtin_ctzll(word);
+        /* next clear bit after st: the token's end */
+        uint64_t inv = ~sc->bits[w] & (~0ULL << (st % 64));
+        while (!inv && ++w < nw)
+            inv = ~sc->bits[w];
+        size_t en = inv ? w * 64 + (size_t)__builtin_ctzll(inv) : s.len;
+        if (en > s.len)
+            en = s.len;
+        pos = en;
+        size_t l = en - st;
+        const char *tp = s.p + st;
+        unsigned fkey = gt_rules_filter_key(tp, l, end);
+        if (!(rs->tok_filter[fkey / 64] & (1ULL << (fkey % 64))))
+            continue;
         if (l >= 2)
-            sc->tokens[sc->ntokens++] = gt_rules_hash_lower(s.p + st, l) << 1;
+            *t++ = gt_rules_token_hash_in(tp, l, end) << 1;
         if (prefixes && l >= GT_PREFIX_SHORT)
-            sc->tokens[sc->ntokens++] =
-                gt_rules_prefix_hash(s.p + st, GT_PREFIX_SHORT) << 1 | 1;
+            *t++ = gt_rules_token_hash_in(tp, GT_PREFIX_SHORT, end) << 1 | 1;
         if (prefixes && l >= GT_PREFIX_LONG)
-            sc->tokens[sc->ntokens++] = gt_rules_prefix_hash(s.p + st, GT_PREFIX_LONG) << 1 | 1;
+            *t++ = gt_rules_token_hash_in(tp, GT_PREFIX_LONG, end) << 1 | 1;
     }
+    sc->ntokens = (size_t)(t - sc->tokens);
 }
 
 static void gather(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rules_request *rq)
 {
     sc->ncands = 0;
+    /* a fresh epoch instead of clearing the per-rule marks: O(1) per decision */
+    if (sc->seen_cap < rs->nrules || ++sc->epoch == 0) {
+        free(sc->seen);
+        sc->seen_cap = rs->nrules > sc->seen_cap ? rs->nrules : sc->seen_cap;
+        sc->seen = gt_xcalloc(sc->seen_cap ? sc->seen_cap : 1, sizeof(uint32_t));
+        sc->epoch = 1;
+    }
     size_t n;
     const uint32_t *v;
-    /* every suffix of the host at a dot: a.b.example.com, b.example.com, example.com, com */
-    gt_slice h = rq->host;
-    for (;;) {
-        v = gt_rules_index_get(&rs->by_host, gt_rules_hash(h.p, h.len), &n);
-        add_cands(sc, v, n);
-        const char *dot = h.len ? memchr(h.p, '.', h.len) : NULL;
-        if (!dot)
-            break;
-        h = gt_slice_make(dot + 1, (size_t)(h.p + h.len - dot - 1));
+    /* every suffix of the host at a dot, from one backwards pass: com, example.com, ... */
+    if (rs->by_host.nitems) {
+        const char *h = rq->host.p;
+        uint64_t hh = GT_RULES_HOST_SEED;
+        for (size_t i = rq->host.len; i > 0; i--) {
+            hh = gt_rules_host_step(hh, h[i - 1]);
+            if (i == 1 || h[i - 2] == '.') {
+                v = gt_rules_index_get(&rs->by_host, hh ? hh : 1, &n);
+                add_cands(sc, v, n);
+            }
+        }
     }
     if (rs->by_token.nitems || rs->by_prefix.nitems) {
         bool pre = rs->by_prefix.nitems > 0;
         sc->ntokens = 0;
-        tokens_of(sc, rq->scheme.len ? rq->scheme : GT_S("http"), pre);
-        tokens_of(sc, rq->host, pre);
-        tokens_of(sc, rq->path, pre);
+        tokens_of(rs, sc, rq->scheme.len ? rq->scheme : GT_S("http"), pre);
+        tokens_of(rs, sc, rq->host, pre);
+        tokens_of(rs, sc, rq->path, pre);
         /* index keys keep 63 bits: the low bit of each entry says which index it is for */
         for (size_t i = 0; i < sc->ntokens; i++) {
             uint64_t t = sc->tokens[i];
@@ -663,23 +724,33 @@ static void gather(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rules_re
         }
     }
     add_cands(sc, rs->always, rs->nalways);
-    if (sc->ncands > 1) {
-        if (sc->ncands < 16) {
-            for (size_t i = 1; i < sc->ncands; i++)
-                for (size_t j = i; j > 0 && sc->cands[j - 1] > sc->cands[j]; j--) {
-                    uint32_t t = sc->cands[j];
-                    sc->cands[j] = sc->cands[j - 1];
-                    sc->cands[j - 1] = t;
-                }
-        } else {
-            qsort(sc->cands, sc->ncands, sizeof(uint32_t), cmp_u32);
+}
+
+static void sort_rules(const gt_rule **v, size_t n)
+{
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && v[j - 1]->idx > v[j]->idx; j--) {
+            const gt_rule *t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
         }
-        size_t o = 1;
-        for (size_t i = 1; i < sc->ncands; i++)
-            if (sc->cands[i] != sc->cands[o - 1])
-                sc->cands[o++] = sc->cands[i];
-        sc->ncands = o;
-    }
+}
+
+/* Products in rule order (stable: one rule's ids keep the order they were found in). */
+static void sort_products(gt_decision *d)
+{
+    for (size_t i = 1; i < d->nproducts; i++)
+        for (size_t j = i; j > 0 && d->products[j - 1].rule->idx > d->products[j].rule->idx;
+             j--) {
+            gt_product t = d->products[j];
+            d->products[j] = d->products[j - 1];
+            d->products[j - 1] = t;
+        }
+}
+
+static const gt_rule *first_of(const gt_rule *cur, const gt_rule *r)
+{
+    return !cur || r->idx < cur->idx ? r : cur;
 }
 
 void gt_rules_decide(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rules_request *rq,
@@ -713,21 +784,22 @@ void gt_rules_decide(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rules_
         if (!rule_matches(rs, sc, r, &x))
             continue;
         bool hit_bought = r->has_extract && extract(rs, sc, r, &x, d, bought, bought_arg);
+        /* candidates come in index order, not file order: the first rule in file order
+         * wins each class, so decisions do not depend on how rules were indexed */
         switch (r->action) {
         case A_BLOCK_IF_BOUGHT:
-            if (hit_bought && !bought_rule)
-                bought_rule = r;
+            if (hit_bought)
+                bought_rule = first_of(bought_rule, r);
             break;
         case A_BLOCK:
         case A_REDIRECT:
-            if (r->important && !important)
-                important = r;
-            else if (!block)
-                block = r;
+            if (r->important)
+                important = first_of(important, r);
+            else
+                block = first_of(block, r);
             break;
         case A_ALLOW:
-            if (!allow)
-                allow = r;
+            allow = first_of(allow, r);
             break;
         case A_REWRITE:
             if (nrw < 64)
@@ -739,6 +811,9 @@ void gt_rules_decide(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rules_
             break;
         }
     }
+    sort_products(d);
+    sort_rules(d->logs, d->nlogs);
+    sort_rules(rws, nrw);
     const gt_rule *win = bought_rule ? bought_rule : important ? important : allow ? allow : block;
     if (win && win->action != A_ALLOW) {
         d->rule = win;

@@ -7,34 +7,6 @@
 
 #include "internal.h"
 
-/* FNV-1a, 64-bit; 0 is reserved for empty slots. */
-uint64_t gt_rules_hash(const char *p, size_t len)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h ? h : 1;
-}
-
-uint64_t gt_rules_hash_lower(const char *p, size_t len)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)gt_ascii_lower(p[i]);
-        h *= 0x100000001b3ULL;
-    }
-    return h ? h : 1;
-}
-
-uint64_t gt_rules_prefix_hash(const char *p, size_t n)
-{
-    /* a different space than whole tokens: "imp2" as a prefix is not the token "imp2" */
-    uint64_t h = gt_rules_hash_lower(p, n) ^ (0x9e3779b97f4a7c15ULL * (n + 1));
-    return h ? h : 1;
-}
-
 typedef struct {
     uint64_t key;
     uint32_t val;
@@ -62,10 +34,9 @@ void gt_rules_index_build(rule_index *ix, const uint64_t *keys, const uint32_t *
     ix->cap = 16;
     while (ix->cap < nkeys * 2)
         ix->cap *= 2;
-    ix->keys = gt_xcalloc(ix->cap, sizeof(uint64_t));
-    ix->start = gt_xcalloc(ix->cap, sizeof(uint32_t));
-    ix->count = gt_xcalloc(ix->cap, sizeof(uint32_t));
+    ix->slots = gt_xcalloc(ix->cap, sizeof(index_slot));
     ix->items = gt_xcalloc(n ? n : 1, sizeof(uint32_t));
+    ix->filter = gt_xcalloc(INDEX_FILTER_BITS / 64, sizeof(uint64_t));
     size_t out = 0;
     for (size_t i = 0; i < n;) {
         size_t j = i;
@@ -76,11 +47,11 @@ void gt_rules_index_build(rule_index *ix, const uint64_t *keys, const uint32_t *
             j++;
         }
         size_t slot = ps[i].key & (ix->cap - 1);
-        while (ix->keys[slot])
+        while (ix->slots[slot].key)
             slot = (slot + 1) & (ix->cap - 1);
-        ix->keys[slot] = ps[i].key;
-        ix->start[slot] = (uint32_t)start;
-        ix->count[slot] = (uint32_t)(out - start);
+        ix->slots[slot] = (index_slot){ps[i].key, (uint32_t)start, (uint32_t)(out - start)};
+        size_t bit = (ps[i].key >> 40) & (INDEX_FILTER_BITS - 1);
+        ix->filter[bit / 64] |= 1ULL << (bit % 64);
         i = j;
     }
     ix->nitems = out;
@@ -89,25 +60,16 @@ void gt_rules_index_build(rule_index *ix, const uint64_t *keys, const uint32_t *
 
 void gt_rules_index_free(rule_index *ix)
 {
-    free(ix->keys);
-    free(ix->start);
-    free(ix->count);
+    free(ix->slots);
     free(ix->items);
+    free(ix->filter);
     memset(ix, 0, sizeof(*ix));
 }
 
-const uint32_t *gt_rules_index_get(const rule_index *ix, uint64_t h, size_t *n)
+uint64_t gt_rules_host_hash(const char *p, size_t n)
 {
-    *n = 0;
-    if (!ix->cap)
-        return NULL;
-    size_t slot = h & (ix->cap - 1);
-    while (ix->keys[slot]) {
-        if (ix->keys[slot] == h) {
-            *n = ix->count[slot];
-            return ix->items + ix->start[slot];
-        }
-        slot = (slot + 1) & (ix->cap - 1);
-    }
-    return NULL;
+    uint64_t h = GT_RULES_HOST_SEED;
+    while (n)
+        h = gt_rules_host_step(h, p[--n]);
+    return h ? h : 1;
 }

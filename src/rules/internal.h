@@ -6,6 +6,8 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <stdatomic.h>
+#include <endian.h>
+#include <string.h>
 #include <sys/types.h>
 
 #include "gretel/rules.h"
@@ -93,11 +95,19 @@ struct gt_rule {
     bool has_extract; /* some regex condition has an id group */
 };
 
-/* Open-addressing hash from a 64-bit key hash to a run of rule indexes. */
+/* Open-addressing hash from a 64-bit key hash to a run of rule indexes, with a bit filter
+ * in front: most of a URL's tokens name no rule, and one bit test (8 KiB, stays in cache)
+ * answers them without touching the table. */
 typedef struct {
-    uint64_t *keys; /* 0 = empty */
-    uint32_t *start, *count;
+    uint64_t key; /* 0 = empty */
+    uint32_t start, count;
+} index_slot;
+
+#define INDEX_FILTER_BITS 65536
+typedef struct {
+    index_slot *slots;
     uint32_t *items;
+    uint64_t *filter; /* INDEX_FILTER_BITS bits */
     size_t cap; /* power of two */
     size_t nitems;
 } rule_index;
@@ -123,6 +133,7 @@ struct gt_ruleset {
     rule_index by_host;  /* registrable domain / host suffixes of domain= and host= */
     rule_index by_token; /* a literal token every match must contain */
     rule_index by_prefix; /* a literal every match must start a token with */
+    uint64_t *tok_filter; /* 65536 bits by gt_rules_filter_key, for by_token and by_prefix */
     uint32_t *always;    /* rules with neither */
     size_t nalways;
     bool wants_body;
@@ -136,8 +147,13 @@ struct gt_rules_scratch {
     pcre2_match_data *md;
     uint64_t *tokens;   /* whole-token hashes of the URL, then prefix hashes: grows with the */
     size_t ntokens, tokens_cap; /* longest URL seen, never truncated */
+    uint64_t *bits;     /* alphanumeric-byte bitmap of the part being tokenized */
+    size_t bits_cap;
     uint32_t *cands; /* grows to the largest candidate set seen; never truncated */
     size_t ncands, cands_cap;
+    uint32_t *seen;  /* per rule: the epoch it was last added as a candidate (dedupe) */
+    size_t seen_cap;
+    uint32_t epoch;
     /* request derivations, valid during one decide */
     char host_re_buf[512];
     char *url; /* scheme://host[:port]path for url= patterns */
@@ -168,7 +184,50 @@ size_t gt_rules_required_token(const char *pat, size_t len, char *out, size_t ca
  * else their first GT_PREFIX_SHORT; a request's tokens are looked up by both prefixes. */
 #define GT_PREFIX_SHORT 4
 #define GT_PREFIX_LONG 8
-uint64_t gt_rules_prefix_hash(const char *p, size_t n);
+/* The hash of an alphanumeric token, ASCII case folded, 8 bytes per step (tokens are hashed
+ * for every request, so per-byte hashing would dominate a decision). A prefix key is the
+ * token hash of the first GT_PREFIX_SHORT or GT_PREFIX_LONG bytes. Only for [A-Za-z0-9]. */
+static inline uint64_t gt_rules_token_mix(uint64_t h, uint64_t w)
+{
+    h = (h ^ (w | 0x2020202020202020ULL)) * 0x9fb21c651e98df25ULL;
+    return h ^ (h >> 29);
+}
+
+/* limit: how far past p bytes may be read (p + n <= limit), so the tail of a token can be
+ * loaded as one word and masked instead of assembled byte by byte. */
+static inline uint64_t gt_rules_token_hash_in(const char *p, size_t n, const char *limit)
+{
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ (n * 0xc2b2ae3d27d4eb4fULL);
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = gt_rules_token_mix(h, le64toh(w));
+        p += 8;
+        n -= 8;
+    }
+    if (n) {
+        uint64_t w = 0;
+        if (limit - p >= 8) {
+            memcpy(&w, p, 8);
+            w = le64toh(w) & (~0ULL >> (64 - 8 * n));
+        } else {
+            for (size_t i = 0; i < n; i++)
+                w |= (uint64_t)(unsigned char)p[i] << (8 * i);
+        }
+        /* the fold mask must cover only the token's bytes: pad bytes stay zero */
+        h = (h ^ (w | (0x2020202020202020ULL >> (64 - 8 * n)))) * 0x9fb21c651e98df25ULL;
+        h ^= h >> 29;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static inline uint64_t gt_rules_token_hash(const char *p, size_t n)
+{
+    return gt_rules_token_hash_in(p, n, p + n);
+}
 /* Token and prefix index keys drop the top bit (the request side packs a kind bit) and keep
  * the low bit set (0 marks an empty slot). */
 static inline uint64_t gt_rules_token_key(uint64_t h)
@@ -183,12 +242,53 @@ unsigned gt_rules_token_score(const char *t, size_t n, bool is_prefix);
 bool gt_rules_re_risky(const char *pat, size_t len);
 
 /* index.c */
-uint64_t gt_rules_hash(const char *p, size_t len);
-uint64_t gt_rules_hash_lower(const char *p, size_t len);
 void gt_rules_index_build(rule_index *ix, const uint64_t *keys, const uint32_t *vals, size_t n);
 void gt_rules_index_free(rule_index *ix);
-/* Rule indexes stored under h, or NULL with *n = 0. */
-const uint32_t *gt_rules_index_get(const rule_index *ix, uint64_t h, size_t *n);
+/* Rule indexes stored under h, or NULL with *n = 0. Inline: called per URL token. */
+static inline const uint32_t *gt_rules_index_get(const rule_index *ix, uint64_t h, size_t *n)
+{
+    *n = 0;
+    if (!ix->cap)
+        return NULL;
+    size_t bit = (h >> 40) & (INDEX_FILTER_BITS - 1);
+    if (!(ix->filter[bit / 64] & (1ULL << (bit % 64))))
+        return NULL;
+    size_t slot = h & (ix->cap - 1);
+    while (ix->slots[slot].key) {
+        if (ix->slots[slot].key == h) {
+            *n = ix->slots[slot].count;
+            return ix->items + ix->slots[slot].start;
+        }
+        slot = (slot + 1) & (ix->cap - 1);
+    }
+    return NULL;
+}
+/* The token filter's key: the first (up to) four bytes of a token, case folded, mixed into
+ * 16 bits. One bit per key tells whether any token or prefix rule could start with those
+ * bytes; most of a URL's tokens are rejected by it before being hashed in full. */
+static inline unsigned gt_rules_filter_key(const char *p, size_t n, const char *limit)
+{
+    uint32_t w = 0;
+    size_t k = n < 4 ? n : 4;
+    if (limit - p >= 4) {
+        memcpy(&w, p, 4);
+        w = le32toh(w) & (uint32_t)(~0ULL >> (64 - 8 * k));
+    } else {
+        for (size_t i = 0; i < k; i++)
+            w |= (uint32_t)(unsigned char)p[i] << (8 * i);
+    }
+    w |= 0x20202020u >> (32 - 8 * k);
+    return (unsigned)(((uint64_t)(w ^ (uint32_t)k) * 0x9e3779b97f4a7c15ULL) >> 48);
+}
+
+/* A host name's hash, taken from its last byte backwards, so that every suffix at a dot
+ * (a.b.example.com, b.example.com, ...) falls out of one pass over the request's host. */
+static inline uint64_t gt_rules_host_step(uint64_t h, char c)
+{
+    return (h ^ (unsigned char)c) * 0x100000001b3ULL;
+}
+#define GT_RULES_HOST_SEED 0xcbf29ce484222325ULL
+uint64_t gt_rules_host_hash(const char *p, size_t n);
 
 /* scratch helpers (decide.c) */
 char *gt_rules_scratch_reserve(gt_rules_scratch *sc, size_t n);

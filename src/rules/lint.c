@@ -50,7 +50,7 @@ static uint64_t rule_key(const gt_rule *r)
     char **v = sorted_tokens(r, &n, &copy);
     uint64_t h = 0;
     for (size_t i = 0; i < n; i++)
-        h = h * 1000003u ^ gt_rules_hash(v[i], strlen(v[i]));
+        h = h * 1000003u ^ gt_rules_host_hash(v[i], strlen(v[i]));
     free(v);
     free(copy);
     return h ? h : 1;

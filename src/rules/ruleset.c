@@ -16,8 +16,8 @@ static bool has_glob(const char *s)
 enum filed { FILED_ALWAYS, FILED_HOST, FILED_TOKEN, FILED_PREFIX };
 
 /* The keys a rule can be found by, and in which index. */
-static enum filed rule_tokens(const gt_rule *r, uint64_t *keys, uint32_t *vals, size_t *n,
-                              size_t max)
+static enum filed rule_tokens(const gt_rule *r, uint64_t *keys, uint32_t *vals, unsigned *fk,
+                              size_t *n, size_t max)
 {
     size_t start = *n;
     /* 1. host conditions: the most selective */
@@ -28,7 +28,7 @@ static enum filed rule_tokens(const gt_rule *r, uint64_t *keys, uint32_t *vals, 
         if (*n + c->nnames > max)
             break;
         for (size_t k = 0; k < c->nnames; k++) {
-            keys[*n] = gt_rules_hash(c->names[k], strlen(c->names[k]));
+            keys[*n] = gt_rules_host_hash(c->names[k], strlen(c->names[k]));
             vals[(*n)++] = r->idx;
         }
         return FILED_HOST;
@@ -52,7 +52,8 @@ static enum filed rule_tokens(const gt_rule *r, uint64_t *keys, uint32_t *vals, 
         }
     }
     if (bl >= 2 && !best_prefix && *n < max) {
-        keys[*n] = gt_rules_token_key(gt_rules_hash(best, bl));
+        keys[*n] = gt_rules_token_key(gt_rules_token_hash(best, bl));
+        fk[*n] = gt_rules_filter_key(best, bl, best + bl);
         vals[(*n)++] = r->idx;
         return FILED_TOKEN;
     }
@@ -100,15 +101,17 @@ static enum filed rule_tokens(const gt_rule *r, uint64_t *keys, uint32_t *vals, 
             names = NULL;
             break;
         }
-        keys[*n] = gt_rules_token_key(gt_rules_hash_lower(nm + bs, blen));
+        keys[*n] = gt_rules_token_key(gt_rules_token_hash(nm + bs, blen));
+        fk[*n] = gt_rules_filter_key(nm + bs, blen, nm + bs + blen);
         vals[(*n)++] = r->idx;
     }
     if (names && nnames)
         return FILED_TOKEN;
     /* 4. a literal every match must begin a token with */
     if (best_prefix && bl >= GT_PREFIX_SHORT && *n < max) {
-        keys[*n] = gt_rules_token_key(gt_rules_prefix_hash(
-            best, bl >= GT_PREFIX_LONG ? GT_PREFIX_LONG : GT_PREFIX_SHORT));
+        keys[*n] = gt_rules_token_key(
+            gt_rules_token_hash(best, bl >= GT_PREFIX_LONG ? GT_PREFIX_LONG : GT_PREFIX_SHORT));
+        fk[*n] = gt_rules_filter_key(best, GT_PREFIX_SHORT, best + bl);
         vals[(*n)++] = r->idx;
         return FILED_PREFIX;
     }
@@ -124,11 +127,14 @@ static void build_indexes(gt_ruleset *rs, bool no_index)
     uint32_t *pv = gt_xcalloc(max, sizeof(uint32_t));
     size_t nh = 0, nt = 0, np = 0;
     rs->always = gt_xcalloc(rs->nrules ? rs->nrules : 1, sizeof(uint32_t));
+    rs->tok_filter = gt_xcalloc(65536 / 64, sizeof(uint64_t));
     for (size_t i = 0; i < rs->nrules; i++) {
         uint64_t keys[256];
         uint32_t vals[256];
+        unsigned fk[256];
         size_t n = 0;
-        enum filed how = no_index ? FILED_ALWAYS : rule_tokens(&rs->rules[i], keys, vals, &n, 256);
+        enum filed how =
+            no_index ? FILED_ALWAYS : rule_tokens(&rs->rules[i], keys, vals, fk, &n, 256);
         if (how == FILED_ALWAYS) {
             rs->always[rs->nalways++] = (uint32_t)i;
             continue;
@@ -139,13 +145,15 @@ static void build_indexes(gt_ruleset *rs, bool no_index)
         for (size_t k = 0; k < n && *dn < max; k++) {
             dk[*dn] = keys[k];
             dv[(*dn)++] = vals[k];
+            if (how != FILED_HOST)
+                rs->tok_filter[fk[k] / 64] |= 1ULL << (fk[k] % 64);
         }
     }
     gt_rules_index_build(&rs->by_host, hk, hv, nh);
     gt_rules_index_build(&rs->by_token, tk, tv, nt);
     gt_rules_index_build(&rs->by_prefix, pk, pv, np);
-    rs->mem += (rs->by_host.cap + rs->by_token.cap + rs->by_prefix.cap) * 16 +
-               (nh + nt + np + rs->nrules) * 4;
+    rs->mem += (rs->by_host.cap + rs->by_token.cap + rs->by_prefix.cap) * sizeof(index_slot) +
+               3 * INDEX_FILTER_BITS / 8 + (nh + nt + np + rs->nrules) * 4;
     free(hk);
     free(tk);
     free(pk);
@@ -174,6 +182,7 @@ static void ruleset_free(gt_ruleset *rs)
     gt_rules_index_free(&rs->by_token);
     gt_rules_index_free(&rs->by_prefix);
     free(rs->always);
+    free(rs->tok_filter);
     pcre2_match_context_free(rs->mctx);
     free(rs);
 }
