@@ -15,7 +15,8 @@
 typedef struct {
     const gt_rules_request *rq;
     gt_slice path_only, query;
-    gt_slice source_host; /* lower-case copy in srcbuf */
+    gt_slice source_host; /* lower-case copy in srcbuf, derived on first use */
+    bool source_done;
     char srcbuf[256];
     gt_slice url;
     bool url_built;
@@ -40,6 +41,7 @@ void gt_rules_scratch_free(gt_rules_scratch *sc)
         return;
     pcre2_match_data_free(sc->md);
     free(sc->cands);
+    free(sc->order);
     free(sc->seen);
     free(sc->tokens);
     free(sc->bits);
@@ -74,20 +76,33 @@ static char *out_take(gt_rules_scratch *sc, size_t n)
 
 static void ctx_init(reqctx *c, const gt_rules_request *rq)
 {
-    memset(c, 0, sizeof(*c));
+    /* field by field: a memset would also clear srcbuf on every decision */
+    c->source_host = GT_S("");
+    c->source_done = false;
+    c->url = GT_S("");
+    c->url_built = false;
     c->rq = rq;
     gt_slice p = rq->path;
     const char *q = p.len ? memchr(p.p, '?', p.len) : NULL;
     c->path_only = q ? gt_slice_make(p.p, (size_t)(q - p.p)) : p;
     c->query = q ? gt_slice_make(q + 1, (size_t)(p.p + p.len - q - 1)) : GT_S("");
-    gt_slice sh = gt_rules_url_host(rq->source);
-    if (sh.len < sizeof(c->srcbuf)) {
-        for (size_t i = 0; i < sh.len; i++)
-            c->srcbuf[i] = gt_ascii_lower(sh.p[i]);
-        c->source_host = gt_slice_make(c->srcbuf, sh.len);
-    }
     c->party = rq->party;
     c->party_done = rq->party != GT_PARTY_UNKNOWN;
+}
+
+/* The source page's host, lower-cased: only source= conditions and page scopes need it. */
+static gt_slice ctx_source_host(reqctx *c)
+{
+    if (!c->source_done) {
+        c->source_done = true;
+        gt_slice sh = gt_rules_url_host(c->rq->source);
+        if (sh.len < sizeof(c->srcbuf)) {
+            for (size_t i = 0; i < sh.len; i++)
+                c->srcbuf[i] = gt_ascii_lower(sh.p[i]);
+            c->source_host = gt_slice_make(c->srcbuf, sh.len);
+        }
+    }
+    return c->source_host;
 }
 
 static gt_slice ctx_url(reqctx *c, gt_rules_scratch *sc)
@@ -222,7 +237,7 @@ static bool cond_raw(const gt_ruleset *rs, gt_rules_scratch *sc, const rule_cond
                 return true;
         return false;
     case C_SOURCE:
-        *seen = x->source_host;
+        *seen = ctx_source_host(x);
         for (size_t k = 0; k < c->nnames; k++)
             if (x->source_host.len && domain_match(x->source_host, c->names[k]))
                 return true;
@@ -339,7 +354,7 @@ static size_t scope_of(const gt_ruleset *rs, const gt_rule *r, reqctx *x, gt_sli
         host = gt_rules_url_host(gt_slice_make(dec, l));
     }
     if (!host.len)
-        host = x->source_host;
+        host = ctx_source_host(x);
     if (!host.len || !rs->psl)
         return 0;
     return gt_rules_registrable_domain(rs->psl, host, out, cap);
@@ -426,20 +441,26 @@ static bool extract(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rule *r
 }
 
 /* Rewrites: the query without removed parameters, header edits, cookie removals. */
-static bool param_removed(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rule *const *rws,
-                          size_t nrw, gt_slice name)
+/* The first of the matched rewrite rules that removes this parameter, or NULL. */
+static const gt_rule *param_removed(const gt_ruleset *rs, gt_rules_scratch *sc,
+                                    const gt_rule *const *rws, size_t nrw, gt_slice name)
 {
     for (size_t i = 0; i < nrw; i++)
         for (size_t k = 0; k < rws[i]->nrws; k++) {
             const rule_rw *w = &rws[i]->rws[k];
-            if (w->kind == RW_PARAM && glob_match(w->name, name))
-                return true;
-            if (w->kind == RW_PARAM_RE &&
-                pcre2_match(w->re, (PCRE2_SPTR)(name.p ? name.p : ""), name.len, 0, 0, sc->md,
-                            rs->mctx) > 0)
-                return true;
+            if (w->kind == RW_PARAM) {
+                /* exact names (most of them) are rejected by length before any compare */
+                if (w->glob ? glob_match(w->name, name)
+                            : (w->name_len == name.len &&
+                               gt_slice_caseeq(name, gt_slice_make(w->name, w->name_len))))
+                    return rws[i];
+            } else if (w->kind == RW_PARAM_RE) {
+                rule_cond c = {.re = w->re, .jit = w->jit};
+                if (re_match(rs, sc, &c, name, 0) > 0)
+                    return rws[i];
+            }
         }
-    return false;
+    return NULL;
 }
 
 static bool field_present(const gt_rules_request *rq, gt_slice name)
@@ -482,11 +503,16 @@ static bool apply_rewrites(const gt_ruleset *rs, gt_rules_scratch *sc, reqctx *x
             memcpy(p, x->path_only.p, o);
             size_t kept = 0;
             bool removed = false;
+            const gt_rule *first_remover = NULL;
             gt_slice rest = x->query, part;
             while (gt_slice_next(&rest, '&', &part)) {
                 const char *eq = memchr(part.p, '=', part.len);
                 gt_slice k = eq ? gt_slice_make(part.p, (size_t)(eq - part.p)) : part;
-                if (part.len && param_removed(rs, sc, rws, nrw, k)) {
+                const gt_rule *by = part.len ? param_removed(rs, sc, rws, nrw, k) : NULL;
+                if (by) {
+                    /* the rule that decided is the first in file order that removed any */
+                    if (!first_remover || by->idx < first_remover->idx)
+                        first_remover = by;
                     removed = true;
                     continue;
                 }
@@ -498,23 +524,7 @@ static bool apply_rewrites(const gt_ruleset *rs, gt_rules_scratch *sc, reqctx *x
                 d->path_changed = true;
                 d->new_path = gt_slice_make(p, o);
                 changed = true;
-                for (size_t i = 0; i < nrw && !first_change; i++)
-                    for (size_t k = 0; k < rws[i]->nrws; k++)
-                        if ((rws[i]->rws[k].kind == RW_PARAM ||
-                             rws[i]->rws[k].kind == RW_PARAM_RE)) {
-                            /* the first rule whose parameter list removed something */
-                            gt_slice r2 = x->query, pt;
-                            while (gt_slice_next(&r2, '&', &pt)) {
-                                const char *e2 = memchr(pt.p, '=', pt.len);
-                                gt_slice kk =
-                                    e2 ? gt_slice_make(pt.p, (size_t)(e2 - pt.p)) : pt;
-                                if (pt.len && param_removed(rs, sc, &rws[i], 1, kk)) {
-                                    first_change = rws[i];
-                                    break;
-                                }
-                            }
-                            break;
-                        }
+                first_change = first_remover;
             } else {
                 sc->out_len -= rq->path.len; /* give the space back */
             }
@@ -685,7 +695,8 @@ static void tokens_of(const gt_ruleset *rs, gt_rules_scratch *sc, gt_slice s, bo
     sc->ntokens = (size_t)(t - sc->tokens);
 }
 
-static void gather(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rules_request *rq)
+static void gather(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rules_request *rq,
+                   reqctx *x)
 {
     sc->ncands = 0;
     /* a fresh epoch instead of clearing the per-rule marks: O(1) per decision */
@@ -699,14 +710,18 @@ static void gather(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rules_re
     const uint32_t *v;
     /* every suffix of the host at a dot, from one backwards pass: com, example.com, ... */
     if (rs->by_host.nitems) {
-        const char *h = rq->host.p;
+        const char *h = rq->host.p, *lim = h + rq->host.len;
         uint64_t hh = GT_RULES_HOST_SEED;
-        for (size_t i = rq->host.len; i > 0; i--) {
-            hh = gt_rules_host_step(hh, h[i - 1]);
-            if (i == 1 || h[i - 2] == '.') {
-                v = gt_rules_index_get(&rs->by_host, hh ? hh : 1, &n);
-                add_cands(sc, v, n);
-            }
+        size_t end = rq->host.len;
+        for (;;) {
+            const char *dot = end ? memrchr(h, '.', end) : NULL;
+            size_t st = dot ? (size_t)(dot - h) + 1 : 0;
+            hh = gt_rules_host_step(hh, h + st, end - st, lim);
+            v = gt_rules_index_get(&rs->by_host, hh, &n);
+            add_cands(sc, v, n);
+            if (!dot)
+                break;
+            end = st - 1;
         }
     }
     if (rs->by_token.nitems || rs->by_prefix.nitems) {
@@ -724,17 +739,18 @@ static void gather(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rules_re
         }
     }
     add_cands(sc, rs->always, rs->nalways);
+    for (size_t i = 0; i < rs->ngates; i++) {
+        rule_cond gate = {.kind = rs->gates[i].kind, .re = rs->gates[i].any,
+                          .jit = rs->gates[i].jit};
+        size_t fi = 0;
+        gt_slice subj = subject(&gate, x, sc, &fi);
+        int r = re_match(rs, sc, &gate, subj, 0);
+        /* a gate that hit PCRE2's limits decides nothing: its rules are tried one by one */
+        if (r > 0 || r != PCRE2_ERROR_NOMATCH)
+            add_cands(sc, rs->gates[i].rules, rs->gates[i].nrules);
+    }
 }
 
-static void sort_rules(const gt_rule **v, size_t n)
-{
-    for (size_t i = 1; i < n; i++)
-        for (size_t j = i; j > 0 && v[j - 1]->idx > v[j]->idx; j--) {
-            const gt_rule *t = v[j];
-            v[j] = v[j - 1];
-            v[j - 1] = t;
-        }
-}
 
 /* Products in rule order (stable: one rule's ids keep the order they were found in). */
 static void sort_products(gt_decision *d)
@@ -748,9 +764,52 @@ static void sort_products(gt_decision *d)
         }
 }
 
-static const gt_rule *first_of(const gt_rule *cur, const gt_rule *r)
+static int rule_class(const gt_rule *r)
 {
-    return !cur || r->idx < cur->idx ? r : cur;
+    switch (r->action) {
+    case A_BLOCK_IF_BOUGHT:
+        return 0;
+    case A_BLOCK:
+    case A_REDIRECT:
+        return r->important ? 1 : 3;
+    case A_ALLOW:
+        return 2;
+    case A_REWRITE:
+        return 4;
+    default:
+        return 5;
+    }
+}
+
+static void ensure_u32(uint32_t **v, size_t *cap, size_t n)
+{
+    if (*cap >= n)
+        return;
+    size_t c = *cap ? *cap : 256;
+    while (c < n)
+        c *= 2;
+    *v = gt_xrealloc(*v, c * sizeof(uint32_t));
+    *cap = c;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void sort_u32(uint32_t *v, size_t n)
+{
+    if (n > 24) {
+        qsort(v, n, sizeof(uint32_t), cmp_u32);
+        return;
+    }
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            uint32_t t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
 }
 
 void gt_rules_decide(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rules_request *rq,
@@ -770,50 +829,67 @@ void gt_rules_decide(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rules_
         return;
     sc->out_len = 0;
     ensure(&sc->out, &sc->out_cap, rq->path.len + 1 + GT_DECISION_MAX_PRODUCTS * 520);
-    gather(rs, sc, rq);
+    reqctx x;
+    ctx_init(&x, rq);
+    gather(rs, sc, rq, &x);
     d->candidates = (unsigned)sc->ncands;
     if (!sc->ncands)
         return;
-    reqctx x;
-    ctx_init(&x, rq);
-    const gt_rule *bought_rule = NULL, *important = NULL, *allow = NULL, *block = NULL;
+    /* Candidates by precedence class, each class in file order: a class is tried only
+     * while no higher class has decided, and stops at its first match (the winner), so a
+     * request that one host rule blocks does not pay for the regexes of twenty others.
+     * block-if-bought and log rules are always all tried (every bought product counts,
+     * every log rule logs). */
+    enum { K_BOUGHT, K_IMPORTANT, K_ALLOW, K_BLOCK, K_REWRITE, K_LOG, K_N };
+    size_t cnt[K_N] = {0}, at[K_N];
+    for (size_t i = 0; i < sc->ncands; i++)
+        cnt[rule_class(&rs->rules[sc->cands[i]])]++;
+    ensure_u32(&sc->order, &sc->order_cap, sc->ncands);
+    at[0] = 0;
+    for (int k = 1; k < K_N; k++)
+        at[k] = at[k - 1] + cnt[k - 1];
+    size_t fill[K_N];
+    memcpy(fill, at, sizeof(fill));
+    for (size_t i = 0; i < sc->ncands; i++)
+        sc->order[fill[rule_class(&rs->rules[sc->cands[i]])]++] = sc->cands[i];
+    for (int k = 0; k < K_N; k++)
+        sort_u32(sc->order + at[k], cnt[k]);
+    const gt_rule *won[K_N] = {NULL};
     const gt_rule *rws[64];
     size_t nrw = 0;
-    for (size_t i = 0; i < sc->ncands; i++) {
-        const gt_rule *r = &rs->rules[sc->cands[i]];
-        if (!rule_matches(rs, sc, r, &x))
+    for (int k = 0; k < K_N; k++) {
+        bool decided = won[K_BOUGHT] || won[K_IMPORTANT] || won[K_ALLOW] || won[K_BLOCK];
+        if (decided && k != K_LOG && !(k == K_BLOCK && won[K_ALLOW] && !won[K_BOUGHT] &&
+                                       !won[K_IMPORTANT]) &&
+            !(k == K_REWRITE && won[K_ALLOW] && !won[K_BOUGHT] && !won[K_IMPORTANT]))
             continue;
-        bool hit_bought = r->has_extract && extract(rs, sc, r, &x, d, bought, bought_arg);
-        /* candidates come in index order, not file order: the first rule in file order
-         * wins each class, so decisions do not depend on how rules were indexed */
-        switch (r->action) {
-        case A_BLOCK_IF_BOUGHT:
-            if (hit_bought)
-                bought_rule = first_of(bought_rule, r);
-            break;
-        case A_BLOCK:
-        case A_REDIRECT:
-            if (r->important)
-                important = first_of(important, r);
-            else
-                block = first_of(block, r);
-            break;
-        case A_ALLOW:
-            allow = first_of(allow, r);
-            break;
-        case A_REWRITE:
-            if (nrw < 64)
-                rws[nrw++] = r;
-            break;
-        case A_LOG:
-            if (d->nlogs < GT_DECISION_MAX_LOGS)
-                d->logs[d->nlogs++] = r;
+        for (size_t i = at[k]; i < at[k] + cnt[k]; i++) {
+            const gt_rule *r = &rs->rules[sc->order[i]];
+            if (!rule_matches(rs, sc, r, &x))
+                continue;
+            bool hit_bought = r->has_extract && extract(rs, sc, r, &x, d, bought, bought_arg);
+            if (k == K_BOUGHT) {
+                if (hit_bought && !won[K_BOUGHT])
+                    won[K_BOUGHT] = r;
+                continue;
+            }
+            if (k == K_REWRITE) {
+                if (nrw < 64)
+                    rws[nrw++] = r;
+                continue;
+            }
+            if (k == K_LOG) {
+                if (d->nlogs < GT_DECISION_MAX_LOGS)
+                    d->logs[d->nlogs++] = r;
+                continue;
+            }
+            won[k] = r; /* the first match in file order wins its class */
             break;
         }
     }
+    const gt_rule *bought_rule = won[K_BOUGHT], *important = won[K_IMPORTANT],
+                  *allow = won[K_ALLOW], *block = won[K_BLOCK];
     sort_products(d);
-    sort_rules(d->logs, d->nlogs);
-    sort_rules(rws, nrw);
     const gt_rule *win = bought_rule ? bought_rule : important ? important : allow ? allow : block;
     if (win && win->action != A_ALLOW) {
         d->rule = win;

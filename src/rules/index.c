@@ -69,7 +69,11 @@ void gt_rules_index_free(rule_index *ix)
 uint64_t gt_rules_host_hash(const char *p, size_t n)
 {
     uint64_t h = GT_RULES_HOST_SEED;
-    while (n)
-        h = gt_rules_host_step(h, p[--n]);
-    return h ? h : 1;
+    size_t end = n;
+    for (size_t i = n; i > 0; i--)
+        if (p[i - 1] == '.') {
+            h = gt_rules_host_step(h, p + i, end - i, p + n);
+            end = i - 1;
+        }
+    return gt_rules_host_step(h, p, end, p + n);
 }

@@ -71,8 +71,11 @@ enum rw_kind { RW_PARAM, RW_PARAM_RE, RW_HDR_REMOVE, RW_HDR_SET, RW_COOKIE, RW_C
 typedef struct {
     uint8_t kind;
     char *name;  /* param glob, header name, cookie name */
+    size_t name_len;
+    bool glob;   /* name has a '*' */
     char *value; /* RW_HDR_SET */
     pcre2_code *re;
+    bool jit;
 } rule_rw;
 
 struct gt_rule {
@@ -136,6 +139,17 @@ struct gt_ruleset {
     uint64_t *tok_filter; /* 65536 bits by gt_rules_filter_key, for by_token and by_prefix */
     uint32_t *always;    /* rules with neither */
     size_t nalways;
+    /* Rules filed nowhere that need a regex on one of these parts: one combined pattern per
+     * part (an alternation of their regexes) is tried first, and only when it matches are
+     * the rules tried one by one. Most requests then pay one scan, not one per rule. */
+    struct {
+        uint8_t kind;      /* C_PATH_RE, C_QUERY_RE, C_URL_RE, C_HOST_RE */
+        pcre2_code *any;
+        bool jit;
+        uint32_t *rules;
+        size_t nrules;
+    } gates[4];
+    size_t ngates;
     bool wants_body;
     size_t mem;
     pcre2_match_context *mctx; /* match limits: a runaway pattern fails closed-to-pass */
@@ -151,6 +165,8 @@ struct gt_rules_scratch {
     size_t bits_cap;
     uint32_t *cands; /* grows to the largest candidate set seen; never truncated */
     size_t ncands, cands_cap;
+    uint32_t *order; /* candidates grouped by precedence class, file order within */
+    size_t order_cap;
     uint32_t *seen;  /* per rule: the epoch it was last added as a candidate (dedupe) */
     size_t seen_cap;
     uint32_t epoch;
@@ -281,13 +297,17 @@ static inline unsigned gt_rules_filter_key(const char *p, size_t n, const char *
     return (unsigned)(((uint64_t)(w ^ (uint32_t)k) * 0x9e3779b97f4a7c15ULL) >> 48);
 }
 
-/* A host name's hash, taken from its last byte backwards, so that every suffix at a dot
- * (a.b.example.com, b.example.com, ...) falls out of one pass over the request's host. */
-static inline uint64_t gt_rules_host_step(uint64_t h, char c)
+/* A host name's hash, built label by label from the right, so that every suffix at a dot
+ * (com, example.com, b.example.com, ...) falls out of one pass over the request's host:
+ * H(label.rest) = step(H(rest), token hash of label). */
+static inline uint64_t gt_rules_host_step(uint64_t h, const char *label, size_t n,
+                                          const char *limit)
 {
-    return (h ^ (unsigned char)c) * 0x100000001b3ULL;
+    h = (h ^ gt_rules_token_hash_in(label, n, limit)) * 0x9fb21c651e98df25ULL;
+    h ^= h >> 31;
+    return h ? h : 1;
 }
-#define GT_RULES_HOST_SEED 0xcbf29ce484222325ULL
+#define GT_RULES_HOST_SEED 0x243f6a8885a308d3ULL
 uint64_t gt_rules_host_hash(const char *p, size_t n);
 
 /* scratch helpers (decide.c) */

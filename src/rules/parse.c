@@ -268,8 +268,11 @@ static bool add_rw(gt_rule *r, uint8_t kind, const char *name, const char *value
     rule_rw *w = &r->rws[r->nrws++];
     w->kind = kind;
     w->name = name ? gt_xstrdup(name) : NULL;
+    w->name_len = name ? strlen(name) : 0;
+    w->glob = name && strchr(name, '*');
     w->value = value ? gt_xstrdup(value) : NULL;
     w->re = re;
+    w->jit = re && pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
     return true;
 }
 

@@ -2,6 +2,7 @@
  * in the host index, the token index, or the short list of rules checked on every request.
  * The result is immutable and refcounted; reloads build a new one beside it. */
 #include <glob.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -118,6 +119,92 @@ static enum filed rule_tokens(const gt_rule *r, uint64_t *keys, uint32_t *vals, 
     return FILED_ALWAYS;
 }
 
+/* A pattern that can sit inside an alternation with others unchanged: no numbered or
+ * relative back references, recursion or subroutine calls (their numbers would shift). */
+static bool combinable(const char *v)
+{
+    for (const char *q = v; *q; q++) {
+        if (q[0] == '\\' && q[1]) {
+            if ((q[1] >= '1' && q[1] <= '9') || q[1] == 'g' || q[1] == 'k')
+                return false;
+            q++;
+            continue;
+        }
+        if (q[0] == '(' && q[1] == '?' &&
+            (q[2] == 'R' || q[2] == '&' || q[2] == '+' || q[2] == '-' ||
+             (q[2] >= '0' && q[2] <= '9') || (q[2] == 'P' && (q[3] == '=' || q[3] == '>'))))
+            return false;
+        if (q[0] == '(' && q[1] == '*')
+            return false; /* verbs such as (*ACCEPT) change what the whole pattern does */
+    }
+    return true;
+}
+
+/* Builds the per-part gates over the always-checked rules (see gt_ruleset.gates). */
+static void build_gates(gt_ruleset *rs)
+{
+    static const uint8_t kinds[4] = {C_PATH_RE, C_QUERY_RE, C_URL_RE, C_HOST_RE};
+    size_t keep = 0;
+    uint32_t *gated[4] = {NULL};
+    size_t ng[4] = {0};
+    char *pat[4] = {NULL};
+    size_t plen[4] = {0}, pcap[4] = {0};
+    for (size_t i = 0; i < rs->nalways; i++) {
+        const gt_rule *r = &rs->rules[rs->always[i]];
+        int g = -1;
+        const rule_cond *gc = NULL;
+        for (size_t k = 0; k < r->nconds && g < 0; k++) {
+            const rule_cond *c = &r->conds[k];
+            if (c->neg || !c->re)
+                continue;
+            for (int j = 0; j < 4; j++)
+                if (c->kind == kinds[j] && combinable(strchr(c->text, '~') + 1)) {
+                    g = j;
+                    gc = c;
+                }
+        }
+        if (g < 0) {
+            rs->always[keep++] = rs->always[i];
+            continue;
+        }
+        const char *v = strchr(gc->text, '~') + 1;
+        size_t vl = strlen(v);
+        if (plen[g] + vl + 8 > pcap[g]) {
+            pcap[g] = (plen[g] + vl + 8) * 2;
+            pat[g] = gt_xrealloc(pat[g], pcap[g]);
+        }
+        plen[g] += (size_t)snprintf(pat[g] + plen[g], pcap[g] - plen[g], "%s(?:%s)",
+                                    ng[g] ? "|" : "", v);
+        gated[g] = gt_xrealloc(gated[g], (ng[g] + 1) * sizeof(uint32_t));
+        gated[g][ng[g]++] = rs->always[i];
+    }
+    size_t nalways_before = rs->nalways;
+    rs->nalways = keep;
+    for (int j = 0; j < 4; j++) {
+        if (!ng[j])
+            continue;
+        int code;
+        PCRE2_SIZE off;
+        pcre2_code *re =
+            pcre2_compile((PCRE2_SPTR)pat[j], plen[j], PCRE2_DUPNAMES, &code, &off, NULL);
+        if (!re) {
+            /* too large or otherwise refused: these rules stay checked one by one */
+            for (size_t k = 0; k < ng[j]; k++)
+                rs->always[rs->nalways++] = gated[j][k];
+            free(gated[j]);
+        } else {
+            rs->gates[rs->ngates].kind = kinds[j];
+            rs->gates[rs->ngates].any = re;
+            rs->gates[rs->ngates].jit = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
+            rs->gates[rs->ngates].rules = gated[j];
+            rs->gates[rs->ngates].nrules = ng[j];
+            rs->ngates++;
+        }
+        free(pat[j]);
+    }
+    (void)nalways_before;
+}
+
 static void build_indexes(gt_ruleset *rs, bool no_index)
 {
     size_t max = rs->nrules * 4 + 16;
@@ -149,6 +236,8 @@ static void build_indexes(gt_ruleset *rs, bool no_index)
                 rs->tok_filter[fk[k] / 64] |= 1ULL << (fk[k] % 64);
         }
     }
+    if (!no_index)
+        build_gates(rs);
     gt_rules_index_build(&rs->by_host, hk, hv, nh);
     gt_rules_index_build(&rs->by_token, tk, tv, nt);
     gt_rules_index_build(&rs->by_prefix, pk, pv, np);
@@ -183,6 +272,10 @@ static void ruleset_free(gt_ruleset *rs)
     gt_rules_index_free(&rs->by_prefix);
     free(rs->always);
     free(rs->tok_filter);
+    for (size_t i = 0; i < rs->ngates; i++) {
+        pcre2_code_free(rs->gates[i].any);
+        free(rs->gates[i].rules);
+    }
     pcre2_match_context_free(rs->mctx);
     free(rs);
 }
