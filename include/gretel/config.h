@@ -69,6 +69,7 @@ typedef struct gt_config {
     unsigned workers; /* 0: one per core */
     unsigned max_connections;
     unsigned max_header_size;
+    unsigned body_inspect_max; /* bodies read before deciding when rules look at bodies */
     unsigned max_headers;
     unsigned header_timeout_ms, idle_timeout_ms, connect_timeout_ms, upstream_timeout_ms,
         tunnel_idle_timeout_ms, drain_timeout_ms, pool_idle_timeout_ms;

@@ -88,9 +88,12 @@ struct gt_session {
     const char *decision;
     const gt_rule *rule; /* the deciding rule (lives in snap's ruleset), or NULL */
     gt_reqtype type;
+    gt_slice body_view; /* the request body read ahead for body~ rules (in the input) */
 };
 
 static void process_heads(gt_session *s);
+static long body_wanted(gt_session *s, const gt_http1_request *req, size_t head_len,
+                        size_t have);
 static void on_up_read(gt_stream *st, void *arg);
 static void on_up_write(gt_stream *st, void *arg);
 static void on_up_event(gt_stream *st, int what, void *arg);
@@ -450,6 +453,7 @@ static void decide(gt_session *s, const gt_http1_request *req, const gt_http1_ur
     rq.fields = (const gt_rules_field *)req->headers;
     rq.nfields = req->num_headers;
     rq.body_type = v.content_type;
+    rq.body = s->body_view;
     s->type = rq.type;
     gt_rules_decide(s->snap->rules, s->w->scratch, &rq, NULL, NULL, d);
     s->rule = d->rule;
@@ -995,6 +999,26 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
                         &s->connect);
 }
 
+/* Whether to read a request's body before deciding: -1 no, 0 not all here yet, else its
+ * length (all in the buffer). Only Content-Length bodies up to body_inspect_max, only when
+ * some rule has a body~ condition, and never for Expect: 100-continue (the client waits
+ * for us before sending). */
+static long body_wanted(gt_session *s, const gt_http1_request *req, size_t head_len,
+                        size_t have)
+{
+    const gt_snapshot *snap = s->w->snap;
+    if (!gt_ruleset_wants_body(snap->rules) || snap->cfg->body_inspect_max == 0)
+        return -1;
+    gt_http1_body b;
+    gt_http1_error err;
+    if (gt_http1_request_body(req, &b, &err) < 0 || b.framing != GT_BODY_LENGTH ||
+        b.length == 0 || b.length > snap->cfg->body_inspect_max || b.expect_continue)
+        return -1;
+    if (have >= head_len + b.length)
+        return (long)b.length;
+    return s->client_eof ? -1 : 0;
+}
+
 /* True if buf[from..len) holds the end of a head ("\n\r\n" or "\n\n"). */
 static bool has_head_end(const char *buf, size_t from, size_t len)
 {
@@ -1078,6 +1102,20 @@ static void process_heads(gt_session *s)
             return;
         }
         s->scanned = 0;
+        /* Rules that look at bodies decide once a small body is here (the head is parsed
+         * again over the enlarged buffer: pulling it up may move the bytes). */
+        long want = body_wanted(s, &req, (size_t)r, len);
+        if (want == 0)
+            return; /* wait for the rest of the body (header deadline is running) */
+        s->body_view = GT_S("");
+        if (want > 0) {
+            size_t total = (size_t)r + (size_t)want;
+            buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)total);
+            req.num_headers = cfg->max_headers;
+            if (gt_http1_parse_request(buf, (size_t)r, &req, &err) != r)
+                abort(); /* the same bytes parsed a moment ago */
+            s->body_view = gt_slice_make(buf + r, (size_t)want);
+        }
         handle_request(s, &req, (size_t)r);
     }
 }

@@ -360,6 +360,7 @@ static void clear_dns(gt_config *c)
 UINT_SETTER(set_workers, workers, 0, 256)
 UINT_SETTER(set_max_conns, max_connections, 1, 1000000)
 UINT_SETTER(set_max_header_size, max_header_size, 1024, 1048576)
+UINT_SETTER(set_body_inspect_max, body_inspect_max, 0, 1048576)
 UINT_SETTER(set_max_headers, max_headers, 8, 1000)
 UINT_SETTER(set_pool_max_idle, pool_max_idle, 0, 100000)
 DURATION_SETTER(set_header_timeout, header_timeout_ms, 100, 3600000)
@@ -412,6 +413,9 @@ const cfg_key gt_config_keys[] = {
      "open client connections; past this a client gets 503 and the connection is closed"},
     {"max_header_size", "bytes", "65536", set_max_header_size, NULL,
      "largest request or response header block; larger requests get 431"},
+    {"body_inspect_max", "bytes", "65536", set_body_inspect_max, NULL,
+     "request bodies up to this size (Content-Length) are read before the rules decide, "
+     "when a rule has a body~ condition; 0: never"},
     {"max_headers", "number", "128", set_max_headers, NULL,
      "most header fields in one request or response; more get 431"},
     {"header_timeout", "duration", "10s", set_header_timeout, NULL,
