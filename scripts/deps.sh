@@ -8,6 +8,9 @@ build_pkgs=(build-essential pkg-config libevent-dev libssl-dev libnghttp2-dev li
             libpcre2-dev libpsl-dev publicsuffix libjansson-dev libinih-dev)
 test_pkgs=(libcmocka-dev clang libclang-rt-14-dev nginx-light curl python3 openssl procps)
 bench_pkgs=(wrk privoxy tinyproxy squid)
+# The rule benchmark's peer engine runs on node; its npm package is installed by
+# scripts/bench/rules.sh into build/peers/. A node from elsewhere (nodesource) counts.
+bench_cmds=(node:nodejs npm:npm)
 
 want=()
 for set in "${@:-build}"; do
@@ -17,6 +20,13 @@ for set in "${@:-build}"; do
     bench) want+=("${build_pkgs[@]}" "${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
     *) echo "deps.sh: unknown set '$set' (build, test, bench)" >&2; exit 2 ;;
   esac
+done
+
+for set in "${@:-build}"; do
+  [ "$set" = bench ] || continue
+  for c in "${bench_cmds[@]}"; do
+    command -v "${c%%:*}" >/dev/null || want+=("${c#*:}")
+  done
 done
 
 missing=()
