@@ -135,6 +135,9 @@ typedef struct {
     size_t nfields;
     gt_slice body;    /* request body (possibly a bounded prefix), may be empty */
     gt_slice body_type; /* its Content-Type */
+    bool host_only;   /* a CONNECT: only the host and port are known, so only rules whose
+                         conditions are all about them (domain, host, scheme, port) apply,
+                         and only block/redirect/allow (nothing to rewrite or log inside) */
 } gt_rules_request;
 
 typedef enum {

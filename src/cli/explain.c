@@ -73,6 +73,8 @@ static int build_request(gt_slice url, gt_slice source, gt_slice type, gt_slice 
         return -1;
     }
     rq->method = method.len ? method : GT_S("GET");
+    /* a CONNECT (an HTTPS request without interception) shows only its host */
+    rq->host_only = gt_slice_caseeq(rq->method, GT_S("CONNECT"));
     rq->source = source;
     if (type.len) {
         int t = gt_rules_type_parse(type);

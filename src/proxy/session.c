@@ -917,6 +917,34 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
             respond_local(s, 400, "CONNECT to gretel itself", true, "error");
             return;
         }
+        /* Without interception only the host is known: host-level rules still keep a
+         * tracker's HTTPS from ever connecting. */
+        gt_rules_request crq = {.method = GT_S("CONNECT"), .scheme = GT_S("https"),
+                                .host = gt_slice_cstr(s->host), .port = s->port,
+                                .path = GT_S("/"), .host_only = true};
+        gt_decision *cd = &s->w->decision;
+        gt_rules_decide(s->snap->rules, s->w->scratch, &crq, NULL, NULL, cd);
+        if (cd->action == GT_DECIDE_BLOCK || cd->action == GT_DECIDE_REDIRECT) {
+            char xg[400];
+            snprintf(xg, sizeof(xg), "block; rule=%s:%u", gt_rule_file(cd->rule),
+                     gt_rule_line(cd->rule));
+            s->rule = cd->rule;
+            struct evbuffer *out = gt_stream_output(s->cs);
+            size_t before = evbuffer_get_length(out);
+            gt_proxy_block_response(out, gt_rules_resource(GT_RESP_403, GT_TYPE_OTHER), xg,
+                                    false, true);
+            s->bytes_out += evbuffer_get_length(out) - before;
+            gt_stream_flush(s->cs);
+            s->status = 403;
+            s->decision = "block";
+            s->close_after = true;
+            s->rq_done = true;
+            atomic_fetch_add_explicit(&s->w->sh->counters.local_responses, 1,
+                                      memory_order_relaxed);
+            atomic_fetch_add_explicit(&s->w->sh->counters.blocked, 1, memory_order_relaxed);
+            next_or_close(s);
+            return;
+        }
         s->st = S_CONNECTING;
         evtimer_del(s->timer);
         gt_stream_disable_read(s->cs); /* early tunnel bytes wait in the buffer */

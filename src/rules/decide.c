@@ -306,9 +306,29 @@ static bool cond_ok(const gt_ruleset *rs, gt_rules_scratch *sc, const rule_cond 
     return cond_raw(rs, sc, c, x, NULL) != c->neg;
 }
 
+static bool host_level(const gt_rule *r)
+{
+    if (r->action == A_REWRITE || r->action == A_LOG || r->has_extract)
+        return false;
+    for (size_t i = 0; i < r->nconds; i++)
+        switch (r->conds[i].kind) {
+        case C_DOMAIN:
+        case C_HOST:
+        case C_HOST_RE:
+        case C_SCHEME:
+        case C_PORT:
+            break;
+        default:
+            return false;
+        }
+    return r->nconds > 0;
+}
+
 static bool rule_matches(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rule *r,
                          reqctx *x)
 {
+    if (x->rq->host_only && !host_level(r))
+        return false;
     /* cheap conditions first: they reject most candidates before any regex runs */
     for (size_t i = 0; i < r->nconds; i++)
         if (!r->conds[i].re && !cond_ok(rs, sc, &r->conds[i], x))

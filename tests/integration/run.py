@@ -736,6 +736,21 @@ def rules_block_answered_locally_never_arrives(env):
 
 
 @test
+def rules_block_connect_by_host(env):
+    rules = _rules_file(env, "connect.rules",
+                        "block domain=trk.test\n"
+                        "block domain=tls.test path~^/never\n")  # needs a path: not for CONNECT
+    port = env.nginx.tls_port
+    with env.own_gretel([f"rules={rules}", f"resolve=trk.test=127.0.0.1"]) as g:
+        rc, out, err = curl("-sv", "--cacert", env.ca, f"https://trk.test:{port}/hello",
+                            proxy=g.proxy)
+        expect(rc != 0 and "403" in err and "X-Gretel: block; rule=" in err, err[-600:])
+        rc, out, err = curl("--cacert", env.ca, f"https://tls.test:{port}/hello", proxy=g.proxy)
+        expect(rc == 0 and out.startswith(b"hello"), f"a path rule blocked a CONNECT: {err[-300:]}")
+        expect(g.wait_log("method=CONNECT host=trk.test status=403"), g.log()[-500:])
+
+
+@test
 def rules_rewrite_arrives_without_tracking(env):
     rules = _rules_file(env, "rewrite.rules",
                         "rewrite remove-param=utm_*,fbclid\n"
