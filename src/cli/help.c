@@ -10,7 +10,8 @@ static const char usage[] =
     "\n"
     "commands:\n"
     "  run                 run the proxy in the foreground (logs to stderr)\n"
-    "  check [FILE...]     validate the config and the rule/list files it names\n"
+    "  check [FILE...]     validate the config, lint the rule files, check list files\n"
+    "  explain URL         the decision for one request, rule by rule (--batch FILE)\n"
     "  version             print the version\n"
     "  help [COMMAND]      this text; `help config` lists every config key\n"
     "\n"
@@ -20,7 +21,8 @@ static const char usage[] =
     "                      for a list key the first -o replaces, later ones add,\n"
     "                      and KEY= clears it\n"
     "\n"
-    "signals (run): SIGHUP re-reads the config, SIGTERM/SIGINT drain and exit 0\n"
+    "signals (run): SIGHUP re-reads the config and rules (rule files are also watched),\n"
+    "SIGTERM/SIGINT drain and exit 0. Rule language: docs/RULES.md\n"
     "exit codes: 0 ok, 1 check found errors, 2 bad usage or bad config\n";
 
 int gt_cmd_help(int argc, char **argv)
@@ -41,9 +43,27 @@ int gt_cmd_help(int argc, char **argv)
     }
     if (argc > 0 && strcmp(argv[0], "check") == 0) {
         printf("usage: gretel check [-c FILE] [-o KEY=VALUE]... [RULEFILE...]\n"
-               "Validates the config and checks each rule/list file can be read. Prints\n"
-               "FILE:LINE:COL: error: MESSAGE per problem and a summary line.\n"
-               "Exit 0 when clean, 1 when errors were found.\n");
+               "Validates the config, compiles the rule files (the configured ones, or only\n"
+               "the RULEFILEs given) and lints them: syntax, unknown options, invalid regexes\n"
+               "(PCRE2's message at the column), duplicate and unreachable rules, regexes at\n"
+               "risk of catastrophic backtracking. Checks list files can be read. Prints\n"
+               "FILE:LINE:COL: error|warning: MESSAGE per problem and a summary line.\n"
+               "Exit 0 without errors (warnings allowed), 1 with errors.\n");
+        return 0;
+    }
+    if (argc > 0 && strcmp(argv[0], "explain") == 0) {
+        printf("usage: gretel explain [-c FILE] [-o KEY=VALUE]... URL [--referer URL]\n"
+               "                      [--type TYPE] [--method M]\n"
+               "       gretel explain [-c FILE] [-o KEY=VALUE]... --batch FILE-OR-DASH\n"
+               "Prints the decision for a request: action, the deciding rule (file:line and\n"
+               "text) with every condition it evaluated, the rule an allow overrides, the\n"
+               "local response, product keys (and whether bought), rewrites, log rules.\n"
+               "--method CONNECT shows what an HTTPS request (host only) gets.\n"
+               "--batch reads URL<TAB>REFERER<TAB>TYPE[<TAB>METHOD] lines and prints\n"
+               "DECISION<TAB>RULE<TAB>PRODUCT-KEYS<TAB>URL per line, rules loaded once.\n"
+               "TYPE: document subdocument script image stylesheet xmlhttprequest ping media\n"
+               "font websocket object other (aliases main_frame sub_frame xhr fetch beacon\n"
+               "imageset); empty: from the path's extension. Exit 0; 2 on unreadable input.\n");
         return 0;
     }
     fputs(usage, stdout);
