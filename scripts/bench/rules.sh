@@ -22,14 +22,17 @@ zcat "$data/requests-dev.tsv.gz" >"$out/requests-dev.tsv"
 head -n 5001 "$out/gen10k.rules" >"$out/gen5k-hosts.rules"
 head -n 5002 "$out/gen10k-abp.txt" >"$out/gen5k-hosts-abp.txt"
 
-echo "== gretel: $rounds rounds x 20 passes over $(wc -l <"$out/requests-dev.tsv") requests"
+# Pinned to one core (both engines): on a small VM, migrations between cores were the
+# largest source of run-to-run spread.
+pin=(); command -v taskset >/dev/null && pin=(taskset -c "$(( $(nproc) - 1 ))")
+echo "== gretel: $rounds rounds x 20 passes over $(wc -l <"$out/requests-dev.tsv") requests ${pin[*]:+(${pin[*]})}"
 : >"$out/rules-full.jsonl"; : >"$out/rules-gen.jsonl"; : >"$out/rules-shipped.jsonl"
 : >"$out/rules-hosts.jsonl"
 for r in $(seq "$rounds"); do
-  build/bench/rules_bench "$out/requests-dev.tsv" 20 rules/*.rules "$out/gen10k.rules" >>"$out/rules-full.jsonl"
-  build/bench/rules_bench "$out/requests-dev.tsv" 20 "$out/gen10k.rules" >>"$out/rules-gen.jsonl"
-  build/bench/rules_bench "$out/requests-dev.tsv" 20 rules/*.rules >>"$out/rules-shipped.jsonl"
-  build/bench/rules_bench "$out/requests-dev.tsv" 20 "$out/gen5k-hosts.rules" >>"$out/rules-hosts.jsonl"
+  "${pin[@]}" build/bench/rules_bench "$out/requests-dev.tsv" 20 rules/*.rules "$out/gen10k.rules" >>"$out/rules-full.jsonl"
+  "${pin[@]}" build/bench/rules_bench "$out/requests-dev.tsv" 20 "$out/gen10k.rules" >>"$out/rules-gen.jsonl"
+  "${pin[@]}" build/bench/rules_bench "$out/requests-dev.tsv" 20 rules/*.rules >>"$out/rules-shipped.jsonl"
+  "${pin[@]}" build/bench/rules_bench "$out/requests-dev.tsv" 20 "$out/gen5k-hosts.rules" >>"$out/rules-hosts.jsonl"
 done
 
 peer_json=""; peer_hosts_json=""
@@ -44,10 +47,10 @@ if command -v node >/dev/null; then
     echo "== peer: Ghostery adblocker 2.18.2 (node $(node --version)), the same rules as filters"
     # its regex filters are tried one by one (about 1.6 ms per request with 5,000 of them),
     # so the full set gets one pass; the host half gets the usual warm-up and 20 passes
-    GHOSTERY_DIR="$peer_dir" node "$peer_tool" --lists "$out/gen10k-abp.txt" \
+    GHOSTERY_DIR="$peer_dir" "${pin[@]}" node "$peer_tool" --lists "$out/gen10k-abp.txt" \
       --requests "$data/requests-dev.tsv.gz" --warmup 0 --repeat 1 --quiet >"$out/peer.json" &&
       peer_json="$out/peer.json"
-    GHOSTERY_DIR="$peer_dir" node "$peer_tool" --lists "$out/gen5k-hosts-abp.txt" \
+    GHOSTERY_DIR="$peer_dir" "${pin[@]}" node "$peer_tool" --lists "$out/gen5k-hosts-abp.txt" \
       --requests "$data/requests-dev.tsv.gz" --warmup 1 --repeat 20 --quiet \
       >"$out/peer-hosts.json" && peer_hosts_json="$out/peer-hosts.json"
   fi

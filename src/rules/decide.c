@@ -655,6 +655,21 @@ static void classify(gt_rules_scratch *sc, gt_slice s)
         uint64_t m = (uint64_t)(unsigned)_mm_movemask_epi8(is);
         sc->bits[i / 64] |= m << (i % 64);
     }
+    if (i < s.len) {
+        /* the tail through a zero-padded block: zeros are not alphanumeric */
+        unsigned char tail[16] = {0};
+        memcpy(tail, p + i, s.len - i);
+        __m128i v = _mm_loadu_si128((const __m128i *)tail);
+        __m128i d = _mm_sub_epi8(v, zero);
+        __m128i l = _mm_sub_epi8(_mm_or_si128(v, fold), a);
+        __m128i is = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(d, nine), d),
+                                  _mm_cmpeq_epi8(_mm_min_epu8(l, z), l));
+        uint64_t m = (uint64_t)(unsigned)_mm_movemask_epi8(is);
+        sc->bits[i / 64] |= m << (i % 64);
+        if (i % 64 > 48)
+            sc->bits[i / 64 + 1] |= m >> (64 - i % 64);
+        i = s.len;
+    }
 #endif
     for (; i < s.len; i++) {
         unsigned char c = p[i];
@@ -734,7 +749,12 @@ static void gather(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rules_re
         uint64_t hh = GT_RULES_HOST_SEED;
         size_t end = rq->host.len;
         for (;;) {
-            const char *dot = end ? memrchr(h, '.', end) : NULL;
+            const char *dot = NULL;
+            for (size_t j = end; j > 0; j--) /* hosts are short: no libc call */
+                if (h[j - 1] == '.') {
+                    dot = h + j - 1;
+                    break;
+                }
             size_t st = dot ? (size_t)(dot - h) + 1 : 0;
             hh = gt_rules_host_step(hh, h + st, end - st, lim);
             v = gt_rules_index_get(&rs->by_host, hh, &n);
