@@ -150,19 +150,37 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n; i++) /* warm-up: JIT code and caches */
         if (ok[i])
             gt_rules_decide(rs, sc, &rqs[i], NULL, NULL, &dec);
+    /* A proxy decides on a head it has just parsed: the bytes are in cache. Each request is
+     * copied into one reused buffer and split there (untimed), then the decision is timed;
+     * otherwise 13,905 scattered lines would measure cache misses on the input, not rules. */
+    char *hot = gt_xmalloc(1 << 20);
+    char hot_host[256];
     uint64_t wall0 = now_ns();
+    uint64_t untimed = 0;
     for (int p = 0; p < passes; p++)
         for (size_t i = 0; i < n; i++) {
             if (!ok[i])
                 continue;
+            uint64_t c0 = now_ns();
+            req_line hl = reqs[i];
+            size_t ll = strlen(reqs[i].line);
+            if (ll >= (1 << 20))
+                continue;
+            memcpy(hot, reqs[i].line, ll + 1);
+            hl.url = gt_slice_make(hot + (reqs[i].url.p - reqs[i].line), reqs[i].url.len);
+            hl.source = gt_slice_make(hot + (reqs[i].source.p ? reqs[i].source.p - reqs[i].line : 0),
+                                      reqs[i].source.len);
+            gt_rules_request hrq;
+            build(psl, &hl, &hrq, hot_host, sizeof(hot_host));
             uint64_t a = now_ns();
-            gt_rules_decide(rs, sc, &rqs[i], NULL, NULL, &dec);
+            untimed += a - c0;
+            gt_rules_decide(rs, sc, &hrq, NULL, NULL, &dec);
             uint64_t b = now_ns();
             ns[k++] = b - a > tmin ? b - a - tmin : 0;
             if (p == 0)
                 counts[dec.action]++;
         }
-    uint64_t wall = now_ns() - wall0;
+    uint64_t wall = now_ns() - wall0 - untimed;
     if (getenv("RULES_BENCH_SLOW")) { /* the slowest requests of the first pass, for tuning */
         for (size_t i = 0, j = 0; i < n; i++) {
             if (!ok[i])
@@ -176,7 +194,7 @@ int main(int argc, char **argv)
             j++;
         }
     }
-    /* with the context a proxy derives per request (URL split, party via libpsl) */
+    /* from the scattered (cold) request lines, with the URL split: an upper bound */
     bool ctx_series = getenv("RULES_BENCH_NO_CTX") == NULL; /* for profiling decide alone */
     for (int p = 0; ctx_series && p < passes; p++)
         for (size_t i = 0; i < n; i++) {
@@ -222,5 +240,6 @@ int main(int argc, char **argv)
     free(ok);
     free(ns);
     free(ns_ctx);
+    free(hot);
     return 0;
 }
