@@ -181,6 +181,50 @@ struct gt_rules_scratch {
     size_t tmp_cap;
 };
 
+
+/* The request as the engine derives it during one decision (decide.c, match.c). */
+typedef struct {
+    const gt_rules_request *rq;
+    gt_slice path_only, query;
+    gt_slice source_host; /* lower-case copy in srcbuf, derived on first use */
+    bool source_done;
+    char srcbuf[256];
+    gt_slice url;
+    bool url_built;
+    gt_party party;
+    bool party_done;
+} reqctx;
+
+/* match.c */
+void gt_rules_ctx_init(reqctx *c, const gt_rules_request *rq);
+gt_slice gt_rules_ctx_source_host(reqctx *c);
+/* The subject a regex condition looks at; for header conditions *field_i walks the fields
+ * (set to (size_t)-1 when no further field of that name exists). */
+gt_slice gt_rules_ctx_subject(const rule_cond *c, reqctx *x, gt_rules_scratch *sc,
+                              size_t *field_i);
+bool gt_rules_glob_match(const char *pat, gt_slice s);
+bool gt_rules_rule_matches(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rule *r,
+                           reqctx *x);
+/* gather.c: fills sc->cands */
+void gt_rules_gather(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rules_request *rq,
+                     reqctx *x);
+/* rewrite.c: applies the matched rewrite rules (file order); true if the request changes */
+bool gt_rules_apply_rewrites(const gt_ruleset *rs, gt_rules_scratch *sc, reqctx *x,
+                             const gt_rule *const *rws, size_t nrw, gt_decision *d);
+/* decide.c: scratch buffers */
+void gt_rules_ensure(char **buf, size_t *cap, size_t need);
+char *gt_rules_out_take(gt_rules_scratch *sc, size_t n);
+
+/* Runs a condition's pattern (JIT when compiled) with the ruleset's match limits. */
+static inline int gt_rules_re_match(const gt_ruleset *rs, gt_rules_scratch *sc, const rule_cond *c, gt_slice s,
+                    size_t start)
+{
+    if (c->jit)
+        return pcre2_jit_match(c->re, (PCRE2_SPTR)(s.p ? s.p : ""), s.len, start, 0, sc->md,
+                               rs->mctx);
+    return pcre2_match(c->re, (PCRE2_SPTR)(s.p ? s.p : ""), s.len, start, 0, sc->md, rs->mctx);
+}
+
 /* parse.c */
 int gt_rules_parse_file(gt_ruleset *rs, const char *path, gt_diags *d, unsigned depth,
                         const gt_rules_source *src);
