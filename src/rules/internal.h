@@ -55,6 +55,8 @@ typedef struct {
     int id_group;      /* capture number of (?<id>...), 0 if none */
     int page_group;    /* capture number of (?<page>...), 0 if none */
     bool jit;
+    char *lit;         /* bytes every match contains (memmem before the regex), or NULL */
+    size_t lit_len;
 } rule_cond;
 
 enum decoder_kind { D_PERCENT, D_PERCENT_ALL, D_FORM, D_JSON, D_SPLIT, D_BASE64, D_UNQUOTE,
@@ -297,6 +299,9 @@ static inline uint64_t gt_rules_token_key(uint64_t h)
 /* How selective a token is: longer is better, a prefix slightly worse than a whole token
  * of the same length, and tokens on most URLs ("js", "www", "images") worst. */
 unsigned gt_rules_token_score(const char *t, size_t n, bool is_prefix);
+/* The longest run of bytes any subject matching pat must contain, exactly (0 when options
+ * such as (?i) make bytes inexact); copied into out. */
+size_t gt_rules_required_literal(const char *pat, size_t len, char *out, size_t cap);
 /* Heuristic: a quantified group that itself contains an unbounded quantifier, such as
  * (a+)+ or (\w+\s?)*, which backtracks exponentially on a near-miss. */
 bool gt_rules_re_risky(const char *pat, size_t len);

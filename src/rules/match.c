@@ -216,7 +216,8 @@ static bool cond_raw(const gt_ruleset *rs, gt_rules_scratch *sc, const rule_cond
             if (fi == (size_t)-1)
                 return false; /* header absent */
             *seen = s;
-            if (gt_rules_re_match(rs, sc, c, s, 0) > 0)
+            if ((!c->lit_len || (s.len >= c->lit_len && memmem(s.p, s.len, c->lit, c->lit_len))) &&
+                gt_rules_re_match(rs, sc, c, s, 0) > 0)
                 return true;
             if (c->kind != C_HEADER_RE)
                 return false;

@@ -132,6 +132,13 @@ static bool add_regex(ctx *c, rule_cond *rc, const char *v, unsigned vcol)
     rc->id_group = n > 0 ? n : 0;
     n = pcre2_substring_number_from_name(rc->re, (PCRE2_SPTR) "page");
     rc->page_group = n > 0 ? n : 0;
+    /* a literal of 3+ bytes is worth a memmem (SIMD) before the regex engine scans */
+    char lit[256];
+    size_t ll = gt_rules_required_literal(v, strlen(v), lit, sizeof(lit));
+    if (ll >= 3) {
+        rc->lit = gt_xstrndup(lit, ll);
+        rc->lit_len = ll;
+    }
     if (gt_rules_re_risky(v, strlen(v)))
         warn(c, vcol,
              "regex '%s' nests unbounded quantifiers and may backtrack catastrophically "
@@ -482,6 +489,7 @@ void gt_rules_rule_free(gt_rule *r)
         free(c->names);
         free(c->ports);
         free(c->hdr);
+        free(c->lit);
         pcre2_code_free(c->re);
     }
     free(r->conds);

@@ -1,6 +1,7 @@
 /* Regex conditions: compiling with PCRE2 (JIT when the platform has it), and reading a
  * pattern's text for what the index and lint need: a literal token every match must
  * contain, and the shapes that backtrack catastrophically. Pure functions of the pattern. */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -66,6 +67,8 @@ typedef struct {
     size_t cap, best;  /* best whole token so far (by score) */
     char pre[64];
     size_t pre_len;    /* best prefix token (left-bounded, right side unknown) */
+    char *lit;         /* longest literal byte run any match contains, or NULL */
+    size_t lit_cap, lit_len;
 } found;
 
 static void best_token(const run *r, bool open_right, found *f)
@@ -109,27 +112,241 @@ static bool literal_nonalnum_at(const char *pat, size_t start, size_t i)
     return !is_alnum((unsigned char)c) && !strchr(".[](){}|*+?^$\\", c);
 }
 
+static size_t scan(const char *pat, size_t len, char *out, size_t cap, bool *is_prefix,
+                   char *lit_out, size_t lit_cap, size_t *lit_len);
+
 size_t gt_rules_required_token(const char *pat, size_t len, char *out, size_t cap,
                                bool *is_prefix)
 {
+    return scan(pat, len, out, cap, is_prefix, NULL, 0, NULL);
+}
+
+size_t gt_rules_required_literal(const char *pat, size_t len, char *out, size_t cap)
+{
+    /* Option settings change what bytes mean ((?i) caseless, (?x) extended): then no
+     * byte-exact literal is promised. Groups of other kinds are skipped by the scan. */
+    for (size_t i = 0; i + 2 < len; i++)
+        if (pat[i] == '(' && pat[i + 1] == '?' && !strchr(":<=!>|P'#", pat[i + 2]))
+            return 0;
+    if (len >= 2 && pat[0] == '(' && pat[1] == '*')
+        return 0; /* leading verbs such as (*UTF) */
+    char tok[128];
+    bool pre;
+    size_t n = 0;
+    scan(pat, len, tok, sizeof(tok), &pre, out, cap, &n);
+    return n;
+}
+
+/* Index just past the escape starting at pat[i] ('\\'), arguments included. */
+static size_t skip_escape(const char *pat, size_t len, size_t i)
+{
+    char e = pat[i + 1];
+    i += 2;
+    if (i < len && pat[i] == '{' && strchr("xopPNgk", e)) {
+        while (i < len && pat[i] != '}')
+            i++;
+        return i + 1;
+    }
+    switch (e) {
+    case 'x':
+        for (int k = 0; k < 2 && i < len && isxdigit((unsigned char)pat[i]); k++)
+            i++;
+        break;
+    case 'c':
+        i++;
+        break;
+    case 'p':
+    case 'P':
+        i++;
+        break;
+    case 'k':
+        if (i < len && (pat[i] == '<' || pat[i] == '\'')) {
+            char close = pat[i] == '<' ? '>' : '\'';
+            while (i < len && pat[i] != close)
+                i++;
+            i++;
+        }
+        break;
+    case 'g':
+        if (i < len && (pat[i] == '<' || pat[i] == '\'')) {
+            char close = pat[i] == '<' ? '>' : '\'';
+            while (i < len && pat[i] != close)
+                i++;
+            i++;
+        } else {
+            if (i < len && (pat[i] == '+' || pat[i] == '-'))
+                i++;
+            while (i < len && isdigit((unsigned char)pat[i]))
+                i++;
+        }
+        break;
+    default:
+        if (e >= '0' && e <= '9')
+            while (i < len && isdigit((unsigned char)pat[i]))
+                i++;
+    }
+    return i;
+}
+
+/* Index just past any escape at pat[i] ('\\'): one byte for punctuation, the whole
+ * escape with its arguments (\x41, \cX, \p{L}) for letters and digits. */
+static size_t esc_end(const char *pat, size_t len, size_t i)
+{
+    if (i + 1 >= len)
+        return len;
+    return is_alnum((unsigned char)pat[i + 1]) ? skip_escape(pat, len, i) : i + 2;
+}
+
+/* Index just past the character class that starts at pat[i] ('['): a ']' right after the
+ * '[' (or "[^") is a literal, POSIX names such as [:alpha:] carry their own ']', and
+ * escapes hide the next byte. */
+static size_t class_end(const char *pat, size_t len, size_t i)
+{
+    size_t j = i + 1;
+    if (j < len && pat[j] == '^')
+        j++;
+    if (j < len && pat[j] == ']')
+        j++;
+    while (j < len && pat[j] != ']') {
+        if (pat[j] == '\\') {
+            /* inside a class only \x \o \p \P \N \c and octal escapes take arguments */
+            char e = j + 1 < len ? pat[j + 1] : 0;
+            j = (strchr("xopPNc", e) || (e >= '0' && e <= '7')) ? esc_end(pat, len, j)
+                                                                  : j + 2;
+            continue;
+        }
+        if (pat[j] == '[' && j + 1 < len && pat[j + 1] == ':') {
+            /* only a well-formed [:name:] (or [:^name:]) is a POSIX class */
+            size_t k = j + 2;
+            if (k < len && pat[k] == '^')
+                k++;
+            while (k < len && isalpha((unsigned char)pat[k]))
+                k++;
+            if (k + 1 < len && pat[k] == ':' && pat[k + 1] == ']') {
+                j = k + 2;
+                continue;
+            }
+        }
+        j++;
+    }
+    return j + 1;
+}
+
+/* Length of the quantifier at pat[i] (?, *, +, {n}, {n,}, {n,m}, each maybe followed by a
+ * lazy '?' or possessive '+'), 0 when there is none; a '{' that is not a valid quantifier
+ * is a literal in PCRE2. *optional: the minimum count is 0. */
+static size_t quant_len(const char *pat, size_t len, size_t i, bool *optional)
+{
+    size_t j = i;
+    *optional = false;
+    if (i >= len)
+        return 0;
+    if (pat[i] == '?' || pat[i] == '*') {
+        *optional = true;
+        j++;
+    } else if (pat[i] == '+') {
+        j++;
+    } else if (pat[i] == '{') {
+        j++;
+        size_t d0 = j;
+        while (j < len && isdigit((unsigned char)pat[j]))
+            j++;
+        if (j == d0)
+            return 0; /* "{," or "{x": a literal brace (PCRE2 10.42) */
+        bool zero = true;
+        for (size_t k = d0; k < j; k++)
+            zero = zero && pat[k] == '0';
+        if (j < len && pat[j] == ',') {
+            j++;
+            while (j < len && isdigit((unsigned char)pat[j]))
+                j++;
+        }
+        if (j >= len || pat[j] != '}')
+            return 0;
+        j++;
+        *optional = zero;
+    } else {
+        return 0;
+    }
+    if (j < len && (pat[j] == '?' || pat[j] == '+'))
+        j++;
+    return j - i;
+}
+
+/* Where the pattern inside the group starting at pat[i] ('(') begins: after "(", "(?:",
+ * "(?|", "(?>", "(?=", "(?!", "(?<=", "(?<!", "(?<name>", "(?P<name>", "(?'name'",
+ * "(?i-s:" and the like. */
+static size_t group_content_start(const char *pat, size_t len, size_t i)
+{
+    size_t j = i + 1;
+    if (j >= len || pat[j] != '?')
+        return j;
+    j++;
+    if (j < len && strchr(":|>=!*", pat[j]))
+        return j + 1;
+    if (j + 1 < len && pat[j] == '<' && strchr("=!*", pat[j + 1]))
+        return j + 2;
+    if (j < len && (pat[j] == '<' || pat[j] == '\'' || pat[j] == 'P')) {
+        char close = pat[j] == '\'' ? '\'' : '>';
+        while (++j < len && pat[j] != close)
+            ;
+        return j + 1;
+    }
+    while (j < len && (isalpha((unsigned char)pat[j]) || pat[j] == '-' || pat[j] == '^'))
+        j++;
+    return j + 1; /* past the ':' of "(?i:" */
+}
+
+/* Patterns whose bytes do not mean what they look like, for this simple reading: quoting
+ * (\Q..\E), comments, verbs such as (*ACCEPT), extended mode (x) that drops whitespace
+ * and turns '#' into a comment. For those, no token and no literal is claimed. */
+static bool analyzable(const char *pat, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (pat[i] == '\\') {
+            if (pat[i + 1] == 'Q')
+                return false;
+            i = esc_end(pat, len, i) - 1;
+            continue;
+        }
+        if (pat[i] != '(')
+            continue;
+        if (pat[i + 1] == '*')
+            return false;
+        if (pat[i + 1] != '?' || i + 2 >= len)
+            continue;
+        if (pat[i + 2] == '#')
+            return false;
+        /* option letters up to ':' or ')' */
+        for (size_t j = i + 2; j < len && pat[j] != ':' && pat[j] != ')'; j++) {
+            if (pat[j] == 'x' || pat[j] == 'X')
+                return false;
+            if (!isalpha((unsigned char)pat[j]) && pat[j] != '-' && pat[j] != '^')
+                break;
+        }
+    }
+    return true;
+}
+
+static size_t scan(const char *pat, size_t len, char *out, size_t cap, bool *is_prefix,
+                   char *lit_out, size_t lit_cap, size_t *lit_len)
+{
     *is_prefix = false;
+    if (!analyzable(pat, len))
+        return 0;
     /* A top-level alternation means no single literal is required. */
     int depth = 0;
-    bool in_class = false;
     for (size_t i = 0; i < len; i++) {
         char c = pat[i];
         if (c == '\\') {
-            i++;
+            i = esc_end(pat, len, i) - 1;
             continue;
         }
-        if (in_class) {
-            if (c == ']')
-                in_class = false;
+        if (c == '[') {
+            i = class_end(pat, len, i) - 1;
             continue;
         }
-        if (c == '[')
-            in_class = true;
-        else if (c == '(')
+        if (c == '(')
             depth++;
         else if (c == ')')
             depth--;
@@ -137,13 +354,18 @@ size_t gt_rules_required_token(const char *pat, size_t len, char *out, size_t ca
             return 0;
     }
     run r = {.len = 0, .open_left = true};
-    found f = {.out = out, .cap = cap, .best = 0, .pre_len = 0};
+    found f = {.out = out, .cap = cap, .best = 0, .pre_len = 0, .lit = lit_out,
+               .lit_cap = lit_cap};
     size_t i = 0;
     /* The run is flushed whenever the next byte is not a required literal; the flush knows
      * whether the byte after it is a known boundary (anchor). */
 #define FLUSH(open_right)                                                                          \
     do {                                                                                           \
         best_token(&r, (open_right), &f);                                                          \
+        if (f.lit && r.len > f.lit_len && r.len <= f.lit_cap) {                                    \
+            memcpy(f.lit, r.buf, r.len);                                                           \
+            f.lit_len = r.len;                                                                     \
+        }                                                                                          \
         r.len = 0;                                                                                 \
         r.open_left = true;                                                                        \
     } while (0)
@@ -169,18 +391,21 @@ size_t gt_rules_required_token(const char *pat, size_t len, char *out, size_t ca
             if (!is_alnum((unsigned char)e)) {
                 lit = e;
             } else {
-                /* \d \w \s \b \x.. and friends: not a literal we can use */
+                /* \d \w \s \b \x41 \cJ \p{L} \k<n> and friends: not a literal we can use;
+                 * skip the whole escape, arguments included */
                 FLUSH(true);
-                i += 2;
+                i = skip_escape(pat, len, i);
                 continue;
             }
         } else if (strchr(".[](){}|*+?", c)) {
             if (c == '(' && i + 2 < len && pat[i + 1] == '?' && pat[i + 2] != ':' &&
                 pat[i + 2] != '<' && pat[i + 2] != 'P' && pat[i + 2] != '=' &&
                 pat[i + 2] != '!' && pat[i + 2] != '>' && pat[i + 2] != '|') {
-                /* inline option setting such as (?i): skip it, it consumes nothing */
+                /* inline option setting such as (?i) or (?-s): skip it, it consumes
+                 * nothing; anything else starting "(?" is a group, skipped below */
                 size_t j = i + 2;
-                while (j < len && pat[j] != ')' && pat[j] != ':')
+                while (j < len && (isalpha((unsigned char)pat[j]) || pat[j] == '-' ||
+                                   pat[j] == '^'))
                     j++;
                 if (j < len && pat[j] == ')') {
                     i = j + 1;
@@ -195,69 +420,61 @@ size_t gt_rules_required_token(const char *pat, size_t len, char *out, size_t ca
                 FLUSH(true);
                 int dpt = 1;
                 size_t j = i + 1;
-                bool cls = false;
+                bool alternation = false;
                 while (j < len && dpt) {
                     if (pat[j] == '\\') {
-                        j += 2;
+                        j = esc_end(pat, len, j);
                         continue;
                     }
-                    if (cls) {
-                        if (pat[j] == ']')
-                            cls = false;
-                    } else if (pat[j] == '[') {
-                        cls = true;
-                    } else if (pat[j] == '(') {
+                    if (pat[j] == '[') {
+                        j = class_end(pat, len, j);
+                        continue;
+                    }
+                    if (pat[j] == '(') {
                         dpt++;
                     } else if (pat[j] == ')') {
                         dpt--;
+                    } else if (pat[j] == '|' && dpt == 1) {
+                        alternation = true; /* then its last byte depends on the branch */
                     }
                     j++;
                 }
-                /* j is past the ')'; pat[j - 2] is the group's last byte */
-                bool end_nonalnum = j >= 2 && literal_nonalnum_at(pat, i + 1, j - 2);
-                bool optional = j < len && (pat[j] == '?' || pat[j] == '*' ||
-                                            (pat[j] == '{' && j + 1 < len && pat[j + 1] == '0'));
-                if (j < len && (pat[j] == '?' || pat[j] == '*' || pat[j] == '+')) {
-                    j++;
-                    if (j < len && (pat[j] == '?' || pat[j] == '+'))
-                        j++;
-                } else if (j < len && pat[j] == '{') {
-                    while (j < len && pat[j] != '}')
-                        j++;
-                    j++;
-                }
+                /* j is past the ')'; pat[j - 2] is the group's last byte, unless the group
+                 * is empty (its header runs up to the ')') */
+                size_t cs = group_content_start(pat, len, i);
+                bool empty = j - 1 <= cs;
+                bool end_nonalnum =
+                    !alternation && !empty && j >= 2 && literal_nonalnum_at(pat, cs, j - 2);
+                bool optional;
+                j += quant_len(pat, len, j, &optional);
+                bool lookaround =
+                    i + 2 < len && pat[i + 1] == '?' &&
+                    (pat[i + 2] == '=' || pat[i + 2] == '!' || pat[i + 2] == '*' ||
+                     (pat[i + 2] == '<' && i + 3 < len &&
+                      (pat[i + 3] == '=' || pat[i + 3] == '!' || pat[i + 3] == '*')));
                 i = j;
-                r.open_left = !(end_nonalnum && (!optional || before_nonalnum));
+                if (lookaround || empty) /* consumes nothing: the byte before comes next */
+                    r.open_left = !before_nonalnum;
+                else
+                    r.open_left = !(end_nonalnum && (!optional || before_nonalnum));
                 continue;
             }
-            if (c == '*' || c == '?' || (c == '{' && i + 1 < len && pat[i + 1] == '0')) {
-                /* the previous literal is optional: drop it from the run */
-                if (r.len)
-                    r.len--;
-                FLUSH(true);
-            } else {
-                FLUSH(true); /* '+' or '{n,}': what follows is not adjacent; '.' etc. */
+            bool qopt;
+            size_t q = quant_len(pat, len, i, &qopt);
+            if (c == '{' && q == 0) {
+                lit = '{'; /* not a quantifier: a literal brace */
+                goto literal;
+            }
+            /* a quantifier here follows something that is not a literal (a class, '.', an
+             * escape class): the run was flushed already; '.' and the like end it */
+            FLUSH(true);
+            if (q) {
+                i += q;
+                continue;
             }
             /* skip a class entirely: nothing inside is required for sure */
             if (c == '[') {
-                size_t j = i + 1;
-                if (j < len && pat[j] == '^')
-                    j++;
-                if (j < len && pat[j] == ']')
-                    j++;
-                while (j < len && pat[j] != ']') {
-                    if (pat[j] == '\\')
-                        j++;
-                    j++;
-                }
-                i = j + 1;
-                continue;
-            }
-            if (c == '{') {
-                size_t j = i;
-                while (j < len && pat[j] != '}')
-                    j++;
-                i = j + 1;
+                i = class_end(pat, len, i);
                 continue;
             }
             i++;
@@ -265,14 +482,17 @@ size_t gt_rules_required_token(const char *pat, size_t len, char *out, size_t ca
         } else {
             lit = c;
         }
-        /* a literal followed by an optional quantifier is not required */
+    literal:;
+        /* a literal with a quantifier: optional ones are not required; repeated ones are,
+         * once, but what follows is not adjacent to them */
         size_t nx = i + adv;
-        if (nx < len && (pat[nx] == '?' || pat[nx] == '*' ||
-                         (pat[nx] == '{' && nx + 1 < len && pat[nx + 1] == '0'))) {
+        bool lopt;
+        size_t lq = quant_len(pat, len, nx, &lopt);
+        if (lq) {
+            if (!lopt && r.len < sizeof(r.buf))
+                r.buf[r.len++] = lit;
             FLUSH(true);
-            i = nx + 1;
-            if (i < len && (pat[i] == '?' || pat[i] == '+'))
-                i++;
+            i = nx + lq;
             continue;
         }
         if (r.len < sizeof(r.buf))
@@ -283,6 +503,8 @@ size_t gt_rules_required_token(const char *pat, size_t len, char *out, size_t ca
     }
     FLUSH(true);
 #undef FLUSH
+    if (lit_len)
+        *lit_len = f.lit_len;
     /* a prefix of at least 4 bytes narrows the search too (prefix index); it wins over a
      * shorter or very common whole token */
     bool pre_ok = f.pre_len >= GT_PREFIX_SHORT && f.pre_len < cap;
@@ -304,20 +526,14 @@ bool gt_rules_re_risky(const char *pat, size_t len)
      * itself followed by an unbounded quantifier, the pattern is risky. */
     int stack_has[64];
     int depth = 0;
-    bool in_class = false;
     for (size_t i = 0; i < len; i++) {
         char c = pat[i];
         if (c == '\\') {
-            i++;
-            continue;
-        }
-        if (in_class) {
-            if (c == ']')
-                in_class = false;
+            i = esc_end(pat, len, i) - 1;
             continue;
         }
         if (c == '[') {
-            in_class = true;
+            i = class_end(pat, len, i) - 1;
             continue;
         }
         if (c == '(') {

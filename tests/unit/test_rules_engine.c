@@ -603,6 +603,56 @@ static void test_required_token(void **st)
     }
 }
 
+/* Inputs the pattern fuzzer (tests/fuzz/fuzz_pattern.c) found: each matches its subject,
+ * so the token the index files the rule under must be in it, and the required literal. */
+static void test_pattern_regressions(void **st)
+{
+    (void)st;
+    static const struct {
+        const char *pat, *subj;
+    } cases[] = {
+        {"\x1c?(\b)c?d{0,}e", "abbbddd&)p"},          /* {0,} skipped whole */
+        {"x(?x)#^imp2572)", "nex"},                     /* extended mode: '#' comments */
+        {"(?:^|b)(?|b|.?|&)ixel/", "pixel/1"},          /* a group with branches */
+        {"(?*^||@yy)p=[+]{0,}", "a&p=d"},               /* (?* lookahead is a group */
+        {".(?!:tok0/k0/&)2572(|i[_-]?[0-9]+\\.js)", "e//imp2572-1"}, /* lookahead */
+        {"./?(){2,}()?" "?()+.?" "?(){2((2+^)*)", "b0"}, /* "{2(" is a literal brace */
+        {"^x/(?:[]+/)?to/", "x/to/"},                   /* "[]" starts a class */
+        {"\\c(?:.|", ""},                              /* \c takes the next byte */
+        {"[=*ae\\g{[.5[]-|", "s]"},                    /* escapes inside a class */
+        {"(?i)/B(?^:)an{0", "/Ban{0("},                 /* an empty group */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *pat = cases[i].pat, *subj = cases[i].subj;
+        int code;
+        PCRE2_SIZE off;
+        pcre2_code *re =
+            pcre2_compile((PCRE2_SPTR)pat, strlen(pat), PCRE2_DUPNAMES, &code, &off, NULL);
+        if (!re)
+            continue; /* not a pattern gretel would accept either */
+        pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+        int r = pcre2_match(re, (PCRE2_SPTR)subj, strlen(subj), 0, 0, md, NULL);
+        if (r > 0) {
+            char tok[128], lit[256];
+            bool prefix;
+            size_t tl = gt_rules_required_token(pat, strlen(pat), tok, sizeof(tok), &prefix);
+            if (tl >= 2) {
+                char low[256];
+                size_t n = strlen(subj);
+                for (size_t k = 0; k <= n; k++)
+                    low[k] = gt_ascii_lower(subj[k]);
+                if (!strstr(low, tok))
+                    fail_msg("'%s' matches '%s' but claims token '%s'", pat, subj, tok);
+            }
+            size_t ll = gt_rules_required_literal(pat, strlen(pat), lit, sizeof(lit));
+            if (ll && !memmem(subj, strlen(subj), lit, ll))
+                fail_msg("'%s' matches '%s' but claims literal '%.*s'", pat, subj, (int)ll, lit);
+        }
+        pcre2_match_data_free(md);
+        pcre2_code_free(re);
+    }
+}
+
 static void test_index_scales(void **st)
 {
     (void)st;
@@ -681,7 +731,8 @@ int main(void)
         cmocka_unit_test(test_precedence),     cmocka_unit_test(test_extract),
         cmocka_unit_test(test_decoders),       cmocka_unit_test(test_rewrites),
         cmocka_unit_test(test_groups_includes), cmocka_unit_test(test_lint),
-        cmocka_unit_test(test_required_token), cmocka_unit_test(test_index_scales),
+        cmocka_unit_test(test_required_token), cmocka_unit_test(test_pattern_regressions),
+        cmocka_unit_test(test_index_scales),
         cmocka_unit_test(test_stamp),          cmocka_unit_test(test_resources),
         cmocka_unit_test(test_cleanup),
     };
