@@ -108,6 +108,13 @@ size_t gt_ruleset_memory(const gt_ruleset *rs);
  * file read, including includes, and what each glob expands to): a changed value means a
  * reload would read something else. A few stat(2) calls, cheap enough for a timer. */
 uint64_t gt_ruleset_stamp(const gt_ruleset *rs);
+/* How the rules are filed: found by host, by a URL token, by a token prefix, or tried on
+ * every request (behind a combined-pattern gate, or not). For `check` and benchmarks. */
+typedef struct {
+    size_t by_host, by_token, by_prefix, gated, always;
+} gt_ruleset_stats;
+void gt_ruleset_get_stats(const gt_ruleset *rs, gt_ruleset_stats *st);
+
 /* True if some enabled rule looks at request bodies (then the proxy buffers small ones). */
 bool gt_ruleset_wants_body(const gt_ruleset *rs);
 

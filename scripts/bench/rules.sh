@@ -79,6 +79,10 @@ def row(label, key, unit, target="", scale=1):
     vals = [full[key] / scale, gen[key] / scale, shipped[key] / scale]
     print(f"{label:34}" + "".join(f"{v:>{w}.0f}" if v >= 10 else f"{v:>{w}.1f}" for v, w in zip(vals, (14, 12, 10))) + f"{target:>10}")
 print(f"{'rules':34}{full['rules']:>14.0f}{gen['rules']:>12.0f}{shipped['rules']:>10.0f}")
+for k, label in (("by_host", "  filed by host"), ("by_token", "  filed by URL token"),
+                 ("by_prefix", "  filed by token prefix"), ("gated", "  tried always, gated"),
+                 ("always", "  tried always")):
+    print(f"{label:34}{full[k]:>14.0f}{gen[k]:>12.0f}{shipped[k]:>10.0f}")
 row("decision median (ns)", "median_ns", "ns", "<= 500")
 row("decision p99 (ns)", "p99_ns", "ns", "<= 5000")
 row("decision p99.9 (ns)", "p999_ns", "ns")

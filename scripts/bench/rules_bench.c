@@ -214,7 +214,12 @@ int main(int argc, char **argv)
         mean += (double)ns[i];
     for (size_t i = 0; i < kc; i++)
         mean_ctx += (double)ns_ctx[i];
-    printf("{\"rules\":%zu,\"requests\":%zu,\"passes\":%d,\"load_ms\":%.1f,"
+    gt_ruleset_stats rst;
+    gt_ruleset_get_stats(rs, &rst);
+    printf("{\"by_host\":%zu,\"by_token\":%zu,\"by_prefix\":%zu,\"gated\":%zu,"
+           "\"always\":%zu,",
+           rst.by_host, rst.by_token, rst.by_prefix, rst.gated, rst.always);
+    printf("\"rules\":%zu,\"requests\":%zu,\"passes\":%d,\"load_ms\":%.1f,"
            "\"compiled_kib\":%zu,\"heap_kib\":%zu,\"rss_growth_kib\":%ld,"
            "\"median_ns\":%llu,\"p99_ns\":%llu,\"p999_ns\":%llu,\"mean_ns\":%.0f,"
            "\"ctx_median_ns\":%llu,\"ctx_p99_ns\":%llu,\"ctx_mean_ns\":%.0f,"

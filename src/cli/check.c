@@ -58,11 +58,18 @@ int gt_cmd_check(int argc, char **argv)
     }
     gt_cli_load_rules(rc, (const char *const *)o.args, o.nargs, psl, true, &rs, &d);
     gt_diags_print(&d, stdout);
+    gt_ruleset_stats st;
+    gt_ruleset_get_stats(rs, &st);
     printf("gretel check: %s: %zu error%s, %zu warning%s, %zu rule%s, %zu list file%s "
            "readable\n",
            o.conf_file ? o.conf_file : "embedded defaults", d.errors, d.errors == 1 ? "" : "s",
            d.warnings, d.warnings == 1 ? "" : "s", gt_ruleset_count(rs),
            gt_ruleset_count(rs) == 1 ? "" : "s", nfiles, nfiles == 1 ? "" : "s");
+    if (rs)
+        /* rules tried on every request cost every request: ops should see how many */
+        printf("gretel check: indexed by host %zu, by URL token %zu, by token prefix %zu; "
+               "tried on every request %zu (%zu of them behind combined patterns)\n",
+               st.by_host, st.by_token, st.by_prefix, st.always + st.gated, st.gated);
     code = d.errors ? 1 : 0;
 out:
     gt_ruleset_release(rs);

@@ -139,6 +139,7 @@ struct gt_ruleset {
     rule_index by_token; /* a literal token every match must contain */
     rule_index by_prefix; /* a literal every match must start a token with */
     uint64_t *tok_filter; /* 65536 bits by gt_rules_filter_key, for by_token and by_prefix */
+    gt_ruleset_stats stats;
     uint32_t *always;    /* rules with neither */
     size_t nalways;
     /* Rules filed nowhere that need a regex on one of these parts: one combined pattern per

@@ -104,12 +104,16 @@ static void best_token(const run *r, bool open_right, found *f)
 /* Is pat[i] (inside a group, just before its ')') a literal non-alphanumeric byte? */
 static bool literal_nonalnum_at(const char *pat, size_t start, size_t i)
 {
-    if (i <= start)
+    if (i < start)
         return false;
     char c = pat[i];
-    if (i >= start + 1 && pat[i - 1] == '\\')
+    size_t bs = 0; /* backslashes right before c: an odd count escapes it */
+    while (i - bs > start && pat[i - bs - 1] == '\\')
+        bs++;
+    if (bs % 2)
         return !is_alnum((unsigned char)c); /* \. \/ \- */
-    return !is_alnum((unsigned char)c) && !strchr(".[](){}|*+?^$\\", c);
+    /* '>' and '\'' may close a back reference such as \k<n>: not claimed */
+    return !is_alnum((unsigned char)c) && !strchr(".[](){}|*+?^$\\>'", c);
 }
 
 static size_t scan(const char *pat, size_t len, char *out, size_t cap, bool *is_prefix,
@@ -273,6 +277,15 @@ static size_t quant_len(const char *pat, size_t len, size_t i, bool *optional)
     return j - i;
 }
 
+/* A branch pat[b..e) of a group ends in a byte known not to be alphanumeric: a literal
+ * one, or the branch is a lone '^' (the subject's start, which follows a delimiter). */
+static bool branch_bounded(const char *pat, size_t b, size_t e)
+{
+    if (e == b + 1 && pat[b] == '^')
+        return true;
+    return e > b && literal_nonalnum_at(pat, b, e - 1);
+}
+
 /* Where the pattern inside the group starting at pat[i] ('(') begins: after "(", "(?:",
  * "(?|", "(?>", "(?=", "(?!", "(?<=", "(?<!", "(?<name>", "(?P<name>", "(?'name'",
  * "(?i-s:" and the like. */
@@ -420,7 +433,8 @@ static size_t scan(const char *pat, size_t len, char *out, size_t cap, bool *is_
                 FLUSH(true);
                 int dpt = 1;
                 size_t j = i + 1;
-                bool alternation = false;
+                bool alternation = false, branches_bounded = true;
+                size_t branch_start = group_content_start(pat, len, i);
                 while (j < len && dpt) {
                     if (pat[j] == '\\') {
                         j = esc_end(pat, len, j);
@@ -435,16 +449,24 @@ static size_t scan(const char *pat, size_t len, char *out, size_t cap, bool *is_
                     } else if (pat[j] == ')') {
                         dpt--;
                     } else if (pat[j] == '|' && dpt == 1) {
-                        alternation = true; /* then its last byte depends on the branch */
+                        /* then the last byte depends on the branch: each must end in a
+                         * non-alphanumeric literal or be a lone ^ (start of subject) */
+                        alternation = true;
+                        branches_bounded = branches_bounded &&
+                                           branch_bounded(pat, branch_start, j);
+                        branch_start = j + 1;
                     }
                     j++;
                 }
+                if (alternation && j >= 1)
+                    branches_bounded = branches_bounded && branch_bounded(pat, branch_start, j - 1);
                 /* j is past the ')'; pat[j - 2] is the group's last byte, unless the group
                  * is empty (its header runs up to the ')') */
                 size_t cs = group_content_start(pat, len, i);
                 bool empty = j - 1 <= cs;
                 bool end_nonalnum =
-                    !alternation && !empty && j >= 2 && literal_nonalnum_at(pat, cs, j - 2);
+                    !empty && j >= 2 &&
+                    (alternation ? branches_bounded : literal_nonalnum_at(pat, cs, j - 2));
                 bool optional;
                 j += quant_len(pat, len, j, &optional);
                 bool lookaround =

@@ -226,6 +226,12 @@ static void build_indexes(gt_ruleset *rs, bool no_index)
             rs->always[rs->nalways++] = (uint32_t)i;
             continue;
         }
+        if (how == FILED_HOST)
+            rs->stats.by_host++;
+        else if (how == FILED_TOKEN)
+            rs->stats.by_token++;
+        else
+            rs->stats.by_prefix++;
         uint64_t *dk = how == FILED_HOST ? hk : how == FILED_TOKEN ? tk : pk;
         uint32_t *dv = how == FILED_HOST ? hv : how == FILED_TOKEN ? tv : pv;
         size_t *dn = how == FILED_HOST ? &nh : how == FILED_TOKEN ? &nt : &np;
@@ -238,6 +244,9 @@ static void build_indexes(gt_ruleset *rs, bool no_index)
     }
     if (!no_index)
         build_gates(rs);
+    rs->stats.always = rs->nalways;
+    for (size_t g = 0; g < rs->ngates; g++)
+        rs->stats.gated += rs->gates[g].nrules;
     gt_rules_index_build(&rs->by_host, hk, hv, nh);
     gt_rules_index_build(&rs->by_token, tk, tv, nt);
     gt_rules_index_build(&rs->by_prefix, pk, pv, np);
@@ -372,6 +381,14 @@ size_t gt_ruleset_count(const gt_ruleset *rs)
 size_t gt_ruleset_memory(const gt_ruleset *rs)
 {
     return rs ? rs->mem : 0;
+}
+
+void gt_ruleset_get_stats(const gt_ruleset *rs, gt_ruleset_stats *st)
+{
+    if (rs)
+        *st = rs->stats;
+    else
+        memset(st, 0, sizeof(*st));
 }
 
 bool gt_ruleset_wants_body(const gt_ruleset *rs)

@@ -70,6 +70,12 @@ if [ -r "$data/requests-dev.tsv.gz" ]; then
   # the indexes only choose which rules to try: every decision must equal trying all rules
   /usr/bin/python3 scripts/bench/gen_rules.py "$data/requests-dev.tsv.gz" 2000 "$tmp/gen.rules" \
     "$tmp/gen-abp.txt" 2>/dev/null
+  # the generated rules must almost all be indexed: a pattern-reading regression shows here
+  if out=$("$bin" check -o rules= "$tmp/gen.rules" 2>&1) &&
+     tried=$(sed -n 's/.*tried on every request \([0-9]*\).*/\1/p' <<<"$out") &&
+     [ -n "$tried" ] && [ "$tried" -le 20 ]; then
+    ok "2,000 generated rules: $(sed -n 's/^gretel check: indexed //p' <<<"$out")"
+  else bad "too many generated rules tried on every request"; echo "$out" | tail -2; fi
   for set in shipped generated; do
     opts=(); [ $set = generated ] && opts=(-o "rules=$tmp/gen.rules")
     zcat "$data/requests-dev.tsv.gz" | "$bin" explain "${opts[@]}" --batch - >"$tmp/ix.tsv" 2>/dev/null
