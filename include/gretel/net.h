@@ -56,6 +56,7 @@ typedef struct gt_shared {
     uint64_t started_ms;
     unsigned nworkers;
     const gt_psl *psl; /* read-only; outlives every snapshot */
+    struct gt_store *store; /* bought products (LMDB, thread-safe reads), or NULL */
 } gt_shared;
 
 /* Returns the current snapshot with a reference the caller must release. */
@@ -160,8 +161,8 @@ typedef int (*gt_reload_fn)(void *arg, const gt_psl *psl, gt_config **out, gt_ru
 /* Runs the proxy until SIGTERM/SIGINT: binds cfg's listeners (errors are printed and the
  * function returns 2), starts the workers, handles SIGHUP by calling reload and swapping the
  * snapshot when it succeeds. Takes ownership of cfg. Returns the process exit code. */
-int gt_server_run(gt_config *cfg, gt_ruleset *rules, const gt_psl *psl, gt_reload_fn reload,
-                  void *reload_arg);
+int gt_server_run(gt_config *cfg, gt_ruleset *rules, const gt_psl *psl, struct gt_store *store,
+                  gt_reload_fn reload, void *reload_arg);
 
 /* Called by a worker when its session count drops, to finish a drain. */
 void gt_worker_session_gone(gt_worker *w);

@@ -30,6 +30,9 @@ int gt_cli_load_rules(const gt_config *cfg, const char *const *extra, size_t nex
 
 int gt_cmd_run(int argc, char **argv);
 int gt_cmd_explain(int argc, char **argv);
+int gt_cmd_mark(int argc, char **argv);
+int gt_cmd_unmark(int argc, char **argv);
+int gt_cmd_bought(int argc, char **argv);
 int gt_cmd_check(int argc, char **argv);
 int gt_cmd_help(int argc, char **argv);
 int gt_cmd_version(int argc, char **argv);

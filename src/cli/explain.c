@@ -5,9 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "gretel/rules.h"
+#include "gretel/store.h"
 #include "gretel/util.h"
 
 typedef struct {
@@ -111,7 +113,12 @@ static void print_keys(FILE *out, const gt_decision *d)
                 d->products[i].key.p, d->products[i].bought ? "*" : "");
 }
 
-static int run_batch(const char *path, const gt_ruleset *rs, const gt_psl *psl)
+static bool bought_cb(void *arg, gt_slice key)
+{
+    return gt_store_is_bought(arg, key);
+}
+
+static int run_batch(const char *path, const gt_ruleset *rs, const gt_psl *psl, gt_store *st)
 {
     FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
     if (!in) {
@@ -143,7 +150,7 @@ static int run_batch(const char *path, const gt_ruleset *rs, const gt_psl *psl)
             bad++;
             continue;
         }
-        gt_rules_decide(rs, sc, &rq, NULL, NULL, &d);
+        gt_rules_decide(rs, sc, &rq, st ? bought_cb : NULL, st, &d);
         fputs(gt_decide_action_name(d.action), stdout);
         if (d.rule)
             printf("\t%s:%u\t", gt_rule_file(d.rule), gt_rule_line(d.rule));
@@ -162,13 +169,11 @@ static int run_batch(const char *path, const gt_ruleset *rs, const gt_psl *psl)
     return rv;
 }
 
-static void explain_one(const gt_ruleset *rs, const gt_psl *psl, gt_rules_request *rq,
-                        gt_slice url)
+static void explain_one(const gt_ruleset *rs, gt_store *st, gt_rules_request *rq, gt_slice url)
 {
-    (void)psl;
     gt_rules_scratch *sc = gt_rules_scratch_new();
     gt_decision d;
-    gt_rules_decide(rs, sc, rq, NULL, NULL, &d);
+    gt_rules_decide(rs, sc, rq, st ? bought_cb : NULL, st, &d);
     printf("url       %.*s\n", (int)url.len, url.p);
     printf("request   %.*s type=%s party=%s source=%.*s\n", (int)rq->method.len, rq->method.p,
            gt_rules_type_name(rq->type),
@@ -234,6 +239,7 @@ int gt_cmd_explain(int argc, char **argv)
     gt_config *cfg = NULL;
     gt_ruleset *rs = NULL;
     gt_psl *psl = NULL;
+    gt_store *store = NULL;
     gt_diags d;
     gt_diags_init(&d);
     const char *batch = NULL, *url = NULL, *referer = "", *type = "", *method = "";
@@ -278,8 +284,13 @@ int gt_cmd_explain(int argc, char **argv)
         code = 2;
         goto out;
     }
+    /* the bought list, when there is one: explain never creates a store */
+    struct stat sst;
+    char serr[512];
+    if (stat(cfg->store, &sst) == 0 && gt_store_open(&store, cfg->store, serr, sizeof(serr)) < 0)
+        fprintf(stderr, "gretel explain: %s; showing nothing as bought\n", serr);
     if (batch) {
-        code = run_batch(batch, rs, psl);
+        code = run_batch(batch, rs, psl, store);
         goto out;
     }
     gt_rules_request rq;
@@ -292,9 +303,10 @@ int gt_cmd_explain(int argc, char **argv)
         code = 2;
         goto out;
     }
-    explain_one(rs, psl, &rq, su);
+    explain_one(rs, store, &rq, su);
     code = 0;
 out:
+    gt_store_close(store);
     gt_ruleset_release(rs);
     gt_rules_psl_free(psl);
     gt_config_free(cfg);

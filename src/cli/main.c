@@ -18,6 +18,12 @@ int main(int argc, char **argv)
         return gt_cmd_run(argc - 2, argv + 2);
     if (strcmp(cmd, "check") == 0)
         return gt_cmd_check(argc - 2, argv + 2);
+    if (strcmp(cmd, "mark") == 0)
+        return gt_cmd_mark(argc - 2, argv + 2);
+    if (strcmp(cmd, "unmark") == 0)
+        return gt_cmd_unmark(argc - 2, argv + 2);
+    if (strcmp(cmd, "bought") == 0)
+        return gt_cmd_bought(argc - 2, argv + 2);
     if (strcmp(cmd, "explain") == 0)
         return gt_cmd_explain(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)

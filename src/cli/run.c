@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "gretel/log.h"
 #include "gretel/net.h"
+#include "gretel/store.h"
 
 static int load_all(const gt_cli_opts *o, const gt_psl *psl, gt_config **cfg,
                     gt_ruleset **rules, gt_diags *d)
@@ -34,6 +35,7 @@ int gt_cmd_run(int argc, char **argv)
     gt_config *cfg = NULL;
     gt_ruleset *rules = NULL;
     gt_psl *psl = NULL;
+    gt_store *store = NULL;
     gt_diags d;
     gt_diags_init(&d);
     int code = gt_cli_parse(argc, argv, &o);
@@ -73,8 +75,16 @@ int gt_cmd_run(int argc, char **argv)
         gt_log(GT_LOG_INFO, "no -c given: running with the embedded defaults");
     gt_log(GT_LOG_INFO, "rules: %zu loaded (%zu KiB compiled)", gt_ruleset_count(rules),
            gt_ruleset_memory(rules) / 1024);
-    code = gt_server_run(cfg, rules, psl, reload, &o); /* takes cfg and rules */
+    /* A store that cannot be opened must not stop the proxy: bought checks fail open
+     * (nothing counts as bought) and every other rule still applies. */
+    char err[512];
+    if (gt_store_open(&store, cfg->store, err, sizeof(err)) < 0)
+        gt_log(GT_LOG_WARN, "%s; running without the bought list (block-if-bought rules "
+                            "will not fire)",
+               err);
+    code = gt_server_run(cfg, rules, psl, store, reload, &o); /* takes cfg and rules */
 out:
+    gt_store_close(store);
     gt_rules_psl_free(psl);
     gt_diags_free(&d);
     gt_cli_opts_free(&o);

@@ -411,8 +411,8 @@ static void on_sigterm(evutil_socket_t sig, short what, void *arg)
     notify_all(s, false, true, false);
 }
 
-int gt_server_run(gt_config *cfg, gt_ruleset *rules, const gt_psl *psl, gt_reload_fn reload,
-                  void *reload_arg)
+int gt_server_run(gt_config *cfg, gt_ruleset *rules, const gt_psl *psl, struct gt_store *store,
+                  gt_reload_fn reload, void *reload_arg)
 {
     server s;
     memset(&s, 0, sizeof(s));
@@ -426,6 +426,7 @@ int gt_server_run(gt_config *cfg, gt_ruleset *rules, const gt_psl *psl, gt_reloa
     pthread_mutex_init(&s.sh.snap_lock, NULL);
     s.sh.snap = gt_snapshot_new(cfg, rules);
     s.sh.psl = psl;
+    s.sh.store = store;
     s.rules_stamp = gt_ruleset_stamp(rules);
     s.sh.started_ms = gt_now_ms();
     gt_log_set_level((enum gt_log_level)cfg->log_level);

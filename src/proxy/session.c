@@ -18,6 +18,7 @@
 #include "gretel/http1.h"
 #include "gretel/log.h"
 #include "gretel/net.h"
+#include "gretel/store.h"
 #include "gretel/proxy.h"
 #include "gretel/stream.h"
 #include "gretel/util.h"
@@ -389,6 +390,11 @@ static void respond_blocked(gt_session *s, const gt_decision *d)
     finish_local(s);
 }
 
+static bool bought_cb(void *arg, gt_slice key)
+{
+    return gt_store_is_bought(arg, key);
+}
+
 /* Runs the rules on a parsed request. The request's type and party come from its head
  * (Sec-Fetch-*, Accept, Referer/Origin; gt_rules_type_of, gt_rules_party_of). */
 static void decide(gt_session *s, const gt_http1_request *req, const gt_http1_uri *uri,
@@ -460,7 +466,8 @@ static void decide(gt_session *s, const gt_http1_request *req, const gt_http1_ur
     rq.body_type = v.content_type;
     rq.body = s->body_view;
     s->type = rq.type;
-    gt_rules_decide(s->snap->rules, s->w->scratch, &rq, NULL, NULL, d);
+    gt_store *store = s->w->sh->store;
+    gt_rules_decide(s->snap->rules, s->w->scratch, &rq, store ? bought_cb : NULL, store, d);
     s->rule = d->rule;
     if (d->action != GT_DECIDE_PASS)
         s->decision = gt_decide_action_name(d->action);
