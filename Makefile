@@ -31,7 +31,7 @@ TLIB_OBJ = $(LIB_SRC:%.c=build/test/obj/%.o)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=build/test/%)
 FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all deps deps-test run test unit fuzz fuzz-quick integration bench bench-rules install clean format
+.PHONY: all deps deps-test run test unit fuzz fuzz-quick integration bench bench-rules bench-store install clean format
 
 all: build/gretel
 
@@ -87,15 +87,23 @@ fuzz: $(FUZZ_BIN)
 integration: build/test/gretel
 	@scripts/run-tests.sh integration
 
-bench: build/gretel build/bench/rules_bench
+bench: build/gretel build/bench/rules_bench build/bench/store_bench
 	@scripts/deps.sh bench
 	scripts/bench/rules.sh
+	$(MAKE) --no-print-directory bench-store
 	scripts/bench/proxy.sh
+
+bench-store: build/bench/store_bench
+	@d=$$(mktemp -d) && build/bench/store_bench $$d/store $${PRODUCTS:-1000000}; rm -rf $$d
 
 bench-rules: build/gretel build/bench/rules_bench
 	scripts/bench/rules.sh
 
 LIB_OBJ = $(LIB_SRC:%.c=build/obj/%.o)
+build/bench/store_bench: scripts/bench/store_bench.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(LIB_OBJ) $(PKG_LIBS)
+
 build/bench/rules_bench: scripts/bench/rules_bench.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(LIB_OBJ) $(PKG_LIBS)

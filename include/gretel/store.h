@@ -42,7 +42,12 @@ int gt_store_mark(gt_store *s, gt_slice key, gt_slice label, gt_slice source, un
                   char *err, size_t errlen);
 /* Removes a record: 0, GT_ENOTFOUND if absent, or another error. */
 int gt_store_unmark(gt_store *s, gt_slice key, char *err, size_t errlen);
-/* Whether key is bought now (present and not expired). Errors count as not bought. */
+/* Rebuilds the in-memory filter of bought keys when the store changed since the last
+ * build (a new LMDB transaction id). Call from one thread only (the main thread's timer);
+ * lookups on any thread use the newest filter and fall back to LMDB while it is stale. */
+int gt_store_refresh(gt_store *s);
+/* Whether key is bought now (present and not expired). Errors count as not bought. A key
+ * the current filter excludes costs no LMDB transaction. Any thread. */
 bool gt_store_is_bought(gt_store *s, gt_slice key);
 /* Calls fn for every record in key order (expired ones included); stops when fn returns
  * false. Returns the number of records visited, or a negative error. */

@@ -16,6 +16,7 @@
 
 #include "gretel/log.h"
 #include "gretel/net.h"
+#include "gretel/store.h"
 #include "gretel/util.h"
 
 gt_snapshot *gt_snapshot_new(gt_config *cfg, gt_ruleset *rules)
@@ -377,6 +378,16 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
     do_reload(arg, "SIGHUP");
 }
 
+/* Keeps the bought-keys filter in step with the store (src/store): a rebuild only when the
+ * store changed, on this thread, never on a worker. */
+static void on_store_refresh(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    server *s = arg;
+    if (s->sh.store)
+        gt_store_refresh(s->sh.store);
+}
+
 /* Polls the rule files' fingerprint: inotify would miss files replaced by editors' rename
  * dance and by git checkouts of a directory, and a few stat(2) calls a second cost nothing.
  * A broken edit is reported once, then again only when the files change again. */
@@ -419,7 +430,8 @@ int gt_server_run(gt_config *cfg, gt_ruleset *rules, const gt_psl *psl, struct g
     s.reload = reload;
     s.reload_arg = reload_arg;
     int code = 0;
-    struct event *ev_hup = NULL, *ev_term = NULL, *ev_int = NULL, *ev_watch = NULL;
+    struct event *ev_hup = NULL, *ev_term = NULL, *ev_int = NULL, *ev_watch = NULL,
+                 *ev_store = NULL;
 
     evthread_use_pthreads();
     signal(SIGPIPE, SIG_IGN);
@@ -475,6 +487,12 @@ int gt_server_run(gt_config *cfg, gt_ruleset *rules, const gt_psl *psl, struct g
     ev_watch = event_new(s.base, -1, EV_PERSIST, on_watch, &s);
     struct timeval one_s = {1, 0};
     event_add(ev_watch, &one_s);
+    if (store) {
+        gt_store_refresh(store);
+        ev_store = event_new(s.base, -1, EV_PERSIST, on_store_refresh, &s);
+        struct timeval tenth = {0, 100000};
+        event_add(ev_store, &tenth);
+    }
     event_add(ev_term, NULL);
     event_add(ev_int, NULL);
     /* Workers must not receive process signals: block them before creating the threads. */
@@ -512,6 +530,8 @@ out:
         event_free(ev_hup);
     if (ev_watch)
         event_free(ev_watch);
+    if (ev_store)
+        event_free(ev_store);
     if (ev_term)
         event_free(ev_term);
     if (ev_int)

@@ -2,6 +2,7 @@
  * schema version) and "products" (key -> record). Records are a small versioned binary
  * layout. Owns the MDB_env; knows nothing about HTTP or rules. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,9 +13,25 @@
 #include "gretel/store.h"
 #include "gretel/util.h"
 
+/* A Bloom filter of the keys bought at one LMDB transaction id. Most pixels name products
+ * that are not bought; while the store is unchanged (same last txnid), a negative answer
+ * comes from here without a read transaction. */
+typedef struct {
+    uint64_t txnid;
+    size_t nbits; /* power of two */
+    uint64_t *bits;
+} bfilter;
+
+#define FILTER_RETIRED 4
+
 struct gt_store {
     MDB_env *env;
     MDB_dbi meta, products;
+    _Atomic(bfilter *) filter;
+    /* Replaced filters are freed FILTER_RETIRED refreshes later: a reader holds one for a
+     * few hundred nanoseconds, refreshes are at least 100 ms apart. */
+    bfilter *retired[FILTER_RETIRED];
+    unsigned next_retired;
 };
 
 #define REC_VERSION 1
@@ -173,12 +190,101 @@ fail:
     return GT_EIO;
 }
 
+static void filter_free(bfilter *f)
+{
+    if (f) {
+        free(f->bits);
+        free(f);
+    }
+}
+
 void gt_store_close(gt_store *s)
 {
     if (!s)
         return;
+    filter_free(atomic_load(&s->filter));
+    for (unsigned i = 0; i < FILTER_RETIRED; i++)
+        filter_free(s->retired[i]);
     mdb_env_close(s->env);
     free(s);
+}
+
+static uint64_t key_hash(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ULL;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return h;
+}
+
+#define FILTER_K 3
+
+static bool filter_maybe(const bfilter *f, const void *key, size_t n)
+{
+    uint64_t h = key_hash(key, n), h2 = (h >> 32) | 1;
+    for (int i = 0; i < FILTER_K; i++) {
+        size_t bit = (size_t)(h + (uint64_t)i * h2) & (f->nbits - 1);
+        if (!(f->bits[bit / 64] & (1ULL << (bit % 64))))
+            return false;
+    }
+    return true;
+}
+
+static uint64_t last_txnid(gt_store *s)
+{
+    MDB_envinfo info;
+    if (mdb_env_info(s->env, &info) != 0)
+        return UINT64_MAX;
+    return (uint64_t)info.me_last_txnid;
+}
+
+int gt_store_refresh(gt_store *s)
+{
+    if (!s)
+        return 0;
+    uint64_t id = last_txnid(s);
+    bfilter *cur = atomic_load(&s->filter);
+    if (cur && cur->txnid == id)
+        return 0;
+    MDB_txn *txn;
+    MDB_cursor *cur_c;
+    MDB_stat st;
+    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0)
+        return GT_EIO;
+    /* the transaction's own id is the snapshot the filter describes */
+    id = (uint64_t)mdb_txn_id(txn);
+    if (mdb_stat(txn, s->products, &st) != 0 || mdb_cursor_open(txn, s->products, &cur_c) != 0) {
+        mdb_txn_abort(txn);
+        return GT_EIO;
+    }
+    bfilter *f = gt_xcalloc(1, sizeof(*f));
+    f->txnid = id;
+    f->nbits = 1u << 16;
+    while (f->nbits < st.ms_entries * 16 && f->nbits < (1ULL << 34))
+        f->nbits <<= 1; /* ~16 bits a key: about 0.05% false positives with 3 hashes */
+    f->bits = gt_xcalloc(f->nbits / 64, sizeof(uint64_t));
+    MDB_val k, v;
+    for (int rc = mdb_cursor_get(cur_c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur_c, &k, &v, MDB_NEXT)) {
+        uint64_t h = key_hash(k.mv_data, k.mv_size), h2 = (h >> 32) | 1;
+        for (int i = 0; i < FILTER_K; i++) {
+            size_t bit = (size_t)(h + (uint64_t)i * h2) & (f->nbits - 1);
+            f->bits[bit / 64] |= 1ULL << (bit % 64);
+        }
+    }
+    mdb_cursor_close(cur_c);
+    mdb_txn_abort(txn);
+    bfilter *old = atomic_exchange(&s->filter, f);
+    filter_free(s->retired[s->next_retired]);
+    s->retired[s->next_retired] = old;
+    s->next_retired = (s->next_retired + 1) % FILTER_RETIRED;
+    return 0;
 }
 
 size_t gt_store_canonical_key(gt_slice key, char *out, size_t cap, char *err, size_t errlen)
@@ -308,6 +414,10 @@ int gt_store_unmark(gt_store *s, gt_slice key, char *err, size_t errlen)
 bool gt_store_is_bought(gt_store *s, gt_slice key)
 {
     if (!s || key.len == 0 || key.len > GT_STORE_KEY_MAX)
+        return false;
+    /* fast path: the filter describes the store as it is now and says "not there" */
+    bfilter *f = atomic_load_explicit(&s->filter, memory_order_acquire);
+    if (f && f->txnid == last_txnid(s) && !filter_maybe(f, key.p, key.len))
         return false;
     MDB_txn *txn;
     if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0)

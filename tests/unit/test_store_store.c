@@ -145,6 +145,42 @@ static void test_expiry_and_bulk(void **st)
     gt_store_close(s);
 }
 
+/* The filter answers "not bought" only while it describes the store as it is; a mark after
+ * the last refresh is still seen (through LMDB) before the next refresh. */
+static void test_filter(void **st)
+{
+    (void)st;
+    char path[128], err[256], key[64];
+    snprintf(path, sizeof(path), "%s/filter", dir);
+    gt_store *s = NULL;
+    assert_int_equal(gt_store_open(&s, path, err, sizeof(err)), 0);
+    for (int i = 0; i < 1000; i++) {
+        snprintf(key, sizeof(key), "f.example:%d", i * 2);
+        assert_int_equal(gt_store_mark(s, gt_slice_cstr(key), GT_S(""), GT_S("manual"), 0, err,
+                                       sizeof(err)),
+                         0);
+    }
+    assert_int_equal(gt_store_refresh(s), 0);
+    for (int i = 0; i < 2000; i++) {
+        snprintf(key, sizeof(key), "f.example:%d", i);
+        assert_int_equal(gt_store_is_bought(s, gt_slice_cstr(key)), i % 2 == 0);
+    }
+    assert_int_equal(gt_store_mark(s, GT_S("f.example:1"), GT_S(""), GT_S("manual"), 0, err,
+                                   sizeof(err)),
+                     0);
+    assert_true(gt_store_is_bought(s, GT_S("f.example:1"))); /* stale filter: LMDB answers */
+    assert_int_equal(gt_store_refresh(s), 0);
+    assert_true(gt_store_is_bought(s, GT_S("f.example:1")));
+    assert_int_equal(gt_store_unmark(s, GT_S("f.example:0"), err, sizeof(err)), 0);
+    assert_false(gt_store_is_bought(s, GT_S("f.example:0")));
+    for (int i = 0; i < 6; i++) /* retired filters are recycled without leaks */
+        assert_int_equal(gt_store_mark(s, GT_S("f.example:x"), GT_S(""), GT_S("m"), 0, err,
+                                       sizeof(err)) |
+                             gt_store_refresh(s),
+                         0);
+    gt_store_close(s);
+}
+
 static void test_refuses_newer_and_corrupt(void **st)
 {
     (void)st;
@@ -194,6 +230,7 @@ int main(void)
         cmocka_unit_test(test_canonical_keys),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_expiry_and_bulk),
+        cmocka_unit_test(test_filter),
         cmocka_unit_test(test_refuses_newer_and_corrupt),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
