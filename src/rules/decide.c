@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "decode.h"
+#include "gretel/products.h"
 #include "internal.h"
 
 #define MAX_EXTRACT_MATCHES 64
@@ -109,22 +110,20 @@ static void add_product(gt_rules_scratch *sc, gt_decision *d, const gt_rule *r, 
 {
     if (d->nproducts == GT_DECISION_MAX_PRODUCTS || id.len > 256)
         return;
-    /* ids are opaque but must stay printable: keys land in logs, explain and the store */
-    for (size_t i = 0; i < id.len; i++)
-        if ((unsigned char)id.p[i] < 0x20 || id.p[i] == 0x7f)
-            return;
-    size_t n = scope.len + 1 + id.len;
+    /* the canonical key (docs/PRODUCT-KEYS.md): one product, one key, whatever the pixel
+     * wrote; an id that is not valid in its namespace (a bad GTIN) names no product */
+    char key[520];
+    const char *why;
+    size_t n = gt_products_key(scope, id, key, sizeof(key), &why);
+    if (!n)
+        return;
     for (size_t i = 0; i < d->nproducts; i++)
-        if (d->products[i].key.len == n &&
-            memcmp(d->products[i].key.p + scope.len + 1, id.p, id.len) == 0 &&
-            memcmp(d->products[i].key.p, scope.p, scope.len) == 0)
+        if (gt_slice_eq(d->products[i].key, gt_slice_make(key, n)))
             return;
     char *p = gt_rules_out_take(sc, n);
     if (!p)
         return;
-    memcpy(p, scope.p, scope.len);
-    p[scope.len] = ':';
-    memcpy(p + scope.len + 1, id.p, id.len);
+    memcpy(p, key, n);
     gt_product *pr = &d->products[d->nproducts++];
     pr->key = gt_slice_make(p, n);
     pr->rule = r;

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "gretel/products.h"
 #include "gretel/store.h"
 #include "gretel/util.h"
 
@@ -295,28 +296,13 @@ size_t gt_store_canonical_key(gt_slice key, char *out, size_t cap, char *err, si
         snprintf(err, errlen, "a product key is SCOPE:ID (e.g. shop.example:SKU-1 or gtin:...)");
         return 0;
     }
-    gt_slice scope = gt_slice_trim(gt_slice_make(key.p, (size_t)(colon - key.p)));
-    gt_slice id = gt_slice_trim(gt_slice_make(colon + 1, (size_t)(key.p + key.len - colon - 1)));
-    if (!scope.len || !id.len) {
-        snprintf(err, errlen, "empty %s in product key", scope.len ? "id" : "scope");
-        return 0;
-    }
-    if (scope.len + 1 + id.len > GT_STORE_KEY_MAX || scope.len + 1 + id.len >= cap) {
-        snprintf(err, errlen, "product key longer than %d bytes", GT_STORE_KEY_MAX);
-        return 0;
-    }
-    for (size_t i = 0; i < id.len; i++)
-        if ((unsigned char)id.p[i] < 0x20 || id.p[i] == 0x7f) {
-            snprintf(err, errlen, "control character in product id");
-            return 0;
-        }
-    size_t n = 0;
-    for (size_t i = 0; i < scope.len; i++)
-        out[n++] = gt_ascii_lower(scope.p[i]);
-    out[n++] = ':';
-    memcpy(out + n, id.p, id.len);
-    n += id.len;
-    out[n] = 0;
+    const char *why = NULL;
+    size_t n = gt_products_key(gt_slice_make(key.p, (size_t)(colon - key.p)),
+                               gt_slice_make(colon + 1, (size_t)(key.p + key.len - colon - 1)),
+                               out, cap < GT_STORE_KEY_MAX + 1 ? cap : GT_STORE_KEY_MAX + 1,
+                               &why);
+    if (!n)
+        snprintf(err, errlen, "%s", why ? why : "not a product key");
     return n;
 }
 

@@ -374,8 +374,9 @@ static const extract_case extract_cases[] = {
     {"block-if-bought path~/g/collect$ query~(?:^|&)pr\\d+=(?:[^&~]*~)*?id(?<id>[^~&]+) "
      "decode=percent scope=ns:gtin",
      {"https://region1.google-analytics.com/g/collect?v=2&pr1=nmShirt~id04006381333931~pr1"
-      "&pr2=afShop~id12345"},
-     "gtin:04006381333931,gtin:12345"},
+      "&pr2=afShop~id036000291452&pr3=id12345"},
+     /* UPC-A padded to 14 digits; 12345 is no GTIN and names no product */
+     "gtin:04006381333931,gtin:00036000291452"},
     /* base64url and unquote */
     {"block-if-bought query~(?:^|&)p=(?<id>[A-Za-z0-9_-]+) decode=base64url,unquote "
      "scope=site:s.example",

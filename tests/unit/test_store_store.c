@@ -43,7 +43,8 @@ static void test_canonical_keys(void **st)
     } ok[] = {
         {"Shop.Example:SKU-1", "shop.example:SKU-1"},
         {"  gtin : 04006381333931 ", "gtin:04006381333931"},
-        {"asin:B0ABCDEF12", "asin:B0ABCDEF12"},
+        {"asin:b0abcdef12", "asin:B0ABCDEF12"},
+        {"gtin:4006381333931", "gtin:04006381333931"},
         {"shop.example:a:b", "shop.example:a:b"}, /* ids may contain colons */
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
@@ -52,7 +53,7 @@ static void test_canonical_keys(void **st)
         assert_int_equal(n, strlen(ok[i].want));
         assert_string_equal(out, ok[i].want);
     }
-    const char *bad[] = {"nocolon", ":id", "scope:", "  :  ", "s:a\x01b"};
+    const char *bad[] = {"nocolon", ":id", "scope:", "  :  ", "s:a\x01b", "gtin:123"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(gt_store_canonical_key(gt_slice_cstr(bad[i]), out, sizeof(out), err,
                                                 sizeof(err)),
@@ -83,9 +84,12 @@ static void test_round_trip(void **st)
                      0);
     assert_true(gt_store_is_bought(s, GT_S("shop.example:SKU-1")));
     assert_false(gt_store_is_bought(s, GT_S("shop.example:SKU-2")));
+    assert_int_equal(gt_store_mark(s, GT_S("gtin:4006381333931"), GT_S(""), GT_S("manual"), 30,
+                                   err, sizeof(err)),
+                     0);
     assert_int_equal(gt_store_mark(s, GT_S("gtin:1"), GT_S(""), GT_S("manual"), 30, err,
                                    sizeof(err)),
-                     0);
+                     GT_EINVAL); /* not a GTIN: nothing marked */
     size_t n = 0;
     assert_int_equal(gt_store_foreach(s, collect, &n), 2);
     assert_int_equal(n, 2);
@@ -96,7 +100,7 @@ static void test_round_trip(void **st)
     gt_store_close(s);
     /* reopened: what was acknowledged is there */
     assert_int_equal(gt_store_open(&s, path, err, sizeof(err)), 0);
-    assert_true(gt_store_is_bought(s, GT_S("gtin:1")));
+    assert_true(gt_store_is_bought(s, GT_S("gtin:04006381333931")));
     gt_store_close(s);
 }
 
