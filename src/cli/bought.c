@@ -47,6 +47,54 @@ static int take_opt(gt_cli_opts *o, const char *name, const char **val)
     return 0;
 }
 
+/* The product a shop page is about: the configured rules' `product` rules (shipped in
+ * rules/shops.rules) run on the URL as a page load; the first key found (file order) is it. */
+static int key_from_url(const gt_cli_opts *o, const char *url, char *key, size_t cap)
+{
+    gt_config *cfg = NULL;
+    gt_ruleset *rs = NULL;
+    gt_rules_scratch *sc = NULL;
+    gt_psl *psl = gt_rules_psl_load();
+    gt_diags d;
+    gt_diags_init(&d);
+    int code = 1;
+    if (gt_cli_load_config(o, &cfg, &d) < 0 ||
+        gt_cli_load_rules(cfg, NULL, 0, psl, false, &rs, &d) < 0) {
+        gt_diags_print(&d, stderr);
+        fprintf(stderr, "gretel mark: cannot load the configuration or rules\n");
+        code = 2;
+        goto out;
+    }
+    gt_rules_request rq;
+    gt_cli_url_parts up;
+    const char *why = NULL;
+    if (gt_cli_build_request(gt_slice_cstr(url), GT_S(""), GT_S("document"), GT_S("GET"), psl,
+                             &rq, &up, &why) < 0) {
+        fprintf(stderr, "gretel mark: %s: %s\n", url, why);
+        goto out;
+    }
+    sc = gt_rules_scratch_new();
+    gt_decision dec;
+    gt_rules_decide(rs, sc, &rq, NULL, NULL, &dec);
+    if (dec.nproducts == 0) {
+        fprintf(stderr,
+                "gretel mark: no shop rule names the product of %s (rules/shops.rules knows "
+                "Amazon, Shopify, WooCommerce, Magento, eBay, Etsy, Zalando, Otto and ?sku= "
+                "style pages); give the key as SCOPE:ID instead\n",
+                url);
+        goto out;
+    }
+    snprintf(key, cap, "%.*s", (int)dec.products[0].key.len, dec.products[0].key.p);
+    code = 0;
+out:
+    gt_rules_scratch_free(sc);
+    gt_ruleset_release(rs);
+    gt_config_free(cfg);
+    gt_rules_psl_free(psl);
+    gt_diags_free(&d);
+    return code;
+}
+
 static bool looks_like_url(const char *s)
 {
     return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
@@ -73,17 +121,13 @@ int gt_cmd_mark(int argc, char **argv)
         code = 2;
         goto out;
     }
-    if (looks_like_url(o.args[0])) {
-        /* shop URL patterns (rules/shops.rules) are not there yet: say so, mark nothing */
-        fprintf(stderr, "gretel mark: cannot derive a product key from %s: this version has no "
-                        "shop URL rules yet; give the key as SCOPE:ID (e.g. shop.example:SKU-1)\n",
-                o.args[0]);
-        code = 1;
-        goto out;
-    }
     char err[512];
     char key[GT_STORE_KEY_MAX + 1];
-    if (!gt_store_canonical_key(gt_slice_cstr(o.args[0]), key, sizeof(key), err, sizeof(err))) {
+    if (looks_like_url(o.args[0])) {
+        if ((code = key_from_url(&o, o.args[0], key, sizeof(key))))
+            goto out;
+    } else if (!gt_store_canonical_key(gt_slice_cstr(o.args[0]), key, sizeof(key), err,
+                                       sizeof(err))) {
         fprintf(stderr, "gretel mark: %s: %s\n", o.args[0], err);
         code = 1;
         goto out;

@@ -28,6 +28,18 @@ int gt_cli_load_config(const gt_cli_opts *o, gt_config **out, gt_diags *diags);
 int gt_cli_load_rules(const gt_config *cfg, const char *const *extra, size_t nextra,
                       const gt_psl *psl, bool lint, gt_ruleset **out, gt_diags *diags);
 
+/* A request as explain and mark build it from a URL: scheme, host, port and path split
+ * off, method (default GET), type from TYPE or the path's extension, the source as
+ * Referer, party from source vs host. up holds the copies the request points into. */
+typedef struct {
+    char host[256];
+    char scheme[8];
+    gt_rules_field fields[2];
+} gt_cli_url_parts;
+int gt_cli_build_request(gt_slice url, gt_slice source, gt_slice type, gt_slice method,
+                         const gt_psl *psl, gt_rules_request *rq, gt_cli_url_parts *up,
+                         const char **why);
+
 int gt_cmd_run(int argc, char **argv);
 int gt_cmd_explain(int argc, char **argv);
 int gt_cmd_mark(int argc, char **argv);

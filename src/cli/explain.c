@@ -12,96 +12,6 @@
 #include "gretel/store.h"
 #include "gretel/util.h"
 
-typedef struct {
-    char host[256];
-    char scheme[8];
-    gt_rules_field fields[2];
-} url_parts;
-
-/* Splits scheme://[user@]host[:port]/path?query#fragment into the request's parts. The
- * fragment never reaches a proxy, so it is dropped. Returns false for what no browser
- * would send through a proxy. */
-static bool split_url(gt_slice url, gt_rules_request *rq, url_parts *up)
-{
-    const char *colon = url.len ? memchr(url.p, ':', url.len) : NULL;
-    if (!colon || colon - url.p > 5 || (size_t)(colon - url.p) + 3 > url.len || colon[1] != '/' ||
-        colon[2] != '/')
-        return false;
-    size_t sl = (size_t)(colon - url.p);
-    for (size_t i = 0; i < sl; i++)
-        up->scheme[i] = gt_ascii_lower(url.p[i]);
-    up->scheme[sl] = 0;
-    if (strcmp(up->scheme, "http") && strcmp(up->scheme, "https") && strcmp(up->scheme, "ws") &&
-        strcmp(up->scheme, "wss"))
-        return false;
-    gt_slice host = gt_rules_url_host(url);
-    if (!host.len || host.len >= sizeof(up->host))
-        return false;
-    for (size_t i = 0; i < host.len; i++)
-        up->host[i] = gt_ascii_lower(host.p[i]);
-    up->host[host.len] = 0;
-    const char *p = colon + 3, *end = url.p + url.len;
-    while (p < end && *p != '/' && *p != '?' && *p != '#')
-        p++;
-    /* port: after the last ':' of the authority, unless it is inside an IPv6 literal */
-    const char *auth_end = p, *q = p;
-    rq->port = 0;
-    while (q > colon + 3 && q[-1] != ':' && q[-1] != ']' && q[-1] != '@')
-        q--;
-    if (q > colon + 3 && q[-1] == ':') {
-        uint64_t port;
-        if (gt_parse_u64(gt_slice_make(q, (size_t)(auth_end - q)), 65535, &port) == 0)
-            rq->port = (uint16_t)port;
-    }
-    const char *hash = memchr(p, '#', (size_t)(end - p));
-    if (hash)
-        end = hash;
-    rq->scheme = gt_slice_cstr(up->scheme);
-    rq->host = gt_slice_make(up->host, host.len);
-    rq->path = (p < end && *p == '/') ? gt_slice_make(p, (size_t)(end - p)) : GT_S("/");
-    if (p < end && *p == '?') {
-        /* "http://a?x" has the path "/?x"; explain shows it as the proxy would forward it */
-        rq->path = gt_slice_make(p, (size_t)(end - p));
-    }
-    return true;
-}
-
-static int build_request(gt_slice url, gt_slice source, gt_slice type, gt_slice method,
-                         const gt_psl *psl, gt_rules_request *rq, url_parts *up, const char **why)
-{
-    memset(rq, 0, sizeof(*rq));
-    if (!split_url(url, rq, up)) {
-        *why = "not an http(s) or ws(s) URL";
-        return -1;
-    }
-    rq->method = method.len ? method : GT_S("GET");
-    /* a CONNECT (an HTTPS request without interception) shows only its host */
-    rq->host_only = gt_slice_caseeq(rq->method, GT_S("CONNECT"));
-    rq->source = source;
-    if (type.len) {
-        int t = gt_rules_type_parse(type);
-        if (t < 0) {
-            *why = "unknown request type";
-            return -1;
-        }
-        rq->type = (gt_reqtype)t;
-    } else {
-        gt_reqview v;
-        memset(&v, 0, sizeof(v));
-        v.path = rq->path;
-        v.method = rq->method;
-        rq->type = gt_rules_type_of(&v);
-    }
-    if (source.len) {
-        up->fields[0].name = GT_S("Referer");
-        up->fields[0].value = source;
-        rq->fields = up->fields;
-        rq->nfields = 1;
-    }
-    gt_rules_request_complete(psl, rq);
-    return 0;
-}
-
 static void print_keys(FILE *out, const gt_decision *d)
 {
     if (!d->nproducts) {
@@ -141,9 +51,9 @@ static int run_batch(const char *path, const gt_ruleset *rs, const gt_psl *psl, 
             if (!gt_slice_next(&rest, '\t', &f[i]))
                 break;
         gt_rules_request rq;
-        url_parts up;
+        gt_cli_url_parts up;
         const char *why = NULL;
-        if (build_request(f[0], f[1], f[2], f[3], psl, &rq, &up, &why) < 0) {
+        if (gt_cli_build_request(f[0], f[1], f[2], f[3], psl, &rq, &up, &why) < 0) {
             fprintf(stderr, "%s:%zu:1: warning: %s; line reported as pass\n", path, lineno,
                     why);
             printf("pass\t-\t-\t%.*s\n", (int)f[0].len, f[0].p);
@@ -294,10 +204,10 @@ int gt_cmd_explain(int argc, char **argv)
         goto out;
     }
     gt_rules_request rq;
-    url_parts up;
+    gt_cli_url_parts up;
     const char *why = NULL;
     gt_slice su = gt_slice_cstr(url);
-    if (build_request(su, gt_slice_cstr(referer), gt_slice_cstr(type), gt_slice_cstr(method), psl,
+    if (gt_cli_build_request(su, gt_slice_cstr(referer), gt_slice_cstr(type), gt_slice_cstr(method), psl,
                       &rq, &up, &why) < 0) {
         fprintf(stderr, "gretel explain: %s: %s\n", url, why);
         code = 2;

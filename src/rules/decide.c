@@ -88,6 +88,8 @@ static size_t scope_of(const gt_ruleset *rs, const gt_rule *r, reqctx *x, gt_sli
     }
     gt_slice host = GT_S("");
     char dec[2048];
+    if (r->scope == SCOPE_HOST) /* the request is the product page itself */
+        return rs->psl ? gt_rules_registrable_domain(rs->psl, x->rq->host, out, cap) : 0;
     if (page_url.len && page_url.len < sizeof(dec)) {
         size_t l = gt_rules_percent_decode(page_url, dec, false);
         for (int k = 0; k < 4; k++) {
@@ -309,8 +311,8 @@ void gt_rules_decide(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rules_
                     rws[nrw++] = r;
                 continue;
             }
-            if (k == K_LOG) {
-                if (d->nlogs < GT_DECISION_MAX_LOGS)
+            if (k == K_LOG) { /* log rules log; product rules only named their product */
+                if (r->action == A_LOG && d->nlogs < GT_DECISION_MAX_LOGS)
                     d->logs[d->nlogs++] = r;
                 continue;
             }

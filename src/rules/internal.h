@@ -19,6 +19,7 @@ enum rule_action {
     A_REDIRECT,
     A_LOG,
     A_BLOCK_IF_BOUGHT,
+    A_PRODUCT, /* names the product a URL is about (shop pages): extraction only */
 };
 
 enum cond_kind {
@@ -66,7 +67,7 @@ typedef struct {
     char *arg; /* D_SPLIT: separator */
 } rule_decoder;
 
-enum scope_kind { SCOPE_NONE, SCOPE_PAGE, SCOPE_SITE, SCOPE_NS };
+enum scope_kind { SCOPE_NONE, SCOPE_PAGE, SCOPE_SITE, SCOPE_NS, SCOPE_HOST };
 
 enum rw_kind { RW_PARAM, RW_PARAM_RE, RW_HDR_REMOVE, RW_HDR_SET, RW_COOKIE, RW_COOKIE_RE,
                RW_TRIM_REFERER };

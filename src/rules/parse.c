@@ -449,6 +449,8 @@ static int parse_option(ctx *c, gt_rule *r, const char *tok, unsigned col)
             goto need_value;
         if (strcmp(v, "page") == 0) {
             r->scope = SCOPE_PAGE;
+        } else if (strcmp(v, "host") == 0) {
+            r->scope = SCOPE_HOST;
         } else if (strncmp(v, "site:", 5) == 0 && valid_domain(v + 5)) {
             r->scope = SCOPE_SITE;
             r->scope_arg = lower_dup(v + 5, strlen(v + 5));
@@ -456,7 +458,7 @@ static int parse_option(ctx *c, gt_rule *r, const char *tok, unsigned col)
             r->scope = SCOPE_NS;
             r->scope_arg = lower_dup(v + 3, strlen(v + 3));
         } else {
-            err(c, vcol, "scope must be 'page', 'site:DOMAIN' or 'ns:NAME', not '%s'", v);
+            err(c, vcol, "scope must be 'page', 'host', 'site:DOMAIN' or 'ns:NAME', not '%s'", v);
             return -1;
         }
         return 1;
@@ -477,6 +479,7 @@ static const struct {
 } actions[] = {
     {"block", A_BLOCK},   {"allow", A_ALLOW}, {"rewrite", A_REWRITE},
     {"redirect", A_REDIRECT}, {"log", A_LOG},  {"block-if-bought", A_BLOCK_IF_BOUGHT},
+    {"product", A_PRODUCT},
 };
 
 void gt_rules_rule_free(gt_rule *r)
@@ -535,7 +538,7 @@ static void parse_rule(ctx *c, gt_ruleset *rs, char **tok, unsigned *cols, size_
             break;
     if (a == na) {
         err(c, cols[0], "unknown action '%s' (block, allow, rewrite, redirect, log, "
-                        "block-if-bought)", tok[0]);
+                        "block-if-bought, product)", tok[0]);
         return;
     }
     r.action = actions[a].action;
@@ -570,8 +573,8 @@ static void parse_rule(ctx *c, gt_ruleset *rs, char **tok, unsigned *cols, size_
         if (r.conds[i].kind == C_BODY_RE)
             rs->wants_body = rs->wants_body || enabled;
     }
-    if (r.action == A_BLOCK_IF_BOUGHT && !r.has_extract) {
-        err(c, cols[0], "block-if-bought needs a regex condition with a (?<id>...) capture");
+    if ((r.action == A_BLOCK_IF_BOUGHT || r.action == A_PRODUCT) && !r.has_extract) {
+        err(c, cols[0], "%s needs a regex condition with a (?<id>...) capture", tok[0]);
         goto drop;
     }
     if ((r.ndecoders || r.scope) && !r.has_extract) {

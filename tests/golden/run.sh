@@ -47,6 +47,17 @@ line=$(printf 'https://www.facebook.com/tr?cd%%5Bcontent_ids%%5D=%%5B4711%%2C12%
 if [[ $line == "block"$'\t'"tests/golden/explain/golden.rules:11"$'\t'"shop.co.uk:4711*,shop.co.uk:12"$'\t'* ]]; then
   ok "explain --batch: a bought product blocks and is starred"
 else bad "explain --batch with a bought product: $line"; fi
+# shop pages to product keys (rules/shops.rules through `gretel mark URL`)
+nshop=0; badshop=0
+while IFS=$'\t' read -r url want; do
+  case "$url" in ''|'#'*) continue ;; esac
+  nshop=$((nshop+1))
+  got=$("$bin" mark -o "store=$tmp/shops" -o rules=rules/shops.rules "$url" 2>/dev/null |
+        sed -n 's/^marked \(.*\) as bought.*/\1/p')
+  [ -n "$got" ] || got=-
+  if [ "$got" != "$want" ]; then badshop=$((badshop+1)); echo "  $url: got $got, want $want"; fi
+done < tests/golden/shops.tsv
+[ $badshop -eq 0 ] && ok "mark URL: $nshop shop URLs give their product keys" || bad "mark URL: $badshop of $nshop wrong"
 "$bin" explain --batch /nonexistent/file >/dev/null 2>&1; rc=$?
 [ $rc -eq 2 ] && ok "explain --batch on an unreadable file exits 2" || bad "unreadable batch exit $rc"
 

@@ -381,6 +381,9 @@ static const extract_case extract_cases[] = {
     {"block-if-bought query~(?:^|&)p=(?<id>[A-Za-z0-9_-]+) decode=base64url,unquote "
      "scope=site:s.example",
      {"http://t.example/?p=IlNLVS05Ig"}, "s.example:SKU-9"},
+    /* a shop page names its product (action product: no decision, no log line) */
+    {"product path~^/products/(?<id>[a-z-]+)$ scope=host",
+     {"https://www.shop.example.com/products/red-boots"}, "example.com:red-boots"},
     /* body of a beacon */
     {"block-if-bought body~\"content_ids\":(?<id>\\[[^\\]]*\\]) decode=json",
      {"http://t.example/c", "https://shop.example/", "ping", "POST",
