@@ -114,11 +114,23 @@ static void json_flatten(json_t *j, vlist *out, int depth)
         break;
     }
     case JSON_OBJECT: {
-        json_t *id = json_object_get(j, "id");
-        if (!id)
-            id = json_object_get(j, "item_id");
-        if (id)
-            json_flatten(id, out, depth + 1);
+        /* an item object names its product by one of these keys; a wrapper object (a
+         * pixel's whole payload) holds its items in one of the containers below */
+        static const char *const ids[] = {"id", "item_id", "product_id", "content_id", "sku"};
+        static const char *const containers[] = {"line_items", "contents", "content_ids",
+                                                 "products", "items", "properties"};
+        for (size_t k = 0; k < sizeof(ids) / sizeof(ids[0]); k++) {
+            json_t *id = json_object_get(j, ids[k]);
+            if (id) {
+                json_flatten(id, out, depth + 1);
+                return;
+            }
+        }
+        for (size_t k = 0; k < sizeof(containers) / sizeof(containers[0]); k++) {
+            json_t *c = json_object_get(j, containers[k]);
+            if (c)
+                json_flatten(c, out, depth + 1);
+        }
         break;
     }
     default:
@@ -200,6 +212,12 @@ static void step(const rule_decoder *dec, gt_slice v, vlist *out)
         }
         break;
     }
+    case D_UNBRACKET:
+        if (v.len >= 2 && v.p[0] == '[' && v.p[v.len - 1] == ']')
+            push(out, v.p + 1, v.len - 2);
+        else
+            push(out, v.p, v.len);
+        break;
     case D_UNQUOTE:
         if (v.len >= 2 && ((v.p[0] == '"' && v.p[v.len - 1] == '"') ||
                            (v.p[0] == '\'' && v.p[v.len - 1] == '\'')))

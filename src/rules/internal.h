@@ -61,7 +61,7 @@ typedef struct {
 } rule_cond;
 
 enum decoder_kind { D_PERCENT, D_PERCENT_ALL, D_FORM, D_JSON, D_SPLIT, D_BASE64, D_UNQUOTE,
-                    D_LOWER, D_UPPER };
+                    D_LOWER, D_UPPER, D_UNBRACKET };
 typedef struct {
     uint8_t kind;
     char *arg; /* D_SPLIT: separator */

@@ -416,6 +416,8 @@ static int parse_option(ctx *c, gt_rule *r, const char *tok, unsigned col)
                 dec.kind = D_BASE64;
             else if (gt_slice_eq(part, GT_S("unquote")))
                 dec.kind = D_UNQUOTE;
+            else if (gt_slice_eq(part, GT_S("unbracket")))
+                dec.kind = D_UNBRACKET;
             else if (gt_slice_eq(part, GT_S("lower")))
                 dec.kind = D_LOWER;
             else if (gt_slice_eq(part, GT_S("upper")))
@@ -431,7 +433,7 @@ static int parse_option(ctx *c, gt_rule *r, const char *tok, unsigned col)
             } else {
                 char *bad = gt_xslicedup(part);
                 err(c, vcol, "unknown decoder '%s' (percent, percent*, form, json, split, "
-                             "split:SEP, base64url, unquote, lower, upper)", bad);
+                             "split:SEP, base64url, unquote, unbracket, lower, upper)", bad);
                 free(bad);
                 return -1;
             }
