@@ -895,6 +895,88 @@ def bought_export_import_round_trip(env):
     expect(p.returncode == 1 and "SCOPE:ID" in p.stderr, p.stderr)
 
 
+def _data_dir():
+    for d in (os.environ.get("GRETEL_DATA"), os.path.join(HERE, "..", "..", "..", "shared", "data"),
+              "/work/shared/data"):
+        if d and os.path.exists(os.path.join(d, "retargeting-examples.tsv")):
+            return d
+    return None
+
+
+@test
+def privacy_proof_retargeting_examples(env):
+    """The retargeting examples replayed through gretel with some products bought: every
+    request about a bought product is answered locally and never arrives; every other one
+    arrives unchanged; nothing arrives that the client did not send; no product key of the
+    bought list appears in gretel's log."""
+    data = _data_dir()
+    if not data:
+        print("   (skipped: shared data not found)")
+        return
+    import urllib.parse
+    rows = []
+    with open(os.path.join(data, "retargeting-examples.tsv"), encoding="utf-8") as f:
+        head = f.readline().rstrip("\n").split("\t")
+        for line in f:
+            rows.append(dict(zip(head, line.rstrip("\n").split("\t"))))
+    bought = {"laufwerk-sport.de:LW-10452", "modemeile.de:MM-12345", "outdoorhafen.de:OD-551",
+              "sportkiste.de:119", "gartenbeet.de:GB-4711", "dekostube.de:DK-118",
+              "technikmarkt-nord.de:TM-88", "kosmetikinsel.de:KT-5", "elektro-kontor.de:EL-4471",
+              "kerzenglueck.de:8123456789012-45012345678911", "sofawelt-direkt.de:39930",
+              "werkzeugkiste24.de:KL/4711", "buchinsel.de:9783161484100"}
+    g = env.start_gretel(["rules=" + os.path.join(HERE, "..", "..", "rules", "retargeting.rules"),
+                          f"resolve=*=127.0.0.1:{env.nginx.port}"])
+    try:
+        store = os.path.join(g.dir, "store")
+        for k in sorted(bought):
+            p = subprocess.run([env.args.gretel, "mark", "-o", f"store={store}", k],
+                               capture_output=True, text=True, timeout=20)
+            expect(p.returncode == 0, p.stderr)
+        before = len(env.nginx.access_log().splitlines())
+        expect_blocked, sent = 0, []
+        for i, r in enumerate(rows, 1):
+            site = urllib.parse.urlsplit(r["page"]).hostname.split(".")
+            scope = ".".join(site[-2:])
+            ids = [x for x in r["product_ids"].split(",") if x]
+            want_block = any(f"{scope}:{x}" in bought for x in ids)
+            url = "http://" + r["url"].split("://", 1)[1]
+            args = ["-g", "-s", "-o", "/dev/null", "-D", "-", "-X", r["method"], "-H",
+                    f"Referer: {r['page']}"]
+            if r["content_type"]:
+                args += ["-H", f"Content-Type: {r['content_type']}"]
+            if r["method"] == "POST":
+                body = urllib.parse.unquote_to_bytes(r["body"])
+                bf = os.path.join(g.dir, f"body{i}")
+                with open(bf, "wb") as f:
+                    f.write(body)
+                args += ["--data-binary", "@" + bf]
+            rc, out, err = curl(*args, url, proxy=g.proxy)
+            blocked = b"X-Gretel: block" in out
+            expect(blocked == want_block,
+                   f"example {i} ({r['network']} {r['event']}): blocked={blocked}, "
+                   f"expected {want_block}: {out[:200]!r}")
+            if want_block:
+                expect_blocked += 1
+                expect(b"; bought" in out, f"example {i}: X-Gretel does not say bought")
+            else:
+                sent.append(urllib.parse.urlsplit(url))
+        expect(expect_blocked >= 10, f"only {expect_blocked} examples about bought products")
+        time.sleep(0.3)
+        lines = env.nginx.access_log().splitlines()[before:]
+        expect(len(lines) == len(sent),
+               f"{len(lines)} requests arrived for {len(sent)} forwarded")
+        for u in sent:
+            target = u.path + ("?" + u.query if u.query else "")
+            host = u.hostname
+            expect(any(l.split(" ")[1] == target and f'host="{host}"' in l for l in lines),
+                   f"not arrived unchanged: {host}{target[:120]}")
+        log = g.log()
+        for k in bought:
+            expect(k.split(":", 1)[1] not in log, f"bought product {k} appears in the log")
+    finally:
+        expect(g.stop() == 0, "gretel did not exit 0")
+
+
 @test
 def rules_bad_at_start_exits_2(env):
     rules = _rules_file(env, "bad-start.rules", "block domain=a.test\nfrob x\n")
