@@ -76,6 +76,10 @@ typedef struct gt_config {
     unsigned pool_max_idle;
 } gt_config;
 
+/* Appends a copy of value to a string list of a loaded config (commands adjusting it
+ * for themselves, e.g. `mark` enabling the shops rule group). */
+void gt_config_strlist_append(gt_strlist *l, const char *value);
+
 /* One `KEY=VALUE` given on the command line, applied after the file. */
 typedef struct {
     const char *key;

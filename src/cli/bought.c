@@ -58,8 +58,15 @@ static int key_from_url(const gt_cli_opts *o, const char *url, char *key, size_t
     gt_diags d;
     gt_diags_init(&d);
     int code = 1;
-    if (gt_cli_load_config(o, &cfg, &d) < 0 ||
-        gt_cli_load_rules(cfg, NULL, 0, psl, false, &rs, &d) < 0) {
+    if (gt_cli_load_config(o, &cfg, &d) < 0) {
+        gt_diags_print(&d, stderr);
+        fprintf(stderr, "gretel mark: cannot load the configuration\n");
+        code = 2;
+        goto out;
+    }
+    /* the shop rules are a group the proxy leaves off: turned on here */
+    gt_config_strlist_append(&cfg->rule_groups, "+shops");
+    if (gt_cli_load_rules(cfg, NULL, 0, psl, false, &rs, &d) < 0) {
         gt_diags_print(&d, stderr);
         fprintf(stderr, "gretel mark: cannot load the configuration or rules\n");
         code = 2;

@@ -15,6 +15,11 @@ static int fail(char *err, size_t errlen, const char *msg, gt_slice v)
     return GT_EINVAL;
 }
 
+void gt_config_strlist_append(gt_strlist *l, const char *value)
+{
+    gt_config_strlist_add(l, gt_slice_cstr(value));
+}
+
 void gt_config_strlist_add(gt_strlist *l, gt_slice v)
 {
     l->v = gt_xrealloc(l->v, (l->n + 1) * sizeof(*l->v));
