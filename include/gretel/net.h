@@ -57,6 +57,7 @@ typedef struct gt_shared {
     unsigned nworkers;
     const gt_psl *psl; /* read-only; outlives every snapshot */
     struct gt_store *store; /* bought products (LMDB, thread-safe reads), or NULL */
+    struct gt_store_writer *writer; /* auto-marks of purchases seen, or NULL */
 } gt_shared;
 
 /* Returns the current snapshot with a reference the caller must release. */

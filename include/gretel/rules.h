@@ -184,6 +184,7 @@ const gt_resource *gt_rules_resource(gt_resp_kind k, gt_reqtype type);
 typedef struct {
     gt_slice key;
     bool bought;
+    bool purchased; /* named by a mark-bought rule: a completed purchase of it was seen */
     const gt_rule *rule;
 } gt_product;
 
@@ -210,6 +211,7 @@ typedef struct {
     const gt_rule *overridden; /* ALLOW: the block/redirect rule the exception cancelled */
     gt_resp_kind resp;       /* BLOCK/REDIRECT */
     bool bought;             /* decided by block-if-bought on a bought product */
+    bool purchase;           /* some product was named by a mark-bought rule */
     /* Rewrites (ALLOW, REWRITE, PASS never have a changed path; REWRITE always has
      * something): the new path+query when changed, in scratch memory. */
     bool path_changed;

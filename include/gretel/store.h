@@ -57,4 +57,16 @@ long gt_store_foreach(gt_store *s, gt_store_each_fn fn, void *arg);
 int gt_store_mark_all(gt_store *s, const gt_store_rec *recs, size_t n, char *err,
                       size_t errlen);
 
+/* One writer thread for marks the proxy makes itself (purchases seen on the wire): workers
+ * hand it keys and never wait for LMDB's fsync. A bounded queue; when it is full the mark
+ * is dropped (and counted) rather than block a worker. */
+typedef struct gt_store_writer gt_store_writer;
+/* Starts the thread; the writer borrows s, which must outlive it. NULL on failure. */
+gt_store_writer *gt_store_writer_start(gt_store *s);
+/* Queues a mark (copied); false when the queue is full. Any thread. */
+bool gt_store_writer_put(gt_store_writer *w, gt_slice key, gt_slice source);
+/* Writes what is queued, stops the thread and frees it. NULL-safe. Returns how many marks
+ * were written in its life, and *dropped how many were refused by a full queue. */
+unsigned long gt_store_writer_stop(gt_store_writer *w, unsigned long *dropped);
+
 #endif

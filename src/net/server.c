@@ -439,6 +439,7 @@ int gt_server_run(gt_config *cfg, gt_ruleset *rules, const gt_psl *psl, struct g
     s.sh.snap = gt_snapshot_new(cfg, rules);
     s.sh.psl = psl;
     s.sh.store = store;
+    s.sh.writer = store ? gt_store_writer_start(store) : NULL;
     s.rules_stamp = gt_ruleset_stamp(rules);
     s.sh.started_ms = gt_now_ms();
     gt_log_set_level((enum gt_log_level)cfg->log_level);
@@ -541,6 +542,11 @@ out:
     free(s.workers);
     if (s.base)
         event_base_free(s.base);
+    unsigned long dropped = 0;
+    unsigned long marked = gt_store_writer_stop(s.sh.writer, &dropped);
+    if (marked || dropped)
+        gt_log(GT_LOG_INFO, "auto-mark: %lu products recorded this run, %lu dropped (queue full)",
+               marked, dropped);
     gt_snapshot_release(s.sh.snap);
     pthread_mutex_destroy(&s.sh.snap_lock);
     libevent_global_shutdown();

@@ -471,6 +471,15 @@ static void decide(gt_session *s, const gt_http1_request *req, const gt_http1_ur
     s->rule = d->rule;
     if (d->action != GT_DECIDE_PASS)
         s->decision = gt_decide_action_name(d->action);
+    /* A completed purchase seen on the wire: its products are marked bought, locally, by
+     * the store's writer thread (this worker never waits for the disk). */
+    if (d->purchase && s->w->sh->writer && s->snap->cfg->auto_mark_purchases) {
+        char source[300];
+        snprintf(source, sizeof(source), "auto: purchase pixel on %.200s", s->host);
+        for (size_t i = 0; i < d->nproducts; i++)
+            if (d->products[i].purchased && !d->products[i].bought)
+                gt_store_writer_put(s->w->sh->writer, d->products[i].key, gt_slice_cstr(source));
+    }
     for (size_t i = 0; i < d->nlogs; i++)
         gt_log(GT_LOG_INFO, "conn=%u rule-log %s:%u host=%s type=%s", s->id,
                gt_rule_file(d->logs[i]), gt_rule_line(d->logs[i]), s->host,

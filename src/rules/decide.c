@@ -120,8 +120,11 @@ static void add_product(gt_rules_scratch *sc, gt_decision *d, const gt_rule *r, 
     if (!n)
         return;
     for (size_t i = 0; i < d->nproducts; i++)
-        if (gt_slice_eq(d->products[i].key, gt_slice_make(key, n)))
+        if (gt_slice_eq(d->products[i].key, gt_slice_make(key, n))) {
+            if (r->action == A_MARK_BOUGHT) /* named before by another rule: still a purchase */
+                d->products[i].purchased = d->purchase = true;
             return;
+        }
     char *p = gt_rules_out_take(sc, n);
     if (!p)
         return;
@@ -129,6 +132,8 @@ static void add_product(gt_rules_scratch *sc, gt_decision *d, const gt_rule *r, 
     gt_product *pr = &d->products[d->nproducts++];
     pr->key = gt_slice_make(p, n);
     pr->rule = r;
+    pr->purchased = r->action == A_MARK_BOUGHT;
+    d->purchase = d->purchase || pr->purchased;
     pr->bought = bought ? bought(barg, pr->key) : false;
 }
 
@@ -253,6 +258,7 @@ void gt_rules_decide(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rules_
     d->overridden = NULL;
     d->resp = GT_RESP_DEFAULT;
     d->bought = false;
+    d->purchase = false;
     d->path_changed = false;
     d->new_path = GT_S("");
     d->rewrite_rule = NULL;

@@ -20,6 +20,7 @@ enum rule_action {
     A_LOG,
     A_BLOCK_IF_BOUGHT,
     A_PRODUCT, /* names the product a URL is about (shop pages): extraction only */
+    A_MARK_BOUGHT, /* a completed purchase: its products are to be marked bought */
 };
 
 enum cond_kind {

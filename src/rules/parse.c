@@ -481,7 +481,7 @@ static const struct {
 } actions[] = {
     {"block", A_BLOCK},   {"allow", A_ALLOW}, {"rewrite", A_REWRITE},
     {"redirect", A_REDIRECT}, {"log", A_LOG},  {"block-if-bought", A_BLOCK_IF_BOUGHT},
-    {"product", A_PRODUCT},
+    {"product", A_PRODUCT},   {"mark-bought", A_MARK_BOUGHT},
 };
 
 void gt_rules_rule_free(gt_rule *r)
@@ -540,7 +540,7 @@ static void parse_rule(ctx *c, gt_ruleset *rs, char **tok, unsigned *cols, size_
             break;
     if (a == na) {
         err(c, cols[0], "unknown action '%s' (block, allow, rewrite, redirect, log, "
-                        "block-if-bought, product)", tok[0]);
+                        "block-if-bought, product, mark-bought)", tok[0]);
         return;
     }
     r.action = actions[a].action;
@@ -575,7 +575,9 @@ static void parse_rule(ctx *c, gt_ruleset *rs, char **tok, unsigned *cols, size_
         if (r.conds[i].kind == C_BODY_RE)
             rs->wants_body = rs->wants_body || enabled;
     }
-    if ((r.action == A_BLOCK_IF_BOUGHT || r.action == A_PRODUCT) && !r.has_extract) {
+    if ((r.action == A_BLOCK_IF_BOUGHT || r.action == A_PRODUCT ||
+         r.action == A_MARK_BOUGHT) &&
+        !r.has_extract) {
         err(c, cols[0], "%s needs a regex condition with a (?<id>...) capture", tok[0]);
         goto drop;
     }

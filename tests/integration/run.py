@@ -924,8 +924,10 @@ def privacy_proof_retargeting_examples(env):
               "technikmarkt-nord.de:TM-88", "kosmetikinsel.de:KT-5", "elektro-kontor.de:EL-4471",
               "kerzenglueck.de:8123456789012-45012345678911", "sofawelt-direkt.de:39930",
               "werkzeugkiste24.de:KL/4711", "buchinsel.de:9783161484100"}
+    # auto-marking is off here, so that the purchases replayed do not change later answers;
+    # auto_mark_purchases_from_pixels tests it
     g = env.start_gretel(["rules=" + os.path.join(HERE, "..", "..", "rules", "retargeting.rules"),
-                          f"resolve=*=127.0.0.1:{env.nginx.port}"])
+                          f"resolve=*=127.0.0.1:{env.nginx.port}", "auto_mark_purchases=off"])
     try:
         store = os.path.join(g.dir, "store")
         for k in sorted(bought):
@@ -975,6 +977,41 @@ def privacy_proof_retargeting_examples(env):
             expect(k.split(":", 1)[1] not in log, f"bought product {k} appears in the log")
     finally:
         expect(g.stop() == 0, "gretel did not exit 0")
+
+
+@test
+def auto_mark_purchases_from_pixels(env):
+    rules = os.path.join(HERE, "..", "..", "rules", "retargeting.rules")
+    ref = "https://www.laufwerk-sport.de/checkout/finish"
+    purchase = ("http://www.facebook.com/tr/?id=1&ev=Purchase&cd[contents]="
+                "%5B%7B%22id%22%3A%22LW-30001%22%2C%22quantity%22%3A1%7D%5D")
+    view = "http://www.facebook.com/tr/?id=1&ev=ViewContent&cd[content_ids]=%5B%22LW-30001%22%5D"
+    for on in (True, False):
+        with env.own_gretel([f"rules={rules}", f"resolve=*=127.0.0.1:{env.nginx.port}",
+                             f"auto_mark_purchases={'on' if on else 'off'}"]) as g:
+            store = os.path.join(g.dir, "store")
+            rc, out, err = curl("-g", "-i", "-H", f"Referer: {ref}", purchase, proxy=g.proxy)
+            expect(b"X-Gretel" not in out, "the purchase pixel itself is forwarded by default")
+            listed = ""
+            for _ in range(40):
+                listed = subprocess.run([env.args.gretel, "bought", "-o", f"store={store}"],
+                                        capture_output=True, text=True, timeout=20).stdout
+                if "LW-30001" in listed or not on:
+                    break
+                time.sleep(0.05)
+            if on:
+                expect("laufwerk-sport.de:LW-30001\t-\tauto: purchase pixel on www.facebook.com"
+                       in listed, f"not auto-marked: {listed!r}")
+                rc, out, err = curl("-g", "-i", "-H", f"Referer: {ref}", view, proxy=g.proxy)
+                expect(b"X-Gretel: block" in out and b"bought" in out,
+                       "retargeting about the purchased product still went out")
+                expect(g.wait_log("auto-mark: 1 product recorded"), g.log()[-400:])
+                expect("LW-30001" not in g.log(), "a product key reached the log")
+            else:
+                time.sleep(0.3)
+                listed = subprocess.run([env.args.gretel, "bought", "-o", f"store={store}"],
+                                        capture_output=True, text=True, timeout=20).stdout
+                expect("LW-30001" not in listed, "auto_mark_purchases=off still marked")
 
 
 @test

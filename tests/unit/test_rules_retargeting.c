@@ -1,6 +1,7 @@
 /* The retargeting pack (rules/retargeting.rules) against the wire-format examples of
  * ../shared/data/retargeting-examples.tsv: every example's product ids must come out
- * exactly (in order, each once), and an example whose ids are bought must be blocked.
+ * exactly (in order, each once), an example whose ids are bought must be blocked, and the
+ * ids of completed purchases (and only those) must be flagged for auto-marking.
  * Each request is built as the proxy sees it: method, URL, Content-Type, body, and the
  * page it fired on as Referer. Skipped when the shared data is not on this machine. */
 #include <setjmp.h>
@@ -95,6 +96,26 @@ static void test_examples(void **st)
             size_t il = (size_t)(key.p + key.len - colon - 1);
             o += (size_t)snprintf(got + o, sizeof(got) - o, "%s%.*s", k ? "," : "", (int)il,
                                   colon + 1);
+        }
+        /* purchases: exactly the ids of a completed purchase are to be marked bought */
+        char purchased[1024] = "";
+        size_t po = 0;
+        for (size_t k = 0; k < dec.nproducts; k++) {
+            if (!dec.products[k].purchased)
+                continue;
+            gt_slice key = dec.products[k].key;
+            const char *colon = memchr(key.p, ':', key.len);
+            size_t il = (size_t)(key.p + key.len - colon - 1);
+            po += (size_t)snprintf(purchased + po, sizeof(purchased) - po, "%s%.*s", po ? "," : "",
+                                   (int)il, colon + 1);
+        }
+        bool is_purchase = gt_slice_eq(col[7], GT_S("1"));
+        gt_slice want_p = is_purchase ? col[6] : GT_S("");
+        if (strlen(purchased) != want_p.len || memcmp(purchased, want_p.p, want_p.len) != 0) {
+            bad++;
+            fprintf(stderr, "example %zu (%.*s %.*s): purchased '%s', expected '%.*s'\n", n,
+                    (int)col[4].len, col[4].p, (int)col[5].len, col[5].p, purchased,
+                    (int)want_p.len, want_p.p);
         }
         if (strlen(got) != col[6].len || memcmp(got, col[6].p, col[6].len) != 0) {
             bad++;
