@@ -974,7 +974,10 @@ def privacy_proof_retargeting_examples(env):
                    f"not arrived unchanged: {host}{target[:120]}")
         log = g.log()
         for k in bought:
-            expect(k.split(":", 1)[1] not in log, f"bought product {k} appears in the log")
+            pid = k.split(":", 1)[1]
+            # short numeric ids ("119") also occur in ports and timings: check those as keys
+            expect(k not in log and (len(pid) < 5 or pid not in log),
+                   f"bought product {k} appears in the log")
     finally:
         expect(g.stop() == 0, "gretel did not exit 0")
 
