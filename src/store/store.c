@@ -2,6 +2,7 @@
  * schema version) and "products" (key -> record). Records are a small versioned binary
  * layout. Owns the MDB_env; knows nothing about HTTP or rules. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <lmdb.h>
 #include <stdio.h>
@@ -28,6 +29,10 @@ typedef struct {
 struct gt_store {
     MDB_env *env;
     MDB_dbi meta, products;
+    /* Read transactions hold it shared; adopting a map another process grew
+     * (MDB_MAP_RESIZED) needs it exclusive, since LMDB allows that only with no
+     * transaction open in this process. */
+    pthread_rwlock_t txn_lock;
     _Atomic(bfilter *) filter;
     /* Replaced filters are freed FILTER_RETIRED refreshes later: a reader holds one for a
      * few hundred nanoseconds, refreshes are at least 100 ms apart. */
@@ -180,6 +185,7 @@ int gt_store_open(gt_store **out, const char *dir, char *err, size_t errlen)
         say(err, errlen, dir, rc);
         goto fail;
     }
+    pthread_rwlock_init(&s->txn_lock, NULL);
     *out = s;
     return 0;
 fail:
@@ -207,7 +213,33 @@ void gt_store_close(gt_store *s)
     for (unsigned i = 0; i < FILTER_RETIRED; i++)
         filter_free(s->retired[i]);
     mdb_env_close(s->env);
+    pthread_rwlock_destroy(&s->txn_lock);
     free(s);
+}
+
+/* Begins a read transaction with the shared lock held (released by read_end). A map grown
+ * by another process is adopted here, once, under the exclusive lock. */
+static int read_begin(gt_store *s, MDB_txn **txn)
+{
+    pthread_rwlock_rdlock(&s->txn_lock);
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
+    if (rc == MDB_MAP_RESIZED) {
+        pthread_rwlock_unlock(&s->txn_lock);
+        pthread_rwlock_wrlock(&s->txn_lock);
+        mdb_env_set_mapsize(s->env, 0); /* 0: take the size the file now has */
+        pthread_rwlock_unlock(&s->txn_lock);
+        pthread_rwlock_rdlock(&s->txn_lock);
+        rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
+    }
+    if (rc != 0)
+        pthread_rwlock_unlock(&s->txn_lock);
+    return rc;
+}
+
+static void read_end(gt_store *s, MDB_txn *txn)
+{
+    mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&s->txn_lock);
 }
 
 static uint64_t key_hash(const void *p, size_t n)
@@ -256,12 +288,12 @@ int gt_store_refresh(gt_store *s)
     MDB_txn *txn;
     MDB_cursor *cur_c;
     MDB_stat st;
-    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0)
+    if (read_begin(s, &txn) != 0)
         return GT_EIO;
     /* the transaction's own id is the snapshot the filter describes */
     id = (uint64_t)mdb_txn_id(txn);
     if (mdb_stat(txn, s->products, &st) != 0 || mdb_cursor_open(txn, s->products, &cur_c) != 0) {
-        mdb_txn_abort(txn);
+        read_end(s, txn);
         return GT_EIO;
     }
     bfilter *f = gt_xcalloc(1, sizeof(*f));
@@ -280,7 +312,7 @@ int gt_store_refresh(gt_store *s)
         }
     }
     mdb_cursor_close(cur_c);
-    mdb_txn_abort(txn);
+    read_end(s, txn);
     bfilter *old = atomic_exchange(&s->filter, f);
     filter_free(s->retired[s->next_retired]);
     s->retired[s->next_retired] = old;
@@ -315,6 +347,12 @@ static int write_txn(gt_store *s, write_fn fn, void *arg, char *err, size_t errl
     for (int attempt = 0; attempt < 8; attempt++) {
         MDB_txn *txn;
         int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+        if (rc == MDB_MAP_RESIZED) { /* another process grew the map */
+            pthread_rwlock_wrlock(&s->txn_lock);
+            mdb_env_set_mapsize(s->env, 0);
+            pthread_rwlock_unlock(&s->txn_lock);
+            continue;
+        }
         if (rc == 0) {
             rc = fn(s, txn, arg);
             if (rc == 0)
@@ -329,7 +367,10 @@ static int write_txn(gt_store *s, write_fn fn, void *arg, char *err, size_t errl
         if (rc == MDB_MAP_FULL) {
             MDB_envinfo info;
             mdb_env_info(s->env, &info);
-            if (mdb_env_set_mapsize(s->env, info.me_mapsize * 2) == 0)
+            pthread_rwlock_wrlock(&s->txn_lock);
+            int grown = mdb_env_set_mapsize(s->env, info.me_mapsize * 2);
+            pthread_rwlock_unlock(&s->txn_lock);
+            if (grown == 0)
                 continue;
         }
         say(err, errlen, NULL, rc);
@@ -406,7 +447,7 @@ bool gt_store_is_bought(gt_store *s, gt_slice key)
     if (f && f->txnid == last_txnid(s) && !filter_maybe(f, key.p, key.len))
         return false;
     MDB_txn *txn;
-    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0)
+    if (read_begin(s, &txn) != 0)
         return false;
     MDB_val k = {key.len, (void *)key.p}, v;
     bool bought = false;
@@ -414,7 +455,7 @@ bool gt_store_is_bought(gt_store *s, gt_slice key)
         gt_store_rec r;
         bought = decode(&k, &v, &r) && (r.expires == 0 || r.expires > now_s());
     }
-    mdb_txn_abort(txn);
+    read_end(s, txn);
     return bought;
 }
 
@@ -422,11 +463,11 @@ long gt_store_foreach(gt_store *s, gt_store_each_fn fn, void *arg)
 {
     MDB_txn *txn;
     MDB_cursor *cur;
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    int rc = read_begin(s, &txn);
     if (rc != 0)
         return GT_EIO;
     if (mdb_cursor_open(txn, s->products, &cur) != 0) {
-        mdb_txn_abort(txn);
+        read_end(s, txn);
         return GT_EIO;
     }
     long n = 0;
@@ -441,6 +482,6 @@ long gt_store_foreach(gt_store *s, gt_store_each_fn fn, void *arg)
             break;
     }
     mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
+    read_end(s, txn);
     return n;
 }

@@ -866,6 +866,34 @@ def bought_mark_seen_by_running_proxy(env):
 
 
 @test
+def bought_store_grown_by_cli_under_running_proxy(env):
+    """The CLI grows the LMDB map (more than the first 64 MiB) while the proxy has the store
+    open: the proxy adopts the new size (MDB_MAP_RESIZED) and keeps answering from it."""
+    rules = _rules_file(env, "grow.rules",
+                        "block-if-bought domain=pixel.test query~(?:^|&)id=(?<id>[^&]+) "
+                        "scope=site:big.example respond=204\n")
+    with env.own_gretel([f"rules={rules}", f"resolve=*.test=127.0.0.1:{env.nginx.port}"]) as g:
+        store = os.path.join(g.dir, "store")
+        rc, out, err = curl("-i", "http://pixel.test/p?id=before", proxy=g.proxy)
+        expect(status_of(out) == 404, "nothing bought yet")
+        imp = os.path.join(g.dir, "big.json")
+        label = "x" * 250
+        with open(imp, "w") as f:
+            f.write('{"format":"gretel-bought","version":1,"products":[')
+            f.write(",".join('{"key":"big.example:item-%06d","label":"%s"}' % (i, label)
+                             for i in range(200000)))
+            f.write("]}")
+        p = subprocess.run([env.args.release, "bought", "import", "-o", f"store={store}", imp],
+                           capture_output=True, text=True, timeout=120)
+        expect(p.returncode == 0 and "imported 200000" in p.stdout, p.stderr)
+        expect(os.path.getsize(os.path.join(store, "data.mdb")) > 64 << 20, "the map did not grow")
+        rc, out, err = curl("-i", "http://pixel.test/p?id=item-199999", proxy=g.proxy)
+        expect(status_of(out) == 204 and b"bought" in out, f"grown store not read: {out[:200]!r}")
+        rc, out, err = curl("-i", "http://pixel.test/p?id=item-200000", proxy=g.proxy)
+        expect(status_of(out) == 404, "a product not imported counted as bought")
+
+
+@test
 def bought_export_import_round_trip(env):
     d = tempfile.mkdtemp(dir=env.tmp)
     a, b = os.path.join(d, "a"), os.path.join(d, "b")
