@@ -31,7 +31,7 @@ TLIB_OBJ = $(LIB_SRC:%.c=build/test/obj/%.o)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=build/test/%)
 FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all deps deps-test run test unit fuzz fuzz-quick integration bench bench-rules bench-store install clean format
+.PHONY: all deps deps-test run test unit fuzz fuzz-quick integration bench bench-rules bench-store bench-mark install clean format
 
 all: build/gretel
 
@@ -90,8 +90,11 @@ integration: build/test/gretel
 bench: build/gretel build/bench/rules_bench build/bench/store_bench
 	@scripts/deps.sh bench
 	scripts/bench/rules.sh
-	$(MAKE) --no-print-directory bench-store
+	$(MAKE) --no-print-directory bench-store bench-mark
 	scripts/bench/proxy.sh
+
+bench-mark: build/gretel
+	/usr/bin/python3 scripts/bench/mark_latency.py
 
 bench-store: build/bench/store_bench
 	@d=$$(mktemp -d) && build/bench/store_bench $$d/store $${PRODUCTS:-1000000}; rm -rf $$d
