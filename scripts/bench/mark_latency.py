@@ -23,4 +23,7 @@ for i in range(30):
     marks.append((t1 - t0) * 1000); ends.append((t2 - t0) * 1000)
 print(f"gretel mark (process, commit+fsync): median {statistics.median(marks):.1f} ms, max {max(marks):.1f} ms")
 print(f"mark then first request blocked (incl. curl process): median {statistics.median(ends):.1f} ms, max {max(ends):.1f} ms")
-g.stop(); ng.stop()
+g.stop()
+ng.stop()
+import shutil  # noqa: E402
+shutil.rmtree(tmp, ignore_errors=True)
