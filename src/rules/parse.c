@@ -449,6 +449,7 @@ static int parse_option(ctx *c, gt_rule *r, const char *tok, unsigned col)
     if (KEY("scope")) {
         if (is_re || !*v)
             goto need_value;
+        gt_free(&r->scope_arg); /* a later scope= replaces an earlier one */
         if (strcmp(v, "page") == 0) {
             r->scope = SCOPE_PAGE;
         } else if (strcmp(v, "host") == 0) {
