@@ -894,6 +894,93 @@ def bought_store_grown_by_cli_under_running_proxy(env):
 
 
 @test
+def bought_marks_survive_kill9(env):
+    """Acknowledged marks survive kill -9 of the writer at any moment: marks run one after
+    another while a killer thread SIGKILLs them at random; every mark that answered 0 must be
+    in the store, and the store must open cleanly afterwards."""
+    import random
+    d = tempfile.mkdtemp(dir=env.tmp)
+    store = os.path.join(d, "store")
+    acked, killed = [], 0
+    rnd = random.Random(7)
+    for i in range(300):
+        p = subprocess.Popen([env.args.release, "mark", "-o", f"store={store}", f"k.example:P{i}"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if rnd.random() < 0.3:
+            time.sleep(rnd.random() * 0.004)
+            p.kill()
+        out, err = p.communicate(timeout=20)
+        if p.returncode == 0:
+            acked.append(f"k.example:P{i}")
+        elif p.returncode == -9:
+            killed += 1
+        else:
+            raise AssertionError(f"mark failed: {p.returncode} {err!r}")
+    expect(killed > 20, f"only {killed} marks were killed")
+    p = subprocess.run([env.args.release, "bought", "-o", f"store={store}"], capture_output=True,
+                       text=True, timeout=20)
+    expect(p.returncode == 0, p.stderr)
+    listed = {l.split("\t")[0] for l in p.stdout.splitlines()}
+    missing = [k for k in acked if k not in listed]
+    expect(not missing, f"{len(missing)} acknowledged marks lost after kill -9: {missing[:5]}")
+    print(f"   {len(acked)} acknowledged, {killed} killed mid-mark, none lost")
+
+
+@test
+def bought_10000_marks_while_serving(env):
+    """The CLI marks 10,000 products (2,000 single marks and 8 imports of 1,000) while the
+    proxy serves requests about them: no request fails, and at the end every marked product
+    is blocked and an unmarked one is not."""
+    rules = _rules_file(env, "many.rules",
+                        "block-if-bought domain=pixel.test query~(?:^|&)id=(?<id>[^&]+) "
+                        "scope=site:many.example respond=204\n")
+    with env.own_gretel([f"rules={rules}", f"resolve=*.test=127.0.0.1:{env.nginx.port}"]) as g:
+        store = os.path.join(g.dir, "store")
+        stop = threading.Event()
+        errors, served = [], [0]
+
+        def traffic():
+            import random
+            rnd = random.Random(3)
+            while not stop.is_set():
+                n = rnd.randrange(10000)
+                rc, out, err = curl("-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                    f"http://pixel.test/p?id=M{n}", proxy=g.proxy)
+                if rc != 0 or out not in (b"204", b"404"):
+                    errors.append((n, rc, out))
+                served[0] += 1
+
+        t = threading.Thread(target=traffic)
+        t.start()
+        try:
+            for base in range(0, 8000, 1000):
+                imp = os.path.join(g.dir, f"imp{base}.json")
+                with open(imp, "w") as f:
+                    json.dump({"format": "gretel-bought", "version": 1, "products":
+                               [{"key": f"many.example:M{i}"} for i in range(base, base + 1000)]}, f)
+                p = subprocess.run([env.args.release, "bought", "import", "-o", f"store={store}",
+                                    imp], capture_output=True, text=True, timeout=60)
+                expect(p.returncode == 0, p.stderr)
+            for i in range(8000, 10000):
+                p = subprocess.run([env.args.release, "mark", "-o", f"store={store}",
+                                    f"many.example:M{i}"], capture_output=True, timeout=20)
+                expect(p.returncode == 0, p.stderr)
+        finally:
+            stop.set()
+            t.join()
+        expect(not errors, f"requests failed during the marks: {errors[:3]}")
+        expect(served[0] > 50, f"only {served[0]} requests were served meanwhile")
+        for n in (0, 4321, 7999, 8000, 9999):
+            rc, out, err = curl("-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                f"http://pixel.test/p?id=M{n}", proxy=g.proxy)
+            expect(out == b"204", f"M{n} not blocked after marking: {out!r}")
+        rc, out, err = curl("-s", "-o", "/dev/null", "-w", "%{http_code}",
+                            "http://pixel.test/p?id=M10000", proxy=g.proxy)
+        expect(out == b"404", "an unmarked product was blocked")
+        print(f"   10,000 marked while {served[0]} requests were served")
+
+
+@test
 def bought_export_import_round_trip(env):
     d = tempfile.mkdtemp(dir=env.tmp)
     a, b = os.path.join(d, "a"), os.path.join(d, "b")
