@@ -128,8 +128,12 @@ def start_gretel(tmp, origin_port):
     d = os.path.join(tmp, "gretel")
     os.makedirs(d)
     # Default settings (log_level info, one line per request, to a file like the peers' logs).
+    # GRETEL_OPTS: extra KEY=VALUE overrides, space-separated (e.g. another rule set)
+    extra = []
+    for kv in os.environ.get("GRETEL_OPTS", "").split():
+        extra += ["-o", kv]
     return Proc("gretel", [GRETEL, "run", "-o", f"listen=127.0.0.1:{port}", "-o", f"store={d}",
-                           "-o", "max_connections=8192"], port, tmp)
+                           "-o", "max_connections=8192"] + extra, port, tmp)
 
 
 def start_privoxy(tmp, origin_port):
