@@ -15,4 +15,9 @@
  * or the key does not fit. */
 size_t gt_products_key(gt_slice scope, gt_slice id, char *out, size_t cap, const char **why);
 
+/* Other canonical keys of the same product, for namespaces that share numbers: an ISBN-13
+ * (978/979) is also a GTIN (0 + the 13 digits), a 978 ISBN is also the ISBN-10 a book's ASIN
+ * is, and back. Writes up to max keys (each of cap bytes) into out and returns how many. */
+size_t gt_products_aliases(gt_slice key, char (*out)[64], size_t max);
+
 #endif

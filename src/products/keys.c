@@ -1,5 +1,6 @@
 /* Canonical product keys (docs/PRODUCT-KEYS.md). Owns nothing; pure functions of bytes. */
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "gretel/products.h"
@@ -168,4 +169,60 @@ size_t gt_products_key(gt_slice scope, gt_slice id, char *out, size_t cap, const
     memcpy(out + scope.len + 1, nid.p, nid.len);
     out[scope.len + 1 + nid.len] = 0;
     return scope.len + 1 + nid.len;
+}
+
+/* The ISBN-10 of a 978 ISBN-13 (a book's ASIN), or 0. */
+static bool isbn10_of(const char *isbn13, char out[11])
+{
+    if (memcmp(isbn13, "978", 3) != 0)
+        return false;
+    int sum = 0;
+    for (int i = 0; i < 9; i++) {
+        out[i] = isbn13[3 + i];
+        sum += (out[i] - '0') * (10 - i);
+    }
+    int check = (11 - sum % 11) % 11;
+    out[9] = check == 10 ? 'X' : (char)('0' + check);
+    out[10] = 0;
+    return true;
+}
+
+size_t gt_products_aliases(gt_slice key, char (*out)[64], size_t max)
+{
+    const char *colon = key.len ? memchr(key.p, ':', key.len) : NULL;
+    if (!colon || max == 0)
+        return 0;
+    gt_slice scope = gt_slice_make(key.p, (size_t)(colon - key.p));
+    gt_slice id = gt_slice_make(colon + 1, (size_t)(key.p + key.len - colon - 1));
+    char isbn13[14] = "";
+    const char *why;
+    char canon[64];
+    if (gt_slice_eq(scope, GT_S("gtin")) && id.len == 14 && id.p[0] == '0' &&
+        (memcmp(id.p + 1, "978", 3) == 0 || memcmp(id.p + 1, "979", 3) == 0)) {
+        memcpy(isbn13, id.p + 1, 13);
+    } else if (gt_slice_eq(scope, GT_S("isbn")) && id.len == 13) {
+        memcpy(isbn13, id.p, 13);
+    } else if (gt_slice_eq(scope, GT_S("asin")) &&
+               gt_products_key(GT_S("isbn"), id, canon, sizeof(canon), &why)) {
+        memcpy(isbn13, canon + 5, 13); /* a book ASIN: its ISBN-10 */
+    } else {
+        return 0;
+    }
+    isbn13[13] = 0;
+    size_t n = 0;
+    char ten[11];
+    const char *forms[3][2] = {{"gtin", NULL}, {"isbn", NULL}, {"asin", NULL}};
+    char g14[16];
+    snprintf(g14, sizeof(g14), "0%s", isbn13);
+    forms[0][1] = g14;
+    forms[1][1] = isbn13;
+    forms[2][1] = isbn10_of(isbn13, ten) ? ten : NULL;
+    for (int i = 0; i < 3 && n < max; i++) {
+        if (!forms[i][1])
+            continue;
+        int l = snprintf(out[n], 64, "%s:%s", forms[i][0], forms[i][1]);
+        if (l > 0 && !gt_slice_eq(key, gt_slice_make(out[n], (size_t)l)))
+            n++;
+    }
+    return n;
 }

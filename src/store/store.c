@@ -410,7 +410,18 @@ int gt_store_mark(gt_store *s, gt_slice key, gt_slice label, gt_slice source, un
     snprintf(r.source, sizeof(r.source), "%.*s", (int)source.len, source.p ? source.p : "");
     r.added = now_s();
     r.expires = ttl_days ? r.added + (uint64_t)ttl_days * 86400u : 0;
-    put_args a = {&r, 1};
+    /* the same product under the other numbers it has (an ISBN is a GTIN, a book's ASIN its
+     * ISBN-10), in the same transaction: a pixel naming any of them then finds it */
+    gt_store_rec recs[4];
+    recs[0] = r;
+    char alias[3][64];
+    size_t na = gt_products_aliases(gt_slice_cstr(r.key), alias, 3);
+    for (size_t i = 0; i < na; i++) {
+        recs[1 + i] = r;
+        snprintf(recs[1 + i].key, sizeof(recs[1 + i].key), "%s", alias[i]);
+        snprintf(recs[1 + i].source, sizeof(recs[1 + i].source), "alias of %.200s", r.key);
+    }
+    put_args a = {recs, 1 + na};
     return write_txn(s, do_put, &a, err, errlen);
 }
 
@@ -424,7 +435,19 @@ static int do_del(gt_store *s, MDB_txn *txn, void *arg)
 {
     const char *key = arg;
     MDB_val k = {strlen(key), (void *)key};
-    return mdb_del(txn, s->products, &k, NULL);
+    int rc = mdb_del(txn, s->products, &k, NULL);
+    if (rc != 0)
+        return rc;
+    /* the aliases a mark recorded go with it */
+    char alias[3][64];
+    size_t na = gt_products_aliases(gt_slice_cstr(key), alias, 3);
+    for (size_t i = 0; i < na; i++) {
+        MDB_val ak = {strlen(alias[i]), alias[i]};
+        rc = mdb_del(txn, s->products, &ak, NULL);
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            return rc;
+    }
+    return 0;
 }
 
 int gt_store_unmark(gt_store *s, gt_slice key, char *err, size_t errlen)

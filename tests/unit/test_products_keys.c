@@ -60,8 +60,34 @@ static void test_keys(void **st)
                      0);
 }
 
+static void test_aliases(void **st)
+{
+    (void)st;
+    static const struct {
+        const char *key, *want; /* aliases joined by ',' */
+    } cases[] = {
+        {"isbn:9780306406157", "gtin:09780306406157,asin:0306406152"},
+        {"gtin:09780306406157", "isbn:9780306406157,asin:0306406152"},
+        {"asin:0306406152", "gtin:09780306406157,isbn:9780306406157"},
+        {"asin:080442957X", "gtin:09780804429573,isbn:9780804429573"},
+        {"isbn:9791032300824", "gtin:09791032300824"}, /* 979: no ISBN-10 */
+        {"gtin:04006381333931", ""},                  /* not a book */
+        {"asin:B0ABCDEF12", ""},
+        {"shop.example:9780306406157", ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char out[3][64], joined[256] = "";
+        size_t n = gt_products_aliases(gt_slice_cstr(cases[i].key), out, 3), o = 0;
+        for (size_t k = 0; k < n; k++)
+            o += (size_t)snprintf(joined + o, sizeof(joined) - o, "%s%s", k ? "," : "", out[k]);
+        if (strcmp(joined, cases[i].want) != 0)
+            fail_msg("%s: aliases '%s', want '%s'", cases[i].key, joined, cases[i].want);
+    }
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_keys)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_keys),
+                                       cmocka_unit_test(test_aliases)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

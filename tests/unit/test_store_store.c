@@ -185,6 +185,26 @@ static void test_filter(void **st)
     gt_store_close(s);
 }
 
+/* A book marked by ISBN is found by its GTIN and its ASIN; unmarking removes all three. */
+static void test_aliases(void **st)
+{
+    (void)st;
+    char path[128], err[256];
+    snprintf(path, sizeof(path), "%s/alias", dir);
+    gt_store *s = NULL;
+    assert_int_equal(gt_store_open(&s, path, err, sizeof(err)), 0);
+    assert_int_equal(gt_store_mark(s, GT_S("isbn:0306406152"), GT_S("book"), GT_S("manual"), 0,
+                                   err, sizeof(err)),
+                     0);
+    assert_true(gt_store_is_bought(s, GT_S("isbn:9780306406157")));
+    assert_true(gt_store_is_bought(s, GT_S("gtin:09780306406157")));
+    assert_true(gt_store_is_bought(s, GT_S("asin:0306406152")));
+    assert_int_equal(gt_store_unmark(s, GT_S("isbn:9780306406157"), err, sizeof(err)), 0);
+    assert_false(gt_store_is_bought(s, GT_S("gtin:09780306406157")));
+    assert_false(gt_store_is_bought(s, GT_S("asin:0306406152")));
+    gt_store_close(s);
+}
+
 static void test_refuses_newer_and_corrupt(void **st)
 {
     (void)st;
@@ -235,6 +255,7 @@ int main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_expiry_and_bulk),
         cmocka_unit_test(test_filter),
+        cmocka_unit_test(test_aliases),
         cmocka_unit_test(test_refuses_newer_and_corrupt),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
