@@ -927,6 +927,42 @@ def bought_marks_survive_kill9(env):
 
 
 @test
+def auto_marks_survive_proxy_kill9(env):
+    """The proxy killed (-9) while its writer thread records purchases: the store opens
+    cleanly afterwards and holds every mark the proxy logged as recorded."""
+    rules = os.path.join(HERE, "..", "..", "rules", "retargeting.rules")
+    g = env.start_gretel([f"rules={rules}", f"resolve=*=127.0.0.1:{env.nginx.port}"])
+    store = os.path.join(g.dir, "store")
+    stop = threading.Event()
+
+    def storm(t):
+        i = 0
+        while not stop.is_set():
+            url = ("http://www.facebook.com/tr/?id=1&ev=Purchase&cd[content_ids]="
+                   f"%5B%22P{t}-{i}%22%5D")
+            curl("-g", "-s", "-o", "/dev/null", "-m", "2", "-H",
+                 "Referer: https://shop.example/checkout", url, proxy=g.proxy)
+            i += 1
+
+    threads = [threading.Thread(target=storm, args=(t,)) for t in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    g.proc.kill()  # SIGKILL, mid-storm
+    stop.set()
+    for t in threads:
+        t.join()
+    g.proc.wait(10)
+    recorded = sum(int(m) for m in re.findall(r"auto-mark: (\d+) products? recorded", g.log()))
+    p = subprocess.run([env.args.release, "bought", "-o", f"store={store}"], capture_output=True,
+                       text=True, timeout=20)
+    expect(p.returncode == 0, f"store unreadable after kill -9: {p.stderr}")
+    n = len([l for l in p.stdout.splitlines() if l.startswith("shop.example:P")])
+    expect(recorded > 0 and n >= recorded, f"{recorded} recorded per the log, {n} in the store")
+    print(f"   {recorded} auto-marks logged before kill -9, {n} in the store")
+
+
+@test
 def bought_10000_marks_while_serving(env):
     """The CLI marks 10,000 products (2,000 single marks and 8 imports of 1,000) while the
     proxy serves requests about them: no request fails, and at the end every marked product
