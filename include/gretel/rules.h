@@ -185,6 +185,7 @@ typedef struct {
     gt_slice key;
     bool bought;
     bool purchased; /* named by a mark-bought rule: a completed purchase of it was seen */
+    bool alias;     /* another form of an id the request names (an `alias` rule) */
     const gt_rule *rule;
 } gt_product;
 

@@ -133,6 +133,7 @@ static void add_product(gt_rules_scratch *sc, gt_decision *d, const gt_rule *r, 
     pr->key = gt_slice_make(p, n);
     pr->rule = r;
     pr->purchased = r->action == A_MARK_BOUGHT;
+    pr->alias = r->alias;
     d->purchase = d->purchase || pr->purchased;
     pr->bought = bought ? bought(barg, pr->key) : false;
 }

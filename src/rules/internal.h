@@ -100,6 +100,8 @@ struct gt_rule {
     uint8_t scope;
     char *scope_arg;
     bool has_extract; /* some regex condition has an id group */
+    bool alias;       /* its keys are other forms of ids another rule names (e.g. the
+                         variant inside Shopify's P-V): checked, not reported as named */
 };
 
 /* Open-addressing hash from a 64-bit key hash to a run of rule indexes, with a bit filter

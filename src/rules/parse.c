@@ -308,6 +308,10 @@ static int parse_option(ctx *c, gt_rule *r, const char *tok, unsigned col)
     unsigned vcol = col + (unsigned)(v - tok);
 #define KEY(k) (klen == sizeof(k) - 1 && strncmp(tok, k, klen) == 0)
     bool is_re = tok[klen] == '~';
+    if (KEY("alias") && !tok[klen]) {
+        r->alias = true;
+        return 1;
+    }
     if (KEY("important") && !tok[klen]) {
         if (r->action != A_BLOCK && r->action != A_REDIRECT && r->action != A_BLOCK_IF_BOUGHT) {
             err(c, col, "'important' applies to block and redirect rules only");
@@ -584,6 +588,10 @@ static void parse_rule(ctx *c, gt_ruleset *rs, char **tok, unsigned *cols, size_
     }
     if ((r.ndecoders || r.scope) && !r.has_extract) {
         err(c, cols[0], "decode= and scope= need a (?<id>...) capture in a regex condition");
+        goto drop;
+    }
+    if (r.alias && !r.has_extract) {
+        err(c, cols[0], "'alias' needs a (?<id>...) capture in a regex condition");
         goto drop;
     }
     if (r.has_extract && r.scope == SCOPE_NONE)
