@@ -242,6 +242,7 @@ static const err_case err_cases[] = {
     {"rewrite set-header=NoColon\n", 1, 20, "set-header needs"},
     {"rewrite remove-header=Host\n", 1, 23, "Host header"},
     {"block !query~(?<id>x)\n", 1, 7, "negated"},
+    {"block domain=a.example alias\n", 1, 1, "'alias' needs"},
 };
 
 static void test_errors(void **st)
@@ -384,6 +385,9 @@ static const extract_case extract_cases[] = {
     /* a shop page names its product (action product: no decision, no log line) */
     {"product path~^/products/(?<id>[a-z-]+)$ scope=host",
      {"https://www.shop.example.com/products/red-boots"}, "example.com:red-boots"},
+    /* an alias rule: the variant inside P-V */
+    {"block-if-bought query~(?:^|&)p=[0-9]+-(?<id>[0-9]+) alias scope=site:s.example",
+     {"http://t.example/?p=81-4501"}, "s.example:4501"},
     /* body of a beacon */
     {"block-if-bought body~\"content_ids\":(?<id>\\[[^\\]]*\\]) decode=json",
      {"http://t.example/c", "https://shop.example/", "ping", "POST",
