@@ -368,23 +368,29 @@ static void respond_self(gt_session *s, gt_slice path)
 
 /* Answers a request a rule blocked or redirected with the rule's local resource, keeping
  * the connection: the blocked request's body is read and dropped (finish_local). */
-static void respond_blocked(gt_session *s, const gt_decision *d)
+/* Answers a request a rule blocked or redirected with the rule's local resource, keeping
+ * the connection: the blocked request's body is read and dropped (finish_local). A blocked
+ * CONNECT (tunnel) gets a 403 and the connection closes: nothing can be said inside. */
+static void respond_blocked(gt_session *s, const gt_decision *d, bool tunnel)
 {
-    const gt_resource *res = gt_rules_resource(d->resp, s->type);
+    const gt_resource *res = tunnel ? gt_rules_resource(GT_RESP_403, GT_TYPE_OTHER)
+                                    : gt_rules_resource(d->resp, s->type);
+    const char *action = tunnel ? "block" : gt_decide_action_name(d->action);
     char xg[400];
-    snprintf(xg, sizeof(xg), "%s; rule=%s:%u%s", gt_decide_action_name(d->action),
-             gt_rule_file(d->rule), gt_rule_line(d->rule), d->bought ? "; bought" : "");
+    snprintf(xg, sizeof(xg), "%s; rule=%s:%u%s", action, gt_rule_file(d->rule),
+             gt_rule_line(d->rule), d->bought ? "; bought" : "");
     struct evbuffer *out = gt_stream_output(s->cs);
     size_t before = evbuffer_get_length(out);
-    bool close = (s->rq.framing != GT_BODY_NONE && !body_discardable(s)) || !s->keepalive ||
-                 s->draining;
+    bool close = tunnel || (s->rq.framing != GT_BODY_NONE && !body_discardable(s)) ||
+                 !s->keepalive || s->draining;
     if (close)
         s->close_after = true;
     gt_proxy_block_response(out, res, xg, s->is_head, close);
     s->bytes_out += evbuffer_get_length(out) - before;
     gt_stream_flush(s->cs);
     s->status = res->status;
-    s->decision = gt_decide_action_name(d->action);
+    s->decision = action;
+    s->rule = d->rule;
     atomic_fetch_add_explicit(&s->w->sh->counters.local_responses, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->w->sh->counters.blocked, 1, memory_order_relaxed);
     finish_local(s);
@@ -941,24 +947,7 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
         gt_decision *cd = &s->w->decision;
         gt_rules_decide(s->snap->rules, s->w->scratch, &crq, NULL, NULL, cd);
         if (cd->action == GT_DECIDE_BLOCK || cd->action == GT_DECIDE_REDIRECT) {
-            char xg[400];
-            snprintf(xg, sizeof(xg), "block; rule=%s:%u", gt_rule_file(cd->rule),
-                     gt_rule_line(cd->rule));
-            s->rule = cd->rule;
-            struct evbuffer *out = gt_stream_output(s->cs);
-            size_t before = evbuffer_get_length(out);
-            gt_proxy_block_response(out, gt_rules_resource(GT_RESP_403, GT_TYPE_OTHER), xg,
-                                    false, true);
-            s->bytes_out += evbuffer_get_length(out) - before;
-            gt_stream_flush(s->cs);
-            s->status = 403;
-            s->decision = "block";
-            s->close_after = true;
-            s->rq_done = true;
-            atomic_fetch_add_explicit(&s->w->sh->counters.local_responses, 1,
-                                      memory_order_relaxed);
-            atomic_fetch_add_explicit(&s->w->sh->counters.blocked, 1, memory_order_relaxed);
-            next_or_close(s);
+            respond_blocked(s, cd, true);
             return;
         }
         s->st = S_CONNECTING;
@@ -1020,7 +1009,7 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
     decide(s, req, &uri, d);
     if (d->action == GT_DECIDE_BLOCK || d->action == GT_DECIDE_REDIRECT) {
         evbuffer_drain(in, head_len);
-        respond_blocked(s, d);
+        respond_blocked(s, d, false);
         return;
     }
     if (!s->head)
