@@ -41,10 +41,13 @@ void gt_snapshot_release(gt_snapshot *s); /* NULL-safe */
 typedef struct {
     atomic_ullong requests, connects, local_responses, upstream_errors, client_errors,
         denied, bytes_to_clients, blocked;
+    /* TLS interception */
+    atomic_ullong tls_handshakes, tls_client_failures, tls_origin_rejected, certs_minted;
     atomic_uint open_conns;
 } gt_counters;
 
 typedef struct gt_worker gt_worker;
+struct gt_tls;
 typedef struct gt_session gt_session;
 typedef struct gt_upstream gt_upstream;
 
@@ -58,6 +61,7 @@ typedef struct gt_shared {
     const gt_psl *psl; /* read-only; outlives every snapshot */
     struct gt_store *store; /* bought products (LMDB, thread-safe reads), or NULL */
     struct gt_store_writer *writer; /* auto-marks of purchases seen, or NULL */
+    struct gt_tls *tls; /* local CA, leaf cache and TLS contexts, or NULL without a CA */
 } gt_shared;
 
 /* Returns the current snapshot with a reference the caller must release. */
@@ -116,7 +120,7 @@ struct gt_upstream {
     bool via_http_proxy; /* requests go in absolute-form to a parent HTTP proxy */
     bool guarded_loopback; /* reaches this machine by name (loopback_upstream applies) */
     char peer[64]; /* address text, for logs and error pages */
-    char key[272]; /* pool key */
+    char key[540]; /* pool key */
     unsigned key_hash;
     LIST_ENTRY(gt_upstream) bucket_link;
     TAILQ_ENTRY(gt_upstream) lru_link;
@@ -138,11 +142,22 @@ typedef void (*gt_connect_cb)(void *arg, gt_upstream *up, int status, const char
 void gt_upstream_connect(gt_worker *w, const gt_config *cfg, gt_slice host, uint16_t port,
                          bool tunnel, bool deny_loopback, gt_connect_cb cb, void *arg,
                          gt_connect **handle);
+/* Like gt_upstream_connect, then TLS towards host:port with SNI and verification for sni
+ * (w->sh->tls must be set). A certificate that fails verification reports
+ * GT_STATUS_CERT_FAILED and why ("...: certificate has expired (...)"). */
+void gt_upstream_connect_tls(gt_worker *w, const gt_config *cfg, gt_slice host, uint16_t port,
+                             const char *sni, bool deny_loopback, gt_connect_cb cb, void *arg,
+                             gt_connect **handle);
+/* Internal status of a connect whose origin certificate failed verification; clients see
+ * 502 (the number is Cloudflare's "invalid SSL certificate"). */
+#define GT_STATUS_CERT_FAILED 526
 /* Cancels a pending connect: its callback will not run. NULL-safe. */
 void gt_upstream_connect_cancel(gt_connect *c);
 
 /* The pool key for a plain-HTTP request to host:port under cfg (a parent proxy shares one). */
 void gt_upstream_key(const gt_config *cfg, gt_slice host, uint16_t port, char *key, size_t len);
+/* The pool key of a verified TLS connection to host:port for the name sni. */
+void gt_upstream_key_tls(gt_slice host, uint16_t port, const char *sni, char *key, size_t len);
 /* Takes an idle connection for key from w's pool, or NULL. */
 gt_upstream *gt_pool_take(gt_worker *w, const char *key);
 /* Returns a connection to w's pool (or frees it when the pool is full or disabled). The
@@ -163,7 +178,7 @@ typedef int (*gt_reload_fn)(void *arg, const gt_psl *psl, gt_config **out, gt_ru
  * function returns 2), starts the workers, handles SIGHUP by calling reload and swapping the
  * snapshot when it succeeds. Takes ownership of cfg. Returns the process exit code. */
 int gt_server_run(gt_config *cfg, gt_ruleset *rules, const gt_psl *psl, struct gt_store *store,
-                  gt_reload_fn reload, void *reload_arg);
+                  struct gt_tls *tls, gt_reload_fn reload, void *reload_arg);
 
 /* Called by a worker when its session count drops, to finish a drain. */
 void gt_worker_session_gone(gt_worker *w);

@@ -46,10 +46,11 @@ void gt_proxy_block_response(struct evbuffer *out, const gt_resource *res, const
  * origin's fields minus hop-by-hop ones and those Connection lists, framing to match how
  * gretel relays the body (`dechunk`: body relayed without chunking to an HTTP/1.0 client),
  * and Connection: close / keep-alive as decided. Interim (1xx) responses go through here
- * too. */
+ * too. `intercepted` (a response inside TLS interception) drops Alt-Svc, which would send
+ * the browser to QUIC, around the proxy. */
 void gt_proxy_response_head(struct evbuffer *out, const gt_http1_response *res,
                             const gt_http1_body *body, bool close, bool client_is_10,
-                            bool dechunk);
+                            bool dechunk, bool intercepted);
 
 /* Relays one message body between evbuffers, whatever its framing, without copying the
  * payload: Content-Length bodies are counted, chunked bodies pass through the decoder

@@ -18,6 +18,7 @@ struct event_base;
 struct evbuffer;
 
 typedef struct gt_stream gt_stream;
+typedef struct ssl_st SSL;
 
 /* Event bits handed to the event callback. */
 enum {
@@ -27,6 +28,8 @@ enum {
     GT_STREAM_ERROR = 0x20,    /* errno-style code in gt_stream_error() */
     GT_STREAM_TIMEOUT = 0x40,
     GT_STREAM_CONNECTED = 0x80,
+    GT_STREAM_TLS_DONE = 0x100, /* the TLS handshake completed */
+    GT_STREAM_TLS = 0x200,      /* with GT_STREAM_ERROR: the failure was in TLS */
 };
 
 typedef void (*gt_stream_cb)(gt_stream *s, void *arg);
@@ -80,5 +83,14 @@ void gt_stream_set_timeouts(gt_stream *s, unsigned read_ms, unsigned write_ms);
 /* Queues the callback for the input that is already buffered, from the event loop (not
  * from within this call): used after a stream changes hands with bytes already read. */
 void gt_stream_trigger_read(gt_stream *s);
+
+/* Starts TLS on a connected stream (server: answering a client; else towards an origin).
+ * Takes ownership of ssl, even on failure (-1). Input already buffered is ciphertext read
+ * ahead (a ClientHello) and goes to TLS first. The handshake runs from the loop and while
+ * it does, reading is on whatever the owner asked; the event callback then gets
+ * GT_STREAM_TLS_DONE, or GT_STREAM_ERROR | GT_STREAM_TLS with OpenSSL's error queue intact
+ * for the duration of the callback. After that the buffers carry plaintext. */
+int gt_stream_start_tls(gt_stream *s, SSL *ssl, bool server);
+SSL *gt_stream_ssl(const gt_stream *s); /* NULL for plain streams */
 
 #endif

@@ -62,6 +62,7 @@ void gt_diags_print(const gt_diags *d, void *stream);
 
 /* Monotonic milliseconds, for durations in logs. */
 uint64_t gt_now_ms(void);
+uint64_t gt_now_us(void);
 
 /* Parses a decimal unsigned integer that must fill the whole slice. */
 int gt_parse_u64(gt_slice s, uint64_t max, uint64_t *out);

@@ -46,6 +46,7 @@ int gt_cmd_mark(int argc, char **argv);
 int gt_cmd_unmark(int argc, char **argv);
 int gt_cmd_bought(int argc, char **argv);
 int gt_cmd_check(int argc, char **argv);
+int gt_cmd_ca(int argc, char **argv);
 int gt_cmd_help(int argc, char **argv);
 int gt_cmd_version(int argc, char **argv);
 

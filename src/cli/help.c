@@ -16,6 +16,8 @@ static const char usage[] =
     "  unmark KEY          remove it from the bought list\n"
     "  bought              list bought products [--json]; bought export [FILE];\n"
     "                      bought import FILE\n"
+    "  ca init|show|export the local CA for TLS interception (mitm = on); init\n"
+    "                      [--force] [--p384], export [FILE] writes its certificate\n"
     "  version             print the version\n"
     "  help [COMMAND]      this text; `help config` lists every config key\n"
     "\n"

@@ -24,6 +24,8 @@ int main(int argc, char **argv)
         return gt_cmd_unmark(argc - 2, argv + 2);
     if (strcmp(cmd, "bought") == 0)
         return gt_cmd_bought(argc - 2, argv + 2);
+    if (strcmp(cmd, "ca") == 0)
+        return gt_cmd_ca(argc - 2, argv + 2);
     if (strcmp(cmd, "explain") == 0)
         return gt_cmd_explain(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)

@@ -7,6 +7,12 @@
 #include "gretel/log.h"
 #include "gretel/net.h"
 #include "gretel/store.h"
+#include "gretel/tls.h"
+
+typedef struct {
+    gt_cli_opts *o;
+    bool have_tls; /* the CA was loaded at start (ca_dir is read only then) */
+} run_ctx;
 
 static int load_all(const gt_cli_opts *o, const gt_psl *psl, gt_config **cfg,
                     gt_ruleset **rules, gt_diags *d)
@@ -26,7 +32,19 @@ static int load_all(const gt_cli_opts *o, const gt_psl *psl, gt_config **cfg,
 static int reload(void *arg, const gt_psl *psl, gt_config **out, gt_ruleset **rules,
                   gt_diags *diags)
 {
-    return load_all(arg, psl, out, rules, diags);
+    run_ctx *rc = arg;
+    int rv = load_all(rc->o, psl, out, rules, diags);
+    if (rv == 0 && (*out)->mitm && !rc->have_tls) {
+        gt_diags_add(diags, 0, rc->o->conf_file ? rc->o->conf_file : "-o", 0, 0,
+                     "mitm = on, but gretel started without a CA: run `gretel ca init`, then "
+                     "restart gretel");
+        gt_config_free(*out);
+        gt_ruleset_release(*rules);
+        *out = NULL;
+        *rules = NULL;
+        return GT_EINVAL;
+    }
+    return rv;
 }
 
 int gt_cmd_run(int argc, char **argv)
@@ -36,6 +54,7 @@ int gt_cmd_run(int argc, char **argv)
     gt_ruleset *rules = NULL;
     gt_psl *psl = NULL;
     gt_store *store = NULL;
+    gt_tls *tls = NULL;
     gt_diags d;
     gt_diags_init(&d);
     int code = gt_cli_parse(argc, argv, &o);
@@ -61,16 +80,29 @@ int gt_cmd_run(int argc, char **argv)
         goto out;
     }
     gt_diags_print(&d, stderr); /* warnings */
-    if (cfg->mitm) {
+    /* The CA is loaded whenever it exists, so that a reload can switch mitm on. */
+    char terr[700];
+    char cache_dir[4200];
+    snprintf(cache_dir, sizeof(cache_dir), "%s/certs", cfg->store);
+    int trv = gt_tls_new(&tls, cfg->ca_dir, cache_dir, cfg->upstream_ca_file, terr, sizeof(terr));
+    if (trv < 0 && (cfg->mitm || trv != GT_ENOTFOUND)) {
         /* Failing closed: a user who asked for interception must not believe rules apply
          * inside HTTPS when they do not. */
-        fprintf(stderr, "gretel: mitm = on, but this version cannot intercept TLS yet; "
-                        "set mitm = off (CONNECT tunnels then pass untouched)\n");
+        if (trv == GT_ENOTFOUND)
+            fprintf(stderr, "gretel: mitm = on, but there is no CA in %s yet.\n"
+                            "  create one:  gretel ca init\n"
+                            "  trust it:    gretel ca export gretel-ca.pem (see docs/HTTPS.md)\n",
+                    cfg->ca_dir);
+        else
+            fprintf(stderr, "gretel: TLS interception: %s\n", terr);
         gt_config_free(cfg);
         gt_ruleset_release(rules);
         code = 2;
         goto out;
     }
+    if (tls)
+        gt_log(GT_LOG_INFO, "TLS interception %s (CA in %s)", cfg->mitm ? "on" : "ready, off",
+               cfg->ca_dir);
     if (o.conf_file == NULL)
         gt_log(GT_LOG_INFO, "no -c given: running with the embedded defaults");
     gt_log(GT_LOG_INFO, "rules: %zu loaded (%zu KiB compiled)", gt_ruleset_count(rules),
@@ -82,8 +114,10 @@ int gt_cmd_run(int argc, char **argv)
         gt_log(GT_LOG_WARN, "%s; running without the bought list (block-if-bought rules "
                             "will not fire)",
                err);
-    code = gt_server_run(cfg, rules, psl, store, reload, &o); /* takes cfg and rules */
+    run_ctx rc = {&o, tls != NULL};
+    code = gt_server_run(cfg, rules, psl, store, tls, reload, &rc); /* takes cfg and rules */
 out:
+    gt_tls_free(tls);
     gt_store_close(store);
     gt_rules_psl_free(psl);
     gt_diags_free(&d);

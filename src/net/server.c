@@ -16,6 +16,7 @@
 
 #include "gretel/log.h"
 #include "gretel/net.h"
+#include "gretel/tls.h"
 #include "gretel/store.h"
 #include "gretel/util.h"
 
@@ -386,6 +387,8 @@ static void on_store_refresh(evutil_socket_t fd, short what, void *arg)
     server *s = arg;
     if (s->sh.store)
         gt_store_refresh(s->sh.store);
+    if (s->sh.tls)
+        gt_certs_flush(s->sh.tls->certs); /* leaves minted since the last tick, one commit */
 }
 
 /* Polls the rule files' fingerprint: inotify would miss files replaced by editors' rename
@@ -423,7 +426,7 @@ static void on_sigterm(evutil_socket_t sig, short what, void *arg)
 }
 
 int gt_server_run(gt_config *cfg, gt_ruleset *rules, const gt_psl *psl, struct gt_store *store,
-                  gt_reload_fn reload, void *reload_arg)
+                  struct gt_tls *tls, gt_reload_fn reload, void *reload_arg)
 {
     server s;
     memset(&s, 0, sizeof(s));
@@ -439,6 +442,7 @@ int gt_server_run(gt_config *cfg, gt_ruleset *rules, const gt_psl *psl, struct g
     s.sh.snap = gt_snapshot_new(cfg, rules);
     s.sh.psl = psl;
     s.sh.store = store;
+    s.sh.tls = tls;
     s.sh.writer = store ? gt_store_writer_start(store) : NULL;
     s.rules_stamp = gt_ruleset_stamp(rules);
     s.sh.started_ms = gt_now_ms();
@@ -488,8 +492,9 @@ int gt_server_run(gt_config *cfg, gt_ruleset *rules, const gt_psl *psl, struct g
     ev_watch = event_new(s.base, -1, EV_PERSIST, on_watch, &s);
     struct timeval one_s = {1, 0};
     event_add(ev_watch, &one_s);
-    if (store) {
-        gt_store_refresh(store);
+    if (store || tls) {
+        if (store)
+            gt_store_refresh(store);
         ev_store = event_new(s.base, -1, EV_PERSIST, on_store_refresh, &s);
         struct timeval tenth = {0, 100000};
         event_add(ev_store, &tenth);

@@ -6,6 +6,10 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -15,6 +19,10 @@
 #define READ_MIN (16 * 1024)
 #define READ_MAX (256 * 1024)
 #define DEFAULT_HWM (256 * 1024)
+/* TLS: plaintext handed to one SSL_write (a full record), and decrypted per read call
+ * before other connections get their turn. */
+#define TLS_WRITE_CHUNK 16384
+#define TLS_READ_BUDGET (256 * 1024)
 
 struct gt_stream {
     struct event_base *base;
@@ -34,6 +42,12 @@ struct gt_stream {
     int err;
     unsigned busy;    /* callbacks running for this stream */
     bool dead;        /* freed while busy */
+    /* TLS (gt_stream_start_tls): the evbuffers then carry plaintext */
+    SSL *ssl;
+    struct evbuffer *pre; /* ciphertext read before TLS started (a ClientHello read ahead) */
+    struct event *tlsev;  /* runs the handshake or drains decrypted bytes from the loop */
+    bool tls_hs;          /* handshake in progress */
+    bool tls_read_wants_write; /* SSL_read needs the socket writable first */
 };
 
 static struct timeval tv_ms(unsigned ms)
@@ -66,8 +80,14 @@ static void arm_wtimer(gt_stream *s)
  * change of that costs a system call. The read timeout runs while reading is wanted. */
 static void update_read(gt_stream *s)
 {
-    bool want = s->want_read && !s->eof && !s->connecting && !s->dead &&
-                evbuffer_get_length(s->in) < s->hwm;
+    bool want = (s->want_read || s->tls_hs) && !s->eof && !s->connecting && !s->dead &&
+                (s->tls_hs || evbuffer_get_length(s->in) < s->hwm);
+    /* Decrypted bytes OpenSSL still holds never make the socket readable: fetch them from
+     * the loop once the owner wants input again. */
+    if (want && s->ssl && !s->tls_hs && SSL_has_pending(s->ssl)) {
+        struct timeval zero = {0, 0};
+        evtimer_add(s->tlsev, &zero);
+    }
     if (want && !s->rev_added) {
         event_add(s->rev, NULL);
         s->rev_added = true;
@@ -110,6 +130,12 @@ static void release(gt_stream *s)
         evbuffer_free(s->in);
     if (s->out)
         evbuffer_free(s->out);
+    if (s->ssl)
+        SSL_free(s->ssl);
+    if (s->pre)
+        evbuffer_free(s->pre);
+    if (s->tlsev)
+        event_free(s->tlsev);
     if (s->fd >= 0)
         close(s->fd);
     free(s);
@@ -126,6 +152,11 @@ static void call_event(gt_stream *s, int what)
 static void do_shutdown(gt_stream *s)
 {
     if (!s->shut_done && s->fd >= 0) {
+        if (s->ssl && !s->tls_hs) {
+            ERR_clear_error();
+            SSL_shutdown(s->ssl); /* close_notify; a full socket just loses it */
+            ERR_clear_error();
+        }
         shutdown(s->fd, SHUT_WR);
         s->shut_done = true;
     }
@@ -134,8 +165,12 @@ static void do_shutdown(gt_stream *s)
 /* Writes what the socket takes. Returns false after an error: reported to the owner when
  * `report`, else left for the write event to find again, so that gt_stream_flush never
  * calls back into its caller (who may be in the middle of changing state). */
+static bool tls_write_some(gt_stream *s, bool report);
+
 static bool write_some(gt_stream *s, bool report)
 {
+    if (s->ssl)
+        return tls_write_some(s, report);
     while (evbuffer_get_length(s->out)) {
         int n = evbuffer_write_atmost(s->out, s->fd, -1);
         if (n < 0) {
@@ -158,6 +193,219 @@ static bool write_some(gt_stream *s, bool report)
     if (!pending && s->shut_pending)
         do_shutdown(s);
     return true;
+}
+
+/* --- TLS ---
+ * OpenSSL reads and writes the socket itself through a small BIO (no copy through memory
+ * BIOs); ciphertext that arrived before TLS started is served to it first. */
+
+static int bio_read(BIO *b, char *buf, int n)
+{
+    gt_stream *s = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (n <= 0)
+        return 0;
+    if (s->pre && evbuffer_get_length(s->pre))
+        return evbuffer_remove(s->pre, buf, (size_t)n);
+    ssize_t r = read(s->fd, buf, (size_t)n);
+    if (r >= 0)
+        return (int)r;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        BIO_set_retry_read(b);
+    else
+        s->err = errno;
+    return -1;
+}
+
+static int bio_write(BIO *b, const char *buf, int n)
+{
+    gt_stream *s = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t r = send(s->fd, buf, (size_t)n, MSG_NOSIGNAL);
+    if (r >= 0)
+        return (int)r;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        BIO_set_retry_write(b);
+    else
+        s->err = errno;
+    return -1;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b, (void)num, (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static BIO_METHOD *bio_method;
+static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
+
+static void bio_method_init(void)
+{
+    bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "gt_stream");
+    BIO_meth_set_read(bio_method, bio_read);
+    BIO_meth_set_write(bio_method, bio_write);
+    BIO_meth_set_ctrl(bio_method, bio_ctrl);
+    BIO_meth_set_create(bio_method, bio_create);
+}
+
+/* A failed TLS operation: the owner hears about it with OpenSSL's error queue intact (it
+ * may ask gt_tls_failure_reason why). */
+static void tls_fail(gt_stream *s, int dir)
+{
+    if (!s->err)
+        s->err = EPROTO;
+    s->eof = true;
+    update_read(s);
+    update_write(s, false);
+    call_event(s, GT_STREAM_ERROR | GT_STREAM_TLS | dir);
+}
+
+static void tls_handshake(gt_stream *s)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(s->ssl);
+    if (r == 1) {
+        s->tls_hs = false;
+        update_write(s, false);
+        update_read(s);
+        call_event(s, GT_STREAM_TLS_DONE);
+        if (s->dead)
+            return;
+        update_read(s);
+        if (evbuffer_get_length(s->out))
+            write_some(s, true);
+        return;
+    }
+    switch (SSL_get_error(s->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        update_write(s, false);
+        update_read(s);
+        return;
+    case SSL_ERROR_WANT_WRITE:
+        update_write(s, true);
+        return;
+    default:
+        tls_fail(s, GT_STREAM_READING);
+    }
+}
+
+/* Decrypts into the input buffer up to the high watermark; then calls the owner. */
+static void tls_read(gt_stream *s)
+{
+    size_t total = 0;
+    bool eof = false;
+    int fail = 0;
+    while (total < TLS_READ_BUDGET) {
+        size_t len = evbuffer_get_length(s->in);
+        if (len >= s->hwm)
+            break;
+        size_t want = s->hwm - len;
+        if (want > 16384)
+            want = 16384;
+        struct evbuffer_iovec vec;
+        if (evbuffer_reserve_space(s->in, (ev_ssize_t)want, &vec, 1) != 1)
+            break;
+        size_t n = 0;
+        ERR_clear_error();
+        int r = SSL_read_ex(s->ssl, vec.iov_base, vec.iov_len < want ? vec.iov_len : want, &n);
+        if (r == 1) {
+            vec.iov_len = n;
+            evbuffer_commit_space(s->in, &vec, 1);
+            total += n;
+            continue;
+        }
+        evbuffer_commit_space(s->in, &vec, 0);
+        int e = SSL_get_error(s->ssl, r);
+        if (e == SSL_ERROR_WANT_READ)
+            break;
+        if (e == SSL_ERROR_WANT_WRITE) {
+            s->tls_read_wants_write = true;
+            update_write(s, true);
+            break;
+        }
+        if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && !s->err))
+            eof = true; /* close_notify, or a plain close (SSL_OP_IGNORE_UNEXPECTED_EOF) */
+        else
+            fail = 1;
+        break;
+    }
+    if (total) {
+        if (s->read_ms)
+            arm_rtimer(s);
+        if (s->on_read)
+            s->on_read(s, s->arg);
+        if (s->dead)
+            return;
+    }
+    if (fail) {
+        tls_fail(s, GT_STREAM_READING);
+        return;
+    }
+    if (eof) {
+        s->eof = true;
+        update_read(s);
+        call_event(s, GT_STREAM_EOF | GT_STREAM_READING);
+        return;
+    }
+    update_read(s);
+}
+
+static bool tls_write_some(gt_stream *s, bool report)
+{
+    while (evbuffer_get_length(s->out)) {
+        size_t n = evbuffer_get_length(s->out);
+        if (n > TLS_WRITE_CHUNK)
+            n = TLS_WRITE_CHUNK;
+        /* a whole record's worth in one piece: a head and a small body become one record */
+        const unsigned char *p = evbuffer_pullup(s->out, (ev_ssize_t)n);
+        size_t w = 0;
+        ERR_clear_error();
+        int r = SSL_write_ex(s->ssl, p, n, &w);
+        if (r == 1) {
+            evbuffer_drain(s->out, w);
+            continue;
+        }
+        int e = SSL_get_error(s->ssl, r);
+        if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+            break; /* TLS 1.3 and no renegotiation: WANT_READ does not persist */
+        if (!s->err)
+            s->err = EPROTO;
+        ERR_clear_error();
+        if (!report) {
+            update_write(s, true);
+            return false;
+        }
+        update_write(s, false);
+        call_event(s, GT_STREAM_ERROR | GT_STREAM_TLS | GT_STREAM_WRITING);
+        return false;
+    }
+    bool pending = evbuffer_get_length(s->out) > 0 || s->tls_read_wants_write;
+    update_write(s, pending);
+    if (!evbuffer_get_length(s->out) && s->shut_pending)
+        do_shutdown(s);
+    return true;
+}
+
+static void on_tls_event(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    gt_stream *s = arg;
+    s->busy++;
+    if (!s->dead) {
+        if (s->tls_hs)
+            tls_handshake(s);
+        else if (s->want_read && !s->eof)
+            tls_read(s);
+    }
+    if (--s->busy == 0 && s->dead)
+        release(s);
 }
 
 static void on_writable(evutil_socket_t fd, short what, void *arg)
@@ -186,6 +434,16 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
             write_some(s, true);
         goto out;
     }
+    if (s->tls_hs) {
+        tls_handshake(s);
+        goto out;
+    }
+    if (s->tls_read_wants_write) {
+        s->tls_read_wants_write = false;
+        tls_read(s);
+        if (s->dead)
+            goto out;
+    }
     size_t before = evbuffer_get_length(s->out);
     if (!write_some(s, true))
         goto out;
@@ -204,6 +462,13 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     gt_stream *s = arg;
     (void)what;
     s->busy++;
+    if (s->ssl) {
+        if (s->tls_hs)
+            tls_handshake(s);
+        else
+            tls_read(s);
+        goto out;
+    }
     size_t room = s->hwm > evbuffer_get_length(s->in) ? s->hwm - evbuffer_get_length(s->in) : 0;
     size_t want = s->read_size < room ? s->read_size : room;
     if (want == 0) {
@@ -480,4 +745,38 @@ void gt_stream_trigger_read(gt_stream *s)
 {
     struct timeval zero = {0, 0};
     evtimer_add(s->trig, &zero);
+}
+
+int gt_stream_start_tls(gt_stream *s, SSL *ssl, bool server)
+{
+    pthread_once(&bio_once, bio_method_init);
+    BIO *b = bio_method ? BIO_new(bio_method) : NULL;
+    if (!b || !(s->tlsev = evtimer_new(s->base, on_tls_event, s))) {
+        BIO_free(b);
+        SSL_free(ssl);
+        return -1;
+    }
+    BIO_set_data(b, s);
+    SSL_set_bio(ssl, b, b);
+    SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    if (server)
+        SSL_set_accept_state(ssl);
+    else
+        SSL_set_connect_state(ssl);
+    s->ssl = ssl;
+    if (evbuffer_get_length(s->in)) {
+        s->pre = evbuffer_new();
+        evbuffer_add_buffer(s->pre, s->in);
+    }
+    s->tls_hs = true;
+    s->eof = false;
+    /* from the loop, never inside the caller's stack */
+    struct timeval zero = {0, 0};
+    evtimer_add(s->tlsev, &zero);
+    return 0;
+}
+
+SSL *gt_stream_ssl(const gt_stream *s)
+{
+    return s->ssl;
 }

@@ -17,12 +17,22 @@
 #include "gretel/http1.h"
 #include "gretel/net.h"
 #include "gretel/stream.h"
+#include "gretel/tls.h"
 #include "gretel/util.h"
 
 #define MAX_ADDRS 8
 #define PARENT_HEAD_MAX 16384
 
-enum conn_state { C_START, C_DNS, C_TCP, C_PARENT_CONNECT, C_SOCKS_GREET, C_SOCKS_REPLY, C_READY };
+enum conn_state {
+    C_START,
+    C_DNS,
+    C_TCP,
+    C_PARENT_CONNECT,
+    C_SOCKS_GREET,
+    C_SOCKS_REPLY,
+    C_TLS,
+    C_READY
+};
 
 struct gt_connect {
     gt_worker *w;
@@ -47,8 +57,10 @@ struct gt_connect {
     bool deny_loopback;
     unsigned loopback_skipped;
     gt_sockaddr override;
-    char key[272];
+    char key[540];
     char why[256];
+    gt_tls *tls;       /* non-NULL: TLS to the origin, verified, with SNI tls_name */
+    char tls_name[256];
 };
 
 static void finish(gt_connect *c, gt_upstream *up, int status, const char *why)
@@ -116,10 +128,50 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     gt_connect *c = arg;
-    const char *phase = c->state == C_DNS       ? "resolving"
-                        : c->state == C_TCP     ? "connecting to"
-                                                : "handshaking with parent proxy for";
+    const char *phase = c->state == C_DNS   ? "resolving"
+                        : c->state == C_TCP ? "connecting to"
+                        : c->state == C_TLS ? "in the TLS handshake with"
+                                            : "handshaking with parent proxy for";
     fail(c, 504, "timeout %s %s:%u after %ums", phase, c->host, c->port, c->timeout_ms);
+}
+
+/* --- TLS to the origin --- */
+
+static void on_tls_event(gt_stream *st, int what, void *arg)
+{
+    gt_connect *c = arg;
+    if (what & GT_STREAM_TLS_DONE) {
+        succeed_later(c);
+        return;
+    }
+    char why[200];
+    bool cert = gt_tls_failure_reason(gt_stream_ssl(st), why, sizeof(why));
+    if (!(what & GT_STREAM_TLS))
+        snprintf(why, sizeof(why), "connection closed during the TLS handshake");
+    fail(c, cert ? GT_STATUS_CERT_FAILED : 502, "%s:%u: %s", c->tls_name, c->port, why);
+}
+
+static void start_tls(gt_connect *c)
+{
+    SSL *ssl = gt_tls_client_ssl(c->tls, c->tls_name);
+    if (!ssl) {
+        fail(c, 502, "cannot start TLS towards %s", c->tls_name);
+        return;
+    }
+    c->state = C_TLS;
+    gt_stream_setcb(c->st, NULL, NULL, on_tls_event, c);
+    gt_stream_set_read_hwm(c->st, 0);
+    if (gt_stream_start_tls(c->st, ssl, false) < 0)
+        fail(c, 502, "cannot start TLS towards %s", c->tls_name);
+}
+
+/* The byte stream to the origin is there (direct, or through a parent's tunnel). */
+static void transport_ready(gt_connect *c)
+{
+    if (c->tls)
+        start_tls(c);
+    else
+        succeed_later(c);
 }
 
 /* --- parent proxy handshakes --- */
@@ -173,7 +225,7 @@ static void on_parent_read(gt_stream *st, void *arg)
             return;
         }
         evbuffer_drain(in, (size_t)r);
-        succeed_later(c);
+        transport_ready(c);
         return;
     }
     if (c->state == C_SOCKS_GREET) {
@@ -210,7 +262,7 @@ static void on_parent_read(gt_stream *st, void *arg)
         if (len < need)
             return;
         evbuffer_drain(in, need);
-        succeed_later(c);
+        transport_ready(c);
     }
 }
 
@@ -254,7 +306,7 @@ static void on_tcp_event(gt_stream *st, int what, void *arg)
         if (c->fwd == GT_FORWARD_SOCKS5 || (c->fwd == GT_FORWARD_HTTP && c->tunnel))
             start_parent_handshake(c);
         else
-            succeed_later(c);
+            transport_ready(c);
         return;
     }
     c->last_errno = gt_stream_error(st);
@@ -439,9 +491,16 @@ void gt_upstream_key(const gt_config *cfg, gt_slice host, uint16_t port, char *k
         *p = gt_ascii_lower(*p);
 }
 
-void gt_upstream_connect(gt_worker *w, const gt_config *cfg, gt_slice host, uint16_t port,
-                         bool tunnel, bool deny_loopback, gt_connect_cb cb, void *arg,
-                         gt_connect **handle)
+void gt_upstream_key_tls(gt_slice host, uint16_t port, const char *sni, char *key, size_t len)
+{
+    snprintf(key, len, "tls|%.*s:%u|%s", (int)host.len, host.p, port, sni);
+    for (char *p = key; *p; p++)
+        *p = gt_ascii_lower(*p);
+}
+
+static void connect_any(gt_worker *w, const gt_config *cfg, gt_slice host, uint16_t port,
+                        bool tunnel, bool deny_loopback, gt_tls *tls, const char *sni,
+                        gt_connect_cb cb, void *arg, gt_connect **handle)
 {
     gt_connect *c = gt_xcalloc(1, sizeof(*c));
     c->deny_loopback = deny_loopback;
@@ -462,7 +521,13 @@ void gt_upstream_connect(gt_worker *w, const gt_config *cfg, gt_slice host, uint
         snprintf(c->dial_host, sizeof(c->dial_host), "%s", c->host);
         c->dial_port = port;
     }
-    gt_upstream_key(cfg, host, port, c->key, sizeof(c->key));
+    if (tls) {
+        c->tls = tls;
+        snprintf(c->tls_name, sizeof(c->tls_name), "%s", sni);
+        gt_upstream_key_tls(host, port, sni, c->key, sizeof(c->key));
+    } else {
+        gt_upstream_key(cfg, host, port, c->key, sizeof(c->key));
+    }
     /* resolve overrides apply to the name being dialled (origin, or the parent proxy) */
     const gt_resolve_rule *rr = gt_config_resolve_lookup(cfg, gt_slice_cstr(c->dial_host));
     if (rr) {
@@ -477,6 +542,21 @@ void gt_upstream_connect(gt_worker *w, const gt_config *cfg, gt_slice host, uint
     struct timeval zero = {0, 0};
     evtimer_add(c->start, &zero);
     *handle = c;
+}
+
+void gt_upstream_connect(gt_worker *w, const gt_config *cfg, gt_slice host, uint16_t port,
+                         bool tunnel, bool deny_loopback, gt_connect_cb cb, void *arg,
+                         gt_connect **handle)
+{
+    connect_any(w, cfg, host, port, tunnel, deny_loopback, NULL, NULL, cb, arg, handle);
+}
+
+void gt_upstream_connect_tls(gt_worker *w, const gt_config *cfg, gt_slice host, uint16_t port,
+                             const char *sni, bool deny_loopback, gt_connect_cb cb, void *arg,
+                             gt_connect **handle)
+{
+    /* through a parent HTTP proxy, TLS needs a CONNECT tunnel of its own */
+    connect_any(w, cfg, host, port, true, deny_loopback, w->sh->tls, sni, cb, arg, handle);
 }
 
 void gt_upstream_connect_cancel(gt_connect *c)

@@ -129,7 +129,7 @@ static int rewrite_field(const gt_decision *d, gt_slice name, gt_slice value, ch
 /* Copies fields except hop-by-hop ones, those named by Connection, those the caller
  * re-emits itself (Host, framing), and what a rewrite decision removes or replaces. */
 static void copy_fields(struct evbuffer *out, const gt_http1_header *h, size_t n, bool drop_host,
-                        bool drop_cl, const gt_decision *d, bool is_request)
+                        bool drop_cl, const gt_decision *d, bool is_request, bool drop_alt_svc)
 {
     /* Most messages have no Connection field, or only "close"/"keep-alive": then no other
      * field can be listed in it and the per-field lookup (quadratic in the field count) is
@@ -153,6 +153,9 @@ static void copy_fields(struct evbuffer *out, const gt_http1_header *h, size_t n
         if (drop_host && gt_slice_caseeq(name, GT_S("host")))
             continue;
         if (drop_cl && gt_slice_caseeq(name, GT_S("content-length")))
+            continue;
+        /* An intercepted browser that learns Alt-Svc: h3 would leave the proxy for QUIC. */
+        if (drop_alt_svc && gt_slice_caseeq(name, GT_S("alt-svc")))
             continue;
         if (lists_others && gt_http1_connection_lists(h, n, name))
             continue;
@@ -211,7 +214,7 @@ void gt_proxy_request_head(struct evbuffer *out, const gt_http1_request *req,
     add_authority(out, uri, defport);
     evbuffer_add(out, "\r\n", 2);
     /* Content-Length is re-emitted once, normalised ("5, 5" becomes "5"). */
-    copy_fields(out, req->headers, req->num_headers, true, true, d, true);
+    copy_fields(out, req->headers, req->num_headers, true, true, d, true, false);
     if (body->framing == GT_BODY_CHUNKED)
         evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
     else if (body->framing == GT_BODY_LENGTH)
@@ -225,7 +228,7 @@ void gt_proxy_request_head(struct evbuffer *out, const gt_http1_request *req,
 
 void gt_proxy_response_head(struct evbuffer *out, const gt_http1_response *res,
                             const gt_http1_body *body, bool close, bool client_is_10,
-                            bool dechunk)
+                            bool dechunk, bool intercepted)
 {
     evbuffer_add_printf(out, "HTTP/1.1 %d ", res->status);
     if (res->reason.len)
@@ -236,7 +239,7 @@ void gt_proxy_response_head(struct evbuffer *out, const gt_http1_response *res,
     /* Content-Length stays as sent for bodiless responses (HEAD, 304) where it describes
      * the representation; otherwise it is re-emitted to match the relayed framing. */
     bool drop_cl = body->framing != GT_BODY_NONE || body->had_cl_and_te;
-    copy_fields(out, res->headers, res->num_headers, false, drop_cl, NULL, false);
+    copy_fields(out, res->headers, res->num_headers, false, drop_cl, NULL, false, intercepted);
     if (body->framing == GT_BODY_CHUNKED && !dechunk)
         evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
     else if (body->framing == GT_BODY_LENGTH)

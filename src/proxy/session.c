@@ -21,7 +21,11 @@
 #include "gretel/store.h"
 #include "gretel/proxy.h"
 #include "gretel/stream.h"
+#include "gretel/tls.h"
 #include "gretel/util.h"
+#include <fnmatch.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 /* Buffering per direction before the other side stops being read: 256 KiB keeps a 1 Gbit/s
  * LAN link busy at sub-millisecond RTTs while bounding memory per connection. */
@@ -43,6 +47,10 @@ enum sess_state {
     S_FORWARD,    /* request and response in flight */
     S_DISCARD,    /* answered locally; reading and dropping the request body */
     S_CLOSING,    /* last response being flushed, then linger, then destroy */
+    /* TLS interception of a CONNECT tunnel (after our 200): */
+    S_TLS_HELLO,     /* reading the ClientHello for its SNI */
+    S_TLS_UPSTREAM,  /* connecting and verifying the origin */
+    S_TLS_HANDSHAKE, /* our handshake with the client, on a minted leaf */
 };
 
 struct gt_session {
@@ -90,6 +98,15 @@ struct gt_session {
     const gt_rule *rule; /* the deciding rule (lives in snap's ruleset), or NULL */
     gt_reqtype type;
     gt_slice body_view; /* the request body read ahead for body~ rules (in the input) */
+
+    /* TLS interception: set once the CONNECT was answered and the client's TLS is ours */
+    bool mitm;            /* requests arrive decrypted, in origin-form */
+    bool raw_after_200;   /* a tunnel whose 200 was already sent (not TLS, or bypassed) */
+    char mitm_host[256];  /* the CONNECT target: where the origin connection goes */
+    uint16_t mitm_port;
+    char sni[256];        /* the name the client asked for; the leaf is minted for it */
+    int tls_err_status;   /* the origin could not be reached or verified: every request */
+    char tls_err[300];    /*   inside gets this error page, then the connection closes */
 };
 
 static void process_heads(gt_session *s);
@@ -453,7 +470,7 @@ static void decide(gt_session *s, const gt_http1_request *req, const gt_http1_ur
     gt_rules_request rq;
     memset(&rq, 0, sizeof(rq));
     rq.method = req->method;
-    rq.scheme = GT_S("http");
+    rq.scheme = uri->is_https ? GT_S("https") : GT_S("http");
     rq.host = v.host;
     rq.port = uri->port;
     rq.path = uri->path.len ? uri->path : GT_S("/");
@@ -496,6 +513,8 @@ static void decide(gt_session *s, const gt_http1_request *req, const gt_http1_ur
 
 static void upstream_failed(gt_session *s, int status, const char *why)
 {
+    if (status == GT_STATUS_CERT_FAILED)
+        status = 502;
     atomic_fetch_add_explicit(&s->w->sh->counters.upstream_errors, 1, memory_order_relaxed);
     if (s->up) {
         gt_upstream_free(s->up);
@@ -514,6 +533,18 @@ static void upstream_failed(gt_session *s, int status, const char *why)
     }
     s->st = S_HEAD; /* respond_local continues from a request-level state */
     respond_local(s, status, why, !s->rq_done, "error");
+}
+
+/* Opens a new connection for the current request: to host:port, or inside interception
+ * to the intercepted origin over verified TLS. */
+static void connect_origin(gt_session *s, gt_connect_cb cb)
+{
+    if (s->mitm)
+        gt_upstream_connect_tls(s->w, cfg_of(s), gt_slice_cstr(s->mitm_host), s->mitm_port,
+                                s->sni, deny_loopback(s), cb, s, &s->connect);
+    else
+        gt_upstream_connect(s->w, cfg_of(s), gt_slice_cstr(s->host), s->port, false,
+                            deny_loopback(s), cb, s, &s->connect);
 }
 
 /* --- forwarding: request body --- */
@@ -603,7 +634,7 @@ static bool parse_response_head(gt_session *s)
              * HTTP/1.1 clients; HTTP/1.0 clients cannot receive them (RFC 9110 §15.2). */
             gt_http1_body none = {.framing = GT_BODY_NONE};
             if (!s->client_10 && (res.status != 100 || s->rq.expect_continue))
-                gt_proxy_response_head(out, &res, &none, false, false, false);
+                gt_proxy_response_head(out, &res, &none, false, false, false, s->mitm);
             evbuffer_drain(in, (size_t)r);
             continue;
         }
@@ -621,7 +652,7 @@ static bool parse_response_head(gt_session *s)
         if (close)
             s->close_after = true;
         size_t before = evbuffer_get_length(out);
-        gt_proxy_response_head(out, &res, &s->rs, close, s->client_10, s->dechunk);
+        gt_proxy_response_head(out, &res, &s->rs, close, s->client_10, s->dechunk, s->mitm);
         s->bytes_out += evbuffer_get_length(out) - before;
         evbuffer_drain(in, (size_t)r);
         s->rs_head_done = s->rs_started = true;
@@ -725,9 +756,7 @@ static void on_up_event(gt_stream *st, int what, void *arg)
         s->up = NULL;
         s->retried = true;
         s->st = S_CONNECTING;
-        gt_upstream_connect(s->w, cfg_of(s), gt_slice_cstr(s->host), s->port, false,
-                            deny_loopback(s),
-                            on_retry_connected, s, &s->connect);
+        connect_origin(s, on_retry_connected);
         return;
     }
     char why[160];
@@ -790,18 +819,27 @@ static void on_tunnel_connected(void *arg, gt_upstream *up, int status, const ch
 {
     gt_session *s = arg;
     s->connect = NULL;
+    if (!up && s->raw_after_200) {
+        /* the client already has its 200: closing is all that can be said */
+        gt_log(GT_LOG_INFO, "conn=%u client=%s host=%s: %s, closing", s->id, s->client,
+               s->host, why);
+        session_destroy(s);
+        return;
+    }
     if (!up) {
         atomic_fetch_add_explicit(&s->w->sh->counters.upstream_errors, 1, memory_order_relaxed);
         s->st = S_HEAD;
         respond_local(s, status, why, true, "error");
         return;
     }
-    static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-    evbuffer_add(gt_stream_output(s->cs), ok, sizeof(ok) - 1);
-    s->status = 200;
-    s->bytes_out = sizeof(ok) - 1;
-    s->decision = "tunnel";
-    log_request(s);
+    if (!s->raw_after_200) {
+        static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+        evbuffer_add(gt_stream_output(s->cs), ok, sizeof(ok) - 1);
+        s->status = 200;
+        s->bytes_out = sizeof(ok) - 1;
+        s->decision = "tunnel";
+        log_request(s);
+    }
     char label[400];
     snprintf(label, sizeof(label), "conn=%u client=%s host=%s:%u", s->id, s->client, s->host,
              s->port);
@@ -816,6 +854,187 @@ static void on_tunnel_connected(void *arg, gt_upstream *up, int status, const ch
     gt_tunnel_start(s->w, cb, ob, cfg_of(s)->tunnel_idle_timeout_ms, label, s->t0);
     gt_stream_flush(cb);
     session_destroy(s);
+}
+
+/* --- TLS interception ---
+ * CONNECT (allowed by the rules) -> 200 -> the ClientHello names the host (SNI) -> the
+ * origin is connected and verified first -> a leaf for that name is minted (or cached) ->
+ * our handshake with the client -> requests go through the same pipeline as plain HTTP.
+ * Verifying the origin before answering the client means a bad origin certificate is
+ * never papered over with a trusted one: the client gets an untrusted certificate (its
+ * browser warns) and, past the warning, a 502 page saying what was wrong. */
+
+/* Hosts never intercepted (pinned apps, banks): mitm_bypass globs, case-insensitive. */
+static bool bypassed(const gt_config *cfg, const char *host)
+{
+    for (size_t i = 0; i < cfg->mitm_bypass.n; i++)
+        if (fnmatch(cfg->mitm_bypass.v[i], host, FNM_CASEFOLD) == 0)
+            return true;
+    return false;
+}
+
+static void start_raw_tunnel(gt_session *s)
+{
+    s->raw_after_200 = true;
+    s->st = S_CONNECTING;
+    evtimer_del(s->timer);
+    gt_stream_disable_read(s->cs); /* what was read stays buffered for the tunnel */
+    snprintf(s->host, sizeof(s->host), "%s", s->mitm_host);
+    s->port = s->mitm_port;
+    s->snap = gt_snapshot_ref(s->w->snap);
+    s->t0 = gt_now_ms();
+    gt_upstream_connect(s->w, cfg_of(s), gt_slice_cstr(s->mitm_host), s->mitm_port, true,
+                        deny_loopback(s), on_tunnel_connected, s, &s->connect);
+}
+
+static void client_handshake(gt_session *s, SSL *ssl)
+{
+    if (!ssl || gt_stream_start_tls(s->cs, ssl, true) < 0) {
+        gt_log(GT_LOG_WARN, "conn=%u host=%s: cannot set up TLS towards the client", s->id,
+               s->sni);
+        session_destroy(s);
+        return;
+    }
+    s->st = S_TLS_HANDSHAKE;
+    const gt_config *cfg = s->w->snap->cfg;
+    gt_stream_set_timeouts(s->cs, cfg->header_timeout_ms, cfg->upstream_timeout_ms);
+    gt_stream_enable_read(s->cs);
+    arm_head_deadline(s);
+}
+
+static void mitm_present_leaf(gt_session *s);
+
+/* The origin is there (up) or failed (status, why): answer the client's handshake. */
+static void on_mitm_upstream(void *arg, gt_upstream *up, int status, const char *why)
+{
+    gt_session *s = arg;
+    s->connect = NULL;
+    gt_tls *tls = s->w->sh->tls;
+    if (!up) {
+        atomic_fetch_add_explicit(&s->w->sh->counters.upstream_errors, 1, memory_order_relaxed);
+        s->tls_err_status = status;
+        snprintf(s->tls_err, sizeof(s->tls_err), "%s", why);
+        gt_log(GT_LOG_WARN, "conn=%u client=%s host=%s: %s", s->id, s->client, s->sni, why);
+        if (status == GT_STATUS_CERT_FAILED) {
+            atomic_fetch_add_explicit(&s->w->sh->counters.tls_origin_rejected, 1,
+                                      memory_order_relaxed);
+            client_handshake(s, gt_tls_untrusted_ssl(tls, s->sni, why));
+            return;
+        }
+    } else {
+        /* Verified: the first request inside takes it from the pool. */
+        gt_pool_put(s->w, up, s->w->snap->cfg);
+    }
+    mitm_present_leaf(s);
+}
+
+/* Our handshake with the client on the leaf for its SNI (from the cache, or minted now). */
+static void mitm_present_leaf(gt_session *s)
+{
+    gt_tls *tls = s->w->sh->tls;
+    char err[160];
+    bool minted = false;
+    X509 *leaf = gt_certs_get(tls->certs, s->sni, &minted, err, sizeof(err));
+    if (!leaf) {
+        gt_log(GT_LOG_WARN, "conn=%u host=%s: %s", s->id, s->sni, err);
+        session_destroy(s);
+        return;
+    }
+    if (minted)
+        atomic_fetch_add_explicit(&s->w->sh->counters.certs_minted, 1, memory_order_relaxed);
+    SSL *ssl = gt_tls_server_ssl(tls, leaf);
+    X509_free(leaf);
+    client_handshake(s, ssl);
+}
+
+static void mitm_connect_origin(gt_session *s)
+{
+    const gt_config *cfg = s->w->snap->cfg;
+    char key[540];
+    gt_upstream_key_tls(gt_slice_cstr(s->mitm_host), s->mitm_port, s->sni, key, sizeof(key));
+    gt_upstream *up = gt_pool_take(s->w, key);
+    if (up && up->guarded_loopback && deny_loopback(s)) {
+        gt_pool_put(s->w, up, cfg);
+        up = NULL;
+    }
+    if (up) {
+        /* already verified for this name: no second handshake with the origin */
+        gt_pool_put(s->w, up, cfg);
+        mitm_present_leaf(s);
+        return;
+    }
+    s->st = S_TLS_UPSTREAM;
+    evtimer_del(s->timer);
+    gt_stream_disable_read(s->cs);
+    gt_upstream_connect_tls(s->w, cfg, gt_slice_cstr(s->mitm_host), s->mitm_port, s->sni,
+                            deny_loopback(s), on_mitm_upstream, s, &s->connect);
+}
+
+/* Reads the ClientHello the client sent after our 200. */
+static void tls_hello(gt_session *s)
+{
+    struct evbuffer *in = gt_stream_input(s->cs);
+    size_t len = evbuffer_get_length(in);
+    size_t n = len < 40000 ? len : 40000;
+    const uint8_t *buf = evbuffer_pullup(in, (ev_ssize_t)n);
+    gt_client_hello h;
+    int rc = gt_tls_parse_client_hello(buf, n, &h);
+    if (rc == GT_HELLO_INCOMPLETE) {
+        if (n >= 40000 || s->client_eof)
+            session_destroy(s);
+        return;
+    }
+    if (rc == GT_HELLO_BAD) {
+        gt_log(GT_LOG_INFO, "conn=%u client=%s host=%s: malformed TLS ClientHello, closing",
+               s->id, s->client, s->mitm_host);
+        session_destroy(s);
+        return;
+    }
+    if (rc == GT_HELLO_NOT_TLS) {
+        start_raw_tunnel(s); /* another protocol on 443 (or a port in connect_ports) */
+        return;
+    }
+    snprintf(s->sni, sizeof(s->sni), "%s", h.has_sni ? h.sni : s->mitm_host);
+    if (bypassed(s->w->snap->cfg, s->sni)) {
+        start_raw_tunnel(s);
+        return;
+    }
+    mitm_connect_origin(s);
+}
+
+/* Answers CONNECT with 200 and waits for the ClientHello. */
+static void start_intercept(gt_session *s)
+{
+    static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+    evbuffer_add(gt_stream_output(s->cs), ok, sizeof(ok) - 1);
+    gt_stream_flush(s->cs);
+    snprintf(s->mitm_host, sizeof(s->mitm_host), "%s", s->host);
+    s->mitm_port = s->port;
+    s->status = 200;
+    s->bytes_out = sizeof(ok) - 1;
+    s->decision = "intercept";
+    s->rq_done = true;
+    end_request(s);
+    s->nreq++;
+    s->st = S_TLS_HELLO;
+    arm_head_deadline(s);
+    gt_stream_enable_read(s->cs);
+    if (evbuffer_get_length(gt_stream_input(s->cs)))
+        tls_hello(s);
+}
+
+/* The handshake with the client is done: HTTP inside. */
+static void mitm_ready(gt_session *s)
+{
+    s->mitm = true;
+    atomic_fetch_add_explicit(&s->w->sh->counters.tls_handshakes, 1, memory_order_relaxed);
+    s->st = S_HEAD;
+    gt_stream_set_timeouts(s->cs, 0, 0);
+    gt_stream_set_read_hwm(s->cs, IO_HWM);
+    gt_stream_set_write_lowat(s->cs, IO_HWM / 2);
+    arm_idle(s);
+    if (evbuffer_get_length(gt_stream_input(s->cs)))
+        process_heads(s);
 }
 
 /* --- request heads --- */
@@ -950,6 +1169,10 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
             respond_blocked(s, cd, true);
             return;
         }
+        if (cfg->mitm && s->w->sh->tls && !s->mitm && !bypassed(cfg, s->host)) {
+            start_intercept(s);
+            return;
+        }
         s->st = S_CONNECTING;
         evtimer_del(s->timer);
         gt_stream_disable_read(s->cs); /* early tunnel bytes wait in the buffer */
@@ -959,7 +1182,35 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
     }
 
     char path[512];
-    if (req->target.len && req->target.p[0] == '/') {
+    char mitm_url[8192 + 600];
+    if (s->mitm) {
+        /* Inside interception: origin-form targets of the intercepted origin. */
+        if (s->tls_err_status) {
+            evbuffer_drain(in, head_len);
+            snprintf(s->host, sizeof(s->host), "%s", s->sni);
+            respond_local(s, 502, s->tls_err, true, "error");
+            return;
+        }
+        gt_slice authority = nhost ? host_hdr : gt_slice_cstr(s->sni);
+        gt_slice target = req->target;
+        if (target.len && target.p[0] == '/') {
+            int m = snprintf(mitm_url, sizeof(mitm_url), "https://%.*s%.*s", (int)authority.len,
+                             authority.p, (int)target.len, target.p);
+            if (m < 0 || (size_t)m >= sizeof(mitm_url)) {
+                evbuffer_drain(in, head_len);
+                respond_local(s, 414, "request target too long", true, "error");
+                return;
+            }
+            req->target = gt_slice_make(mitm_url, (size_t)m);
+        } else if (!(target.len > 8 && gt_slice_caseeq(gt_slice_make(target.p, 8),
+                                                        GT_S("https://")))) {
+            evbuffer_drain(in, head_len);
+            respond_local(s, 400, "inside an intercepted HTTPS connection requests are "
+                                  "origin-form (or https:// absolute-form)",
+                          true, "error");
+            return;
+        }
+    } else if (req->target.len && req->target.p[0] == '/') {
         /* origin-form: only meaningful for gretel's own pages */
         gt_http1_uri hu;
         bool self = nhost && gt_http1_parse_authority(host_hdr, &hu, &err) == 0
@@ -991,13 +1242,13 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
     for (char *p = s->host; *p; p++)
         *p = gt_ascii_lower(*p);
     s->port = uri.port;
-    if (uri.is_https) {
+    if (uri.is_https && !s->mitm) {
         evbuffer_drain(in, head_len);
         respond_local(s, 400, "https:// URLs go through CONNECT, not as plain requests", true,
                       "error");
         return;
     }
-    if (host_is_self(s, uri.host, uri.port)) {
+    if (!s->mitm && host_is_self(s, uri.host, uri.port)) {
         gt_slice t = uri.path.len ? uri.path : GT_S("/");
         const char *q = memchr(t.p, '?', t.len);
         snprintf(path, sizeof(path), "%.*s", (int)(q ? (size_t)(q - t.p) : t.len), t.p);
@@ -1014,11 +1265,15 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
     }
     if (!s->head)
         s->head = evbuffer_new();
-    gt_proxy_request_head(s->head, req, &uri, cfg->forward_kind == GT_FORWARD_HTTP, &s->rq, d);
+    gt_proxy_request_head(s->head, req, &uri, cfg->forward_kind == GT_FORWARD_HTTP && !s->mitm,
+                          &s->rq, d);
     evbuffer_drain(in, head_len);
 
-    char key[272];
-    gt_upstream_key(cfg, gt_slice_cstr(s->host), s->port, key, sizeof(key));
+    char key[540];
+    if (s->mitm)
+        gt_upstream_key_tls(gt_slice_cstr(s->mitm_host), s->mitm_port, s->sni, key, sizeof(key));
+    else
+        gt_upstream_key(cfg, gt_slice_cstr(s->host), s->port, key, sizeof(key));
     gt_upstream *up = gt_pool_take(s->w, key);
     if (up && up->guarded_loopback && deny_loopback(s)) {
         /* pooled for a local client; this one goes through the checked connect (403) */
@@ -1032,9 +1287,7 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
     }
     s->st = S_CONNECTING;
     gt_stream_disable_read(s->cs); /* the body waits until the origin is there */
-    gt_upstream_connect(s->w, cfg, gt_slice_cstr(s->host), s->port, false, deny_loopback(s),
-                        on_connected, s,
-                        &s->connect);
+    connect_origin(s, on_connected);
 }
 
 /* Whether to read a request's body before deciding: -1 no, 0 not all here yet, else its
@@ -1173,7 +1426,12 @@ static void on_client_read(gt_stream *st, void *arg)
     case S_DISCARD:
         discard_body(s);
         break;
+    case S_TLS_HELLO:
+        tls_hello(s);
+        break;
     case S_CONNECTING:
+    case S_TLS_UPSTREAM:
+    case S_TLS_HANDSHAKE:
         break;
     case S_CLOSING: {
         /* discard what the client still sends while our last response drains */
@@ -1205,6 +1463,9 @@ static void on_client_write(gt_stream *st, void *arg)
         break;
     case S_DISCARD:
     case S_CONNECTING:
+    case S_TLS_HELLO:
+    case S_TLS_UPSTREAM:
+    case S_TLS_HANDSHAKE:
         break;
     }
 }
@@ -1223,8 +1484,30 @@ static void log_abort(gt_session *s, const char *why)
 
 static void on_client_event(gt_stream *st, int what, void *arg)
 {
-    (void)st;
     gt_session *s = arg;
+    if (what & GT_STREAM_TLS_DONE) {
+        mitm_ready(s);
+        return;
+    }
+    if (s->st == S_TLS_HANDSHAKE || s->st == S_TLS_HELLO || s->st == S_TLS_UPSTREAM) {
+        if (s->st == S_TLS_HANDSHAKE && (what & GT_STREAM_TLS)) {
+            /* Usually the client refusing our certificate (the CA is not trusted there, or
+             * an app pins its keys): worth a line, it is the first thing users will ask. */
+            char why[200];
+            gt_tls_failure_reason(gt_stream_ssl(st), why, sizeof(why));
+            gt_log(GT_LOG_INFO, "conn=%u client=%s host=%s: client TLS handshake failed: %s",
+                   s->id, s->client, s->sni, why);
+            atomic_fetch_add_explicit(&s->w->sh->counters.tls_client_failures, 1,
+                                      memory_order_relaxed);
+        } else if (s->st == S_TLS_HELLO && (what & GT_STREAM_EOF) &&
+                   evbuffer_get_length(gt_stream_input(st))) {
+            s->client_eof = true;
+            tls_hello(s); /* decides from what is buffered, or closes */
+            return;
+        }
+        session_destroy(s);
+        return;
+    }
     if (what & GT_STREAM_EOF) {
         /* A half-close ends the requests, not the responses: everything complete that the
          * client sent is still answered (RFC 9112 §9.6), then the connection closes. */
