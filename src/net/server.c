@@ -552,6 +552,22 @@ out:
     if (marked || dropped)
         gt_log(GT_LOG_INFO, "auto-mark: %lu products recorded this run, %lu dropped (queue full)",
                marked, dropped);
+    if (tls) {
+        gt_certs_flush(tls->certs);
+        gt_certs_stats cs;
+        gt_certs_get_stats(tls->certs, &cs);
+        gt_log(GT_LOG_INFO,
+               "tls: %llu client handshakes, %llu failed, %llu origins rejected; certificates: "
+               "%llu minted (%.0f us each), %llu loaded from the cache, %llu memory hits, "
+               "%llu stored",
+               (unsigned long long)atomic_load(&s.sh.counters.tls_handshakes),
+               (unsigned long long)atomic_load(&s.sh.counters.tls_client_failures),
+               (unsigned long long)atomic_load(&s.sh.counters.tls_origin_rejected),
+               (unsigned long long)cs.minted,
+               cs.minted ? (double)cs.mint_us_total / (double)cs.minted : 0.0,
+               (unsigned long long)cs.loaded, (unsigned long long)cs.hits,
+               (unsigned long long)cs.stored);
+    }
     gt_snapshot_release(s.sh.snap);
     pthread_mutex_destroy(&s.sh.snap_lock);
     libevent_global_shutdown();

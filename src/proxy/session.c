@@ -1008,7 +1008,7 @@ static void start_intercept(gt_session *s)
     static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
     evbuffer_add(gt_stream_output(s->cs), ok, sizeof(ok) - 1);
     gt_stream_flush(s->cs);
-    snprintf(s->mitm_host, sizeof(s->mitm_host), "%s", s->host);
+    snprintf(s->mitm_host, sizeof(s->mitm_host), "%.255s", s->host);
     s->mitm_port = s->port;
     s->status = 200;
     s->bytes_out = sizeof(ok) - 1;
