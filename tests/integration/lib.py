@@ -545,3 +545,114 @@ def make_tls_certs(tmp):
     run("openssl", "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
         "-CAcreateserial", "-out", "srv.pem", "-days", "2", "-extfile", "ext.cnf")
     return os.path.join(d, "ca.pem"), os.path.join(d, "srv.pem"), os.path.join(d, "srv.key")
+
+
+def make_origin_certs(pki):
+    """Certificates for the interception tests, in the test CA's directory `pki` (from
+    make_tls_certs): shop.test (+ads.test, good), expired.test (expired in 2020), a cert for
+    other.test served as wrong.test, and a self-signed unknown.test. `openssl ca` is the one
+    CLI that sets arbitrary dates on OpenSSL 3.0."""
+    def run(*a):
+        subprocess.run(a, check=True, capture_output=True, cwd=pki)
+    with open(os.path.join(pki, "ca.cnf"), "w") as f:
+        f.write("[ca]\ndefault_ca=d\n[d]\ndatabase=index.txt\nnew_certs_dir=.\ncertificate=ca.pem\n"
+                "private_key=ca.key\ndefault_md=sha256\npolicy=p\nserial=serial.txt\n"
+                "[p]\ncommonName=supplied\n")
+    open(os.path.join(pki, "index.txt"), "w").close()
+    with open(os.path.join(pki, "serial.txt"), "w") as f:
+        f.write("1000\n")
+    out = {}
+    for name, sans, dates in (("shop", "DNS:shop.test,DNS:ads.test,DNS:cdn.test", None),
+                              ("expired", "DNS:expired.test", ("20200101000000Z", "20200201000000Z")),
+                              ("wrong", "DNS:other.test", None)):
+        run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}.test")
+        with open(os.path.join(pki, f"{name}.ext"), "w") as f:
+            f.write(f"subjectAltName={sans}\nextendedKeyUsage=serverAuth\n")
+        start, end = dates or ("20240101000000Z", "20991231000000Z")
+        run("openssl", "ca", "-batch", "-config", "ca.cnf", "-startdate", start, "-enddate", end,
+            "-in", f"{name}.csr", "-out", f"{name}.pem", "-extfile", f"{name}.ext", "-notext")
+        out[name] = (os.path.join(pki, f"{name}.pem"), os.path.join(pki, f"{name}.key"))
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "unknown.key", "-out", "unknown.pem", "-days", "2", "-subj", "/CN=unknown.test",
+        "-addext", "subjectAltName=DNS:unknown.test")
+    out["unknown"] = (os.path.join(pki, "unknown.pem"), os.path.join(pki, "unknown.key"))
+    return out
+
+
+class TlsOrigins:
+    """nginx with one TLS server per certificate of make_origin_certs, on its own ports.
+    The good one serves `www` and answers /hello and /post; its log records the Host, the
+    request length and the connection, like Nginx's."""
+
+    def __init__(self, tmp, certs):
+        self.dir = tempfile.mkdtemp(prefix="nginx-tls-", dir=tmp)
+        self.www = os.path.join(self.dir, "www")
+        os.makedirs(self.www)
+        self.log = os.path.join(self.dir, "access.log")
+        self.ports = {name: free_port() for name in certs}
+        servers = []
+        for name, (cert, key) in certs.items():
+            servers.append(f"""
+  server {{
+    listen 127.0.0.1:{self.ports[name]} ssl;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    root {self.www};
+    keepalive_requests 100000;
+    location /hello {{ return 200 "hello from {name}\\n"; }}
+    location /post {{ return 200 "posted\\n"; }}
+    location /dav/ {{ dav_methods PUT; create_full_put_path on; }}
+    location /altsvc {{ add_header Alt-Svc 'h3=":443"; ma=86400'; return 200 "alt\\n"; }}
+  }}""")
+        user = "user root root;" if os.geteuid() == 0 else ""
+        conf = f"""
+{user}
+daemon off;
+worker_processes 1;
+error_log {self.dir}/error.log warn;
+pid {self.dir}/nginx.pid;
+events {{ worker_connections 4096; }}
+http {{
+  log_format t '$request_method $request_uri $status $request_length host="$http_host" '
+               'conn=$connection req=$connection_requests proto=$server_protocol '
+               'ref="$http_referer" xg="$http_x_gretel"';
+  access_log {self.log} t;
+  client_body_temp_path {self.dir}/cb;
+  proxy_temp_path {self.dir}/pt;
+  fastcgi_temp_path {self.dir}/ft;
+  uwsgi_temp_path {self.dir}/ut;
+  scgi_temp_path {self.dir}/st;
+  client_max_body_size 0;
+  types {{ text/html html; image/gif gif; application/javascript js; }}
+  {''.join(servers)}
+}}
+"""
+        self.conf = os.path.join(self.dir, "nginx.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        self.proc = subprocess.Popen(["nginx", "-c", self.conf, "-p", self.dir],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for p in self.ports.values():
+            wait_port(p)
+
+    def write(self, rel, data):
+        path = os.path.join(self.www, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+
+    def access_log(self):
+        try:
+            with open(self.log) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

@@ -19,10 +19,11 @@ import tempfile
 import threading
 import time
 import traceback
+import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib import (EchoOrigin, FakeDNS, Gretel, Nginx, Socks5Server, curl, free_port,  # noqa
-                 make_tls_certs,
+from lib import (EchoOrigin, FakeDNS, Gretel, Nginx, Socks5Server, TlsOrigins, curl,  # noqa
+                 free_port, make_origin_certs, make_tls_certs,
                  raw_exchange, rss_kb, wait_port, HERE)
 
 TESTS = []
@@ -72,7 +73,31 @@ class Env:
         finally:
             expect(g.stop() == 0, "gretel did not exit 0")
 
+    def mitm(self):
+        """TLS origins (good, expired, wrong name, unknown issuer) and a gretel CA, made on
+        first use and shared by the interception tests."""
+        if getattr(self, "_mitm", None) is None:
+            certs = make_origin_certs(os.path.dirname(self.ca))
+            origins = TlsOrigins(self.tmp, certs)
+            ca_dir = os.path.join(self.tmp, "gretel-ca")
+            gca = os.path.join(self.tmp, "gretel-ca.pem")
+            for args in (["init"], ["export", gca]):
+                p = subprocess.run([self.args.gretel, "ca", "-o", f"ca_dir={ca_dir}"] + args,
+                                   capture_output=True, text=True, timeout=30)
+                expect(p.returncode == 0, p.stderr)
+            self._mitm = types.SimpleNamespace(origins=origins, ca_dir=ca_dir, gca=gca,
+                                               port=origins.ports)
+        return self._mitm
+
+    def mitm_opts(self, extra=()):
+        m = self.mitm()
+        return (["mitm=on", f"ca_dir={m.ca_dir}", f"upstream_ca_file={self.ca}",
+                 "resolve=*.test=127.0.0.1"] +
+                [f"connect_ports={p}" for p in m.port.values()] + list(extra))
+
     def close(self):
+        if getattr(self, "_mitm", None) is not None:
+            self._mitm.origins.stop()
         for f in (self.gretel.stop, self.nginx.stop, self.echo.stop, self.dns.stop):
             try:
                 f()
@@ -1273,10 +1298,199 @@ def forward_to_socks5_parent(env):
 
 
 @test
-def mitm_on_refused(env):
-    p = subprocess.run([env.args.gretel, "run", "-o", "mitm=on", "-o", f"listen=127.0.0.1:{free_port()}"],
+def mitm_on_without_ca_exits_2(env):
+    d = tempfile.mkdtemp(dir=env.tmp)
+    p = subprocess.run([env.args.gretel, "run", "-o", "mitm=on", "-o", f"store={d}",
+                        "-o", f"listen=127.0.0.1:{free_port()}"],
                        capture_output=True, text=True, timeout=20)
-    expect(p.returncode == 2 and "cannot intercept" in p.stderr, p.stderr)
+    expect(p.returncode == 2 and "no CA in" in p.stderr and "gretel ca init" in p.stderr, p.stderr)
+
+
+# --- TLS interception -----------------------------------------------------------------------
+
+def _ca(env, ca_dir, *args):
+    return subprocess.run([env.args.gretel, "ca", "-o", f"ca_dir={ca_dir}"] + list(args),
+                          capture_output=True, text=True, timeout=30)
+
+
+@test
+def ca_init_show_export(env):
+    d1, d2 = os.path.join(env.tmp, "ca-one", "ca"), os.path.join(env.tmp, "ca-two", "ca")
+    p = _ca(env, d1, "init")
+    expect(p.returncode == 0 and "created a new local CA" in p.stdout, p.stderr)
+    expect("PRIVATE" not in p.stdout + p.stderr, "init printed key material")
+    for f in ("gretel-ca.key", "gretel-leaf.key"):
+        expect(os.stat(os.path.join(d1, f)).st_mode & 0o777 == 0o600, f"{f} is not 0600")
+    expect(os.stat(d1).st_mode & 0o777 == 0o700, "ca_dir is not 0700")
+    p = _ca(env, d1, "init")
+    expect(p.returncode == 2 and "already holds a CA" in p.stderr, p.stderr)
+    expect(_ca(env, d2, "init").returncode == 0, "second install")
+    out = os.path.join(env.tmp, "exported.pem")
+    expect(_ca(env, d1, "export", out).returncode == 0, "export")
+    with open(out) as f, open(os.path.join(d1, "gretel-ca.pem")) as g:
+        pem = f.read()
+        expect(pem == g.read() and "BEGIN CERTIFICATE" in pem and "PRIVATE" not in pem, pem[:80])
+    show1, show2 = _ca(env, d1, "show").stdout, _ca(env, d2, "show").stdout
+    fp = subprocess.run(["openssl", "x509", "-in", out, "-noout", "-fingerprint", "-sha256"],
+                        capture_output=True, text=True).stdout.strip().split("=", 1)[1]
+    expect(f"sha256 fingerprint: {fp}" in show1, show1)
+    expect(fp not in show2, "two installs share a CA")
+    # the CA is a CA: openssl agrees, and the two installs have different names and keys
+    txt = subprocess.run(["openssl", "x509", "-in", out, "-noout", "-text"], capture_output=True,
+                         text=True).stdout
+    expect("CA:TRUE" in txt and "Certificate Sign" in txt and "prime256v1" in txt, txt[:600])
+    p = _ca(env, os.path.join(env.tmp, "ca-none"), "show")
+    expect(p.returncode == 2 and "gretel ca init" in p.stderr, p.stderr)
+
+
+def _tls_log(env):
+    return env.mitm().origins.access_log()
+
+
+@test
+def mitm_get_post_rules_and_keepalive(env):
+    m = env.mitm()
+    port = m.port["shop"]
+    m.origins.write("page.html", b"<html>shop</html>\n")
+    rules = _rules_file(env, "mitm.rules",
+                        "block host=ads.test path~^/px respond=gif\n"
+                        "rewrite host=shop.test remove-param~^utm_\n")
+    with env.own_gretel(env.mitm_opts([f"rules={rules}"])) as g:
+        base = f"https://shop.test:{port}"
+        rc, out, err = curl("-v", "--cacert", m.gca, f"{base}/hello", proxy=g.proxy)
+        expect(rc == 0 and out == b"hello from shop\n", f"{rc} {out} {err[-600:]}")
+        expect("issuer: O=gretel; CN=gretel local CA" in err, "not intercepted: " + err[-800:])
+        expect(g.wait_log("decision=intercept"), g.log()[-500:])
+        # a rule inside HTTPS: answered locally, never reaches the origin
+        rc, out, err = curl("-i", "--cacert", m.gca, f"https://ads.test:{port}/px?id=42&e=view",
+                            proxy=g.proxy)
+        expect(rc == 0 and status_of(out) == 200 and b"image/gif" in out, out[:300])
+        expect(f"X-Gretel: block; rule={rules}:1".encode() in out, out[:300])
+        # rewrites apply inside too; several requests share one client and one origin connection
+        rc, out, err = curl("-s", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null",
+                            "-w", "%{http_code} %{num_connects}\n", "--cacert", m.gca,
+                            f"{base}/page.html?utm_source=x&a=1", f"{base}/hello",
+                            f"{base}/page.html", proxy=g.proxy)
+        expect(out.split(b"\n")[:3] == [b"200 1", b"200 0", b"200 0"], out)
+        # a 2 MB upload, byte-exact (nginx stores it), then fetched back through gretel
+        body = os.urandom(2 << 20)
+        bf = os.path.join(env.tmp, "mitm-put.bin")
+        with open(bf, "wb") as f:
+            f.write(body)
+        rc, out, err = curl("--cacert", m.gca, "-T", bf, f"{base}/dav/up.bin", proxy=g.proxy)
+        expect(rc == 0, f"{rc} {out} {err}")
+        with open(os.path.join(m.origins.www, "dav", "up.bin"), "rb") as f:
+            expect(f.read() == body, "uploaded bytes differ")
+        rc, out, err = curl("--cacert", m.gca, f"{base}/dav/up.bin", proxy=g.proxy)
+        expect(rc == 0 and out == body, "downloaded bytes differ")
+        rc, out, err = curl("--cacert", m.gca, "--data-binary", "ev=1", f"{base}/post",
+                            proxy=g.proxy)
+        expect(rc == 0 and out == b"posted\n", f"{rc} {out} {err}")
+        # Alt-Svc would send the browser to QUIC, around the proxy
+        rc, out, err = curl("-i", "--cacert", m.gca, f"{base}/altsvc", proxy=g.proxy)
+        expect(rc == 0 and b"alt\n" in out and b"Alt-Svc" not in out, out[:400])
+        time.sleep(0.3)
+        log = _tls_log(env)
+        expect("/px" not in log, "blocked pixel reached the origin: " + log[-600:])
+        expect("GET /page.html?a=1 200" in log, "rewrite not applied: " + log[-600:])
+        lines = [l for l in log.splitlines() if 'host="shop.test:' in l and "GET /" in l]
+        conns = {re.search(r"conn=(\d+)", l).group(1) for l in lines[-3:]}
+        expect(len(conns) == 1, "origin connection not kept alive: " + "\n".join(lines[-3:]))
+
+
+@test
+def mitm_bypass_tunnelled_untouched(env):
+    m = env.mitm()
+    with env.own_gretel(env.mitm_opts(["mitm_bypass=*.shop.test", "mitm_bypass=shop.test"])) as g:
+        rc, out, err = curl("-v", "--cacert", env.ca, f"https://shop.test:{m.port['shop']}/hello",
+                            proxy=g.proxy)
+        expect(rc == 0 and out == b"hello from shop\n", err[-600:])
+        expect("issuer: CN=gretel test CA" in err, "client did not see the origin's certificate")
+        expect(g.wait_log("decision=tunnel"), g.log()[-500:])
+
+
+@test
+def mitm_bad_origins_error_page_never_trusted(env):
+    m = env.mitm()
+    cases = {"expired": ("expired.test", "certificate has expired"),
+             "wrong": ("wrong.test", "name mismatch"),
+             "unknown": ("unknown.test", "unknown issuer")}
+    with env.own_gretel(env.mitm_opts()) as g:
+        for key, (host, reason) in cases.items():
+            url = f"https://{host}:{m.port[key]}/hello"
+            # trusting gretel's CA is not enough: no trusted certificate for a bad origin
+            rc, out, err = curl("-v", "--cacert", m.gca, url, proxy=g.proxy)
+            expect(rc == 60 and not out, f"{host}: {rc} {out} {err[-400:]}")
+            # past the warning: a 502 that says why, behind a certificate nobody trusts
+            rc, out, err = curl("-v", "-k", "-i", url, proxy=g.proxy)
+            expect(b"HTTP/1.1 502 Bad Gateway" in out and reason.encode() in out,
+                   f"{host}: {out[:400]}")
+            expect("gretel: origin certificate rejected" in err, err[-800:])
+            expect(b"hello from" not in out, "origin content behind a bad certificate")
+    log = g.log()
+    expect("0 minted" in log or "certificates: 0 minted" in log, log[-600:])
+    expect("6 origins rejected" in log, log[-600:])  # two clients per bad origin
+    expect(not [l for l in _tls_log(env).splitlines() if "/hello" in l and
+                ("expired" in l or "wrong" in l or "unknown" in l)],
+           "a request reached a bad origin")
+
+
+def _served_leaf(env, g, host, port):
+    """The leaf gretel presents for host (via openssl s_client through the proxy)."""
+    p = subprocess.run(["openssl", "s_client", "-proxy", f"127.0.0.1:{g.port}", "-connect",
+                        f"{host}:{port}", "-servername", host, "-CAfile", env.mitm().gca],
+                       input=b"", capture_output=True, timeout=20)
+    m = re.search(rb"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", p.stdout, re.S)
+    expect(m, p.stdout[-400:] + p.stderr[-400:])
+    txt = subprocess.run(["openssl", "x509", "-noout", "-serial", "-dates", "-ext",
+                          "subjectAltName,extendedKeyUsage,basicConstraints"],
+                         input=m.group(0), capture_output=True).stdout.decode()
+    return txt, p.stdout.decode("utf-8", "replace")
+
+
+@test
+def mitm_leaf_cached_across_restart(env):
+    m = env.mitm()
+    store = os.path.join(env.tmp, "mitm-store")
+    opts = env.mitm_opts([f"store={store}"])
+    with env.own_gretel(opts) as g:
+        first, full = _served_leaf(env, g, "cdn.test", m.port["shop"])
+        again, _ = _served_leaf(env, g, "cdn.test", m.port["shop"])
+    expect("Verify return code: 0 (ok)" in full, full[-500:])
+    expect("DNS:cdn.test" in first and "TLS Web Server Authentication" in first and
+           "CA:FALSE" in first, first)
+    expect(first == again, "a second connection got another leaf")
+    expect("1 minted" in g.log(), g.log()[-500:])
+    with env.own_gretel(opts) as g2:
+        warm, _ = _served_leaf(env, g2, "cdn.test", m.port["shop"])
+    expect(warm == first, f"restart minted a new leaf:\n{first}\n{warm}\n{g2.log()[-800:]}")
+    expect("0 minted" in g2.log() and "1 loaded from the cache" in g2.log(), g2.log()[-500:])
+
+
+@test
+def mitm_non_tls_in_tunnel_relayed_raw(env):
+    env.mitm()
+    with env.own_gretel(env.mitm_opts([f"connect_ports={env.echo.port}"])) as g:
+        req = (f"CONNECT origin.test:{env.echo.port} HTTP/1.1\r\nHost: origin.test:{env.echo.port}"
+               f"\r\n\r\nGET /echo-raw HTTP/1.1\r\nHost: origin.test\r\nConnection: close"
+               f"\r\n\r\n").encode()
+        out = raw_exchange(g.port, req, read_timeout=2)
+        expect(out.startswith(b"HTTP/1.1 200 Connection established") and b'"/echo-raw"' in out,
+               out[:600])
+
+
+@test
+def mitm_client_refusing_our_ca_is_logged(env):
+    m = env.mitm()
+    with env.own_gretel(env.mitm_opts()) as g:
+        rc, out, err = curl("--cacert", env.ca, f"https://shop.test:{m.port['shop']}/hello",
+                            proxy=g.proxy)
+        expect(rc == 60, f"{rc} {err}")
+        expect(g.wait_log("client TLS handshake failed"), g.log()[-500:])
+        # the proxy is unharmed
+        rc, out, err = curl("--cacert", m.gca, f"https://shop.test:{m.port['shop']}/hello",
+                            proxy=g.proxy)
+        expect(rc == 0 and out == b"hello from shop\n", err)
 
 
 @test
