@@ -1493,6 +1493,57 @@ def mitm_client_refusing_our_ca_is_logged(env):
         expect(rc == 0 and out == b"hello from shop\n", err)
 
 
+def _chromium(env, g, url, spki, extra=()):
+    """Headless Debian chromium through gretel; returns the DOM after load. gretel's CA is
+    trusted by SPKI (Chromium matches keys the server sends: gretel sends the CA in its
+    chain; the flag needs --user-data-dir)."""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    expect(exe, "chromium is not installed (scripts/deps.sh test installs it)")
+    prof = tempfile.mkdtemp(prefix="chromium-", dir=env.tmp)
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={prof}",
+           f"--proxy-server={g.proxy}", f"--ignore-certificate-errors-spki-list={spki}",
+           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+           "--disable-sync", "--disable-default-apps", "--virtual-time-budget=5000",
+           *extra, "--dump-dom", url]
+    p = subprocess.run(cmd, capture_output=True, timeout=120,
+                       env={k: v for k, v in os.environ.items() if "proxy" not in k.lower()})
+    return p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+@test
+def chromium_intercepted_page_retargeting_pixel_blocked(env):
+    m = env.mitm()
+    port = m.port["shop"]
+    page = (f'<html><body><h1 id="t">Zeder candle</h1>'
+            f'<img src="https://cdn.test:{port}/logo.gif">'
+            f'<img src="https://ads.test:{port}/px?id=sku-4711&ev=ViewContent">'
+            f'<script src="https://ads.test:{port}/retarget.js"></script>'
+            f'<script>document.getElementById("t").dataset.js = "ran";</script>'
+            f'</body></html>').encode()
+    m.origins.write("product.html", page)
+    m.origins.write("logo.gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;")
+    m.origins.write("retarget.js", b"document.title = 'tracked';")
+    rules = _rules_file(env, "chromium.rules", "block host=ads.test path~^/(px|retarget)\n")
+    spki = [l.split(": ", 1)[1] for l in _ca(env, m.ca_dir, "show").stdout.splitlines()
+            if l.startswith("spki sha256")][0]
+    with env.own_gretel(env.mitm_opts([f"rules={rules}"])) as g:
+        before = len(_tls_log(env).splitlines())
+        dom, err = _chromium(env, g, f"https://shop.test:{port}/product.html", spki)
+        expect("Zeder candle" in dom and 'data-js="ran"' in dom, dom[:400] + err[-800:])
+        expect("<title>tracked" not in dom, "the retargeting script ran")
+        time.sleep(0.3)
+        seen = _tls_log(env).splitlines()[before:]
+        got = "\n".join(seen)
+        expect(any(l.startswith("GET /product.html 200") and "proto=HTTP/1.1" in l for l in seen),
+               got)
+        expect(any(l.startswith("GET /logo.gif 200") and 'host="cdn.test' in l for l in seen), got)
+        expect(not any("/px" in l or "retarget.js" in l for l in seen),
+               "a blocked request reached the origin:\n" + got)
+        expect(g.wait_log("host=ads.test status=204") or g.wait_log("host=ads.test status=200"),
+               g.log()[-800:])
+        expect("decision=block" in g.log(), g.log()[-800:])
+
+
 @test
 def no_paths_in_info_log(env):
     log = env.gretel.log()
