@@ -31,7 +31,7 @@ TLIB_OBJ = $(LIB_SRC:%.c=build/test/obj/%.o)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=build/test/%)
 FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all deps deps-test run test unit fuzz fuzz-quick integration bench bench-rules bench-store bench-mark install clean format
+.PHONY: all deps deps-test run test unit fuzz fuzz-quick integration bench bench-rules bench-store bench-mark bench-tls install clean format
 
 all: build/gretel
 
@@ -87,11 +87,16 @@ fuzz: $(FUZZ_BIN)
 integration: build/test/gretel
 	@scripts/run-tests.sh integration
 
-bench: build/gretel build/bench/rules_bench build/bench/store_bench
+bench: build/gretel build/bench/rules_bench build/bench/store_bench build/bench/tls_bench
 	@scripts/deps.sh bench
 	scripts/bench/rules.sh
 	$(MAKE) --no-print-directory bench-store bench-mark
 	scripts/bench/proxy.sh
+	scripts/bench/tls.sh
+
+bench-tls: build/gretel build/bench/tls_bench
+	@scripts/deps.sh bench
+	scripts/bench/tls.sh
 
 bench-mark: build/gretel
 	/usr/bin/python3 scripts/bench/mark_latency.py
@@ -104,6 +109,10 @@ bench-rules: build/gretel build/bench/rules_bench
 
 LIB_OBJ = $(LIB_SRC:%.c=build/obj/%.o)
 build/bench/store_bench: scripts/bench/store_bench.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(LIB_OBJ) $(PKG_LIBS)
+
+build/bench/tls_bench: scripts/bench/tls_bench.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(LIB_OBJ) $(PKG_LIBS)
 

@@ -1394,8 +1394,11 @@ def mitm_get_post_rules_and_keepalive(env):
         expect("/px" not in log, "blocked pixel reached the origin: " + log[-600:])
         expect("GET /page.html?a=1 200" in log, "rewrite not applied: " + log[-600:])
         lines = [l for l in log.splitlines() if 'host="shop.test:' in l and "GET /" in l]
-        conns = {re.search(r"conn=(\d+)", l).group(1) for l in lines[-3:]}
-        expect(len(conns) == 1, "origin connection not kept alive: " + "\n".join(lines[-3:]))
+        first = [i for i, l in enumerate(lines) if l.startswith("GET /page.html?a=1 200")][0]
+        three = lines[first:first + 3]
+        conns = {re.search(r"conn=(\d+)", l).group(1) for l in three}
+        expect(len(conns) == 1 and len(three) == 3,
+               "origin connection not kept alive: " + "\n".join(three))
 
 
 @test
