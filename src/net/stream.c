@@ -45,6 +45,7 @@ struct gt_stream {
     /* TLS (gt_stream_start_tls): the evbuffers then carry plaintext */
     SSL *ssl;
     struct evbuffer *pre; /* ciphertext read before TLS started (a ClientHello read ahead) */
+    struct evbuffer *hsbuf; /* handshake records waiting for OpenSSL's flush */
     struct event *tlsev;  /* runs the handshake or drains decrypted bytes from the loop */
     bool tls_hs;          /* handshake in progress */
     bool tls_read_wants_write; /* SSL_read needs the socket writable first */
@@ -134,6 +135,8 @@ static void release(gt_stream *s)
         SSL_free(s->ssl);
     if (s->pre)
         evbuffer_free(s->pre);
+    if (s->hsbuf)
+        evbuffer_free(s->hsbuf);
     if (s->tlsev)
         event_free(s->tlsev);
     if (s->fd >= 0)
@@ -217,10 +220,38 @@ static int bio_read(BIO *b, char *buf, int n)
     return -1;
 }
 
+/* Sends what the handshake buffered: 1 when all is out, 0 when the socket is full (retry
+ * set), -1 on an error. */
+static int flush_hs(gt_stream *s, BIO *b)
+{
+    while (evbuffer_get_length(s->hsbuf)) {
+        int r = evbuffer_write(s->hsbuf, s->fd);
+        if (r > 0)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            BIO_set_retry_write(b);
+            return 0;
+        }
+        s->err = r < 0 ? errno : EPIPE;
+        return -1;
+    }
+    return 1;
+}
+
+/* During the handshake OpenSSL writes a flight as several records and then flushes: they
+ * are gathered here and sent in one system call (one segment instead of five, and the
+ * peer is woken once). Application data goes straight to the socket. */
 static int bio_write(BIO *b, const char *buf, int n)
 {
     gt_stream *s = BIO_get_data(b);
     BIO_clear_retry_flags(b);
+    if (s->tls_hs) {
+        evbuffer_add(s->hsbuf, buf, (size_t)n);
+        return n;
+    }
+    int f = flush_hs(s, b);
+    if (f <= 0)
+        return -1;
     ssize_t r = send(s->fd, buf, (size_t)n, MSG_NOSIGNAL);
     if (r >= 0)
         return (int)r;
@@ -233,8 +264,14 @@ static int bio_write(BIO *b, const char *buf, int n)
 
 static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
-    (void)b, (void)num, (void)ptr;
-    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+    (void)num, (void)ptr;
+    if (cmd == BIO_CTRL_FLUSH) {
+        gt_stream *s = BIO_get_data(b);
+        BIO_clear_retry_flags(b);
+        int f = flush_hs(s, b);
+        return f > 0 ? 1 : -1;
+    }
+    return 0;
 }
 
 static int bio_create(BIO *b)
@@ -273,13 +310,21 @@ static void tls_handshake(gt_stream *s)
     int r = SSL_do_handshake(s->ssl);
     if (r == 1) {
         s->tls_hs = false;
+        if (evbuffer_get_length(s->hsbuf)) {
+            /* the last flight (a client's Finished, a server's ticket) not yet flushed */
+            BIO *b = SSL_get_wbio(s->ssl);
+            if (flush_hs(s, b) < 0) {
+                tls_fail(s, GT_STREAM_WRITING);
+                return;
+            }
+        }
         update_write(s, false);
         update_read(s);
         call_event(s, GT_STREAM_TLS_DONE);
         if (s->dead)
             return;
         update_read(s);
-        if (evbuffer_get_length(s->out))
+        if (evbuffer_get_length(s->out) || evbuffer_get_length(s->hsbuf))
             write_some(s, true);
         return;
     }
@@ -359,7 +404,16 @@ static void tls_read(gt_stream *s)
 
 static bool tls_write_some(gt_stream *s, bool report)
 {
-    while (evbuffer_get_length(s->out)) {
+    if (evbuffer_get_length(s->hsbuf) && flush_hs(s, SSL_get_wbio(s->ssl)) < 0) {
+        if (!report) {
+            update_write(s, true);
+            return false;
+        }
+        update_write(s, false);
+        call_event(s, GT_STREAM_ERROR | GT_STREAM_TLS | GT_STREAM_WRITING);
+        return false;
+    }
+    while (evbuffer_get_length(s->out) && !evbuffer_get_length(s->hsbuf)) {
         size_t n = evbuffer_get_length(s->out);
         if (n > TLS_WRITE_CHUNK)
             n = TLS_WRITE_CHUNK;
@@ -386,7 +440,8 @@ static bool tls_write_some(gt_stream *s, bool report)
         call_event(s, GT_STREAM_ERROR | GT_STREAM_TLS | GT_STREAM_WRITING);
         return false;
     }
-    bool pending = evbuffer_get_length(s->out) > 0 || s->tls_read_wants_write;
+    bool pending = evbuffer_get_length(s->out) > 0 || evbuffer_get_length(s->hsbuf) > 0 ||
+                   s->tls_read_wants_write;
     update_write(s, pending);
     if (!evbuffer_get_length(s->out) && s->shut_pending)
         do_shutdown(s);
@@ -751,7 +806,8 @@ int gt_stream_start_tls(gt_stream *s, SSL *ssl, bool server)
 {
     pthread_once(&bio_once, bio_method_init);
     BIO *b = bio_method ? BIO_new(bio_method) : NULL;
-    if (!b || !(s->tlsev = evtimer_new(s->base, on_tls_event, s))) {
+    if (!b || !(s->tlsev = evtimer_new(s->base, on_tls_event, s)) ||
+        !(s->hsbuf = evbuffer_new())) {
         BIO_free(b);
         SSL_free(ssl);
         return -1;

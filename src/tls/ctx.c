@@ -99,11 +99,15 @@ static SSL_CTX *server_ctx(char *err, size_t errlen)
     SSL_CTX_set_cipher_list(ctx, CIPHERS_12);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                  SSL_OP_NO_COMPRESSION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                              SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     /* Resumption saves the client (a browser reconnecting) a full handshake; one ticket per
-     * connection is enough for that and halves the ticket work of the default two. */
+     * connection is enough for that and halves the ticket work of the default two. Tickets
+     * are stateless, so the server-side session cache (a table shared by every worker,
+     * under a lock) stays off. */
     SSL_CTX_set_num_tickets(ctx, 1);
+    /* whole records (or several) per read(2) instead of a header read and a body read */
+    SSL_CTX_set_read_ahead(ctx, 1);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     static const unsigned char sid[] = "gretel";
     SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
@@ -120,8 +124,8 @@ static SSL_CTX *client_ctx(const char *upstream_ca_file, char *err, size_t errle
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_cipher_list(ctx, CIPHERS_12);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                              SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     SSL_CTX_set_verify_depth(ctx, 10);
     if (SSL_CTX_set_default_verify_paths(ctx) != 1)
