@@ -63,6 +63,27 @@ def bench(*args):
     return dict(kv.split("=", 1) for kv in p.stdout.split()[1:])
 
 
+def cpu_s(pid):
+    """User + system CPU seconds of a process (all its threads)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
+def children_cpu_s(pid):
+    """CPU of pid and its direct children (nginx's workers)."""
+    total = cpu_s(pid)
+    try:
+        for c in open(f"/proc/{pid}/task/{pid}/children").read().split():
+            total += cpu_s(int(c))
+    except OSError:
+        pass
+    return total
+
+
 def rss_kb(pid):
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -140,6 +161,11 @@ http {{ access_log off; keepalive_requests 1000000;
             bench("--mode", "handshakes", "--seconds", 1, "--threads", 2, "--cafile", mca, "--proxy", mport, *common)
 
         cols = {"direct": [], "gretel": [], "mitmproxy": []}
+        cpu = {"direct": [], "gretel": [], "mitmproxy": []}
+        nginx_pid = procs[0].pid
+        server_of = {"direct": lambda: children_cpu_s(nginx_pid), "gretel": lambda: cpu_s(gretel.pid)}
+        if have_mitm:
+            server_of["mitmproxy"] = lambda: cpu_s(mitm.pid)
         peak = {"gretel": 0, "mitmproxy": 0}
         print(f"== new TLS connections per second ({THREADS} clients, {DURATION}s per cell, "
               f"{ROUNDS} rounds; full handshake + GET /small 1 KiB + close)")
@@ -149,20 +175,30 @@ http {{ access_log off; keepalive_requests 1000000;
             if have_mitm:
                 cells.append(("mitmproxy", [mca], ["--proxy", mport]))
             for name, ca, extra in cells:
+                c0 = server_of[name]()
                 res = bench("--mode", "handshakes", "--seconds", DURATION, "--threads", THREADS,
                             "--cafile", ca[0], *extra, *common)
+                c1 = server_of[name]()
                 cols[name].append(float(res["conn_per_s"]))
+                cpu[name].append((c1 - c0) / max(1, int(res["ok"])) * 1e6)
                 if name == "gretel":
                     peak["gretel"] = max(peak["gretel"], rss_kb(gretel.pid))
                 if name == "mitmproxy":
                     peak["mitmproxy"] = max(peak["mitmproxy"], rss_kb(mitm.pid))
-                row.append(f"{name}={float(res['conn_per_s']):.0f}/s (err {res['err']})")
+                row.append(f"{name}={float(res['conn_per_s']):.0f}/s ({cpu[name][-1]:.0f} us CPU/conn, "
+                           f"err {res['err']})")
             print(f"round {r + 1}: " + "  ".join(row), flush=True)
         med = {k: statistics.median(v) for k, v in cols.items() if v}
         print("median: " + "  ".join(f"{k}={v:.0f}/s" for k, v in med.items()))
+        cmed = {k: statistics.median(v) for k, v in cpu.items() if v}
+        print("median server CPU per connection: " +
+              "  ".join(f"{k}={v:.0f} us" for k, v in cmed.items()) +
+              "  (direct = nginx alone; gretel's figure excludes nginx behind it)")
         print(f"gretel/direct = {med['gretel'] / med['direct']:.2f} (target >= 0.40)")
         if "mitmproxy" in med:
-            print(f"gretel/mitmproxy = {med['gretel'] / med['mitmproxy']:.1f}x (target >= 10x)")
+            print(f"gretel/mitmproxy = {med['gretel'] / med['mitmproxy']:.1f}x connections/s "
+                  f"(target >= 10x); {cmed['mitmproxy'] / cmed['gretel']:.1f}x less CPU per "
+                  f"connection")
             print(f"peak RSS: gretel {peak['gretel'] // 1024} MiB, mitmproxy {peak['mitmproxy'] // 1024} MiB")
 
         print("== leaf minting (gretel's own code, in process, P-256 leaf signed by the CA)")
