@@ -402,7 +402,7 @@ const cfg_key gt_config_keys[] = {
      "hosts never intercepted (pinned apps, banks)"},
     {"ca_dir", "path", "", set_ca_dir, NULL, "local CA key (0600) and certificate (default <store>/ca)"},
     {"upstream_ca_file", "path", "", set_upstream_ca, NULL,
-     "CA bundle used to verify origin servers (default: the system trust store)"},
+     "extra CA bundle trusted, besides the system store, to verify origin servers"},
     {"connect_ports", "port list", "443", set_ports, clear_ports,
      "ports a CONNECT may reach; others get 403"},
     {"auto_mark_purchases", "on/off", "on", set_automark, NULL,

@@ -1496,6 +1496,32 @@ def mitm_client_refusing_our_ca_is_logged(env):
         expect(rc == 0 and out == b"hello from shop\n", err)
 
 
+@test
+def mitm_switched_by_reload(env):
+    """mitm can be turned on and off by SIGHUP when the CA existed at start; without a CA
+    the reload is refused and tunnels stay untouched."""
+    m = env.mitm()
+    url = f"https://shop.test:{m.port['shop']}/hello"
+    base = [f"ca_dir={m.ca_dir}", f"upstream_ca_file={env.ca}", "resolve=*.test=127.0.0.1",
+            f"connect_ports={m.port['shop']}"]
+    with env.own_gretel(base, conf="mitm = off\n") as g:
+        rc, out, err = curl("-v", "--cacert", env.ca, url, proxy=g.proxy)
+        expect(rc == 0 and "issuer: CN=gretel test CA" in err, err[-400:])
+        g.rewrite_conf("mitm = on\n")
+        g.signal(signal.SIGHUP)
+        expect(g.wait_log("reload (SIGHUP) ok"), g.log()[-400:])
+        rc, out, err = curl("-v", "--cacert", m.gca, url, proxy=g.proxy)
+        expect(rc == 0 and "issuer: O=gretel" in err, err[-400:])
+    empty = tempfile.mkdtemp(dir=env.tmp)
+    with env.own_gretel([f"ca_dir={empty}/ca", "resolve=*.test=127.0.0.1",
+                         f"connect_ports={m.port['shop']}"], conf="mitm = off\n") as g:
+        g.rewrite_conf("mitm = on\n")
+        g.signal(signal.SIGHUP)
+        expect(g.wait_log("gretel started without a CA"), g.log()[-400:])
+        rc, out, err = curl("-v", "--cacert", env.ca, url, proxy=g.proxy)
+        expect(rc == 0 and "issuer: CN=gretel test CA" in err, "tunnel not untouched: " + err[-400:])
+
+
 def _chromium(env, g, url, spki, extra=()):
     """Headless Debian chromium through gretel; returns the DOM after load. gretel's CA is
     trusted by SPKI (Chromium matches keys the server sends: gretel sends the CA in its
