@@ -92,5 +92,7 @@ void gt_stream_trigger_read(gt_stream *s);
  * for the duration of the callback. After that the buffers carry plaintext. */
 int gt_stream_start_tls(gt_stream *s, SSL *ssl, bool server);
 SSL *gt_stream_ssl(const gt_stream *s); /* NULL for plain streams */
+/* Frees a TLS stream's record buffers while it is idle (no-op for plain streams). */
+void gt_stream_trim(gt_stream *s);
 
 #endif

@@ -653,6 +653,7 @@ void gt_pool_put(gt_worker *w, gt_upstream *up, const gt_config *cfg)
     TAILQ_INSERT_TAIL(&w->lru, up, lru_link);
     w->pool_size++;
     gt_stream_setcb(up->st, on_idle_read, NULL, on_idle_event, up);
+    gt_stream_trim(up->st);
     gt_stream_set_timeouts(up->st, cfg->pool_idle_timeout_ms, 0);
     gt_stream_set_write_lowat(up->st, 0);
     gt_stream_enable_read(up->st);

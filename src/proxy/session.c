@@ -262,6 +262,8 @@ static void next_or_close(gt_session *s)
         process_heads(s);
     else if (s->client_eof)
         enter_closing(s);
+    else
+        gt_stream_trim(s->cs); /* keep-alive wait: an idle TLS client holds no buffers */
 }
 
 /* Answers the current request locally. The connection closes when asked, or when a request
