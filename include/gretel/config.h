@@ -74,6 +74,9 @@ typedef struct gt_config {
     unsigned header_timeout_ms, idle_timeout_ms, connect_timeout_ms, upstream_timeout_ms,
         tunnel_idle_timeout_ms, drain_timeout_ms, pool_idle_timeout_ms;
     unsigned pool_max_idle;
+    bool http2;                         /* ALPN h2 on intercepted connections */
+    unsigned h2_max_concurrent_streams; /* SETTINGS towards clients */
+    unsigned h2_window;
 } gt_config;
 
 /* Appends a copy of value to a string list of a loaded config (commands adjusting it

@@ -12,6 +12,7 @@
 #include <sys/queue.h>
 
 #include "gretel/config.h"
+#include "gretel/http1.h"
 #include "gretel/log.h"
 #include "gretel/rules.h"
 #include "gretel/slice.h"
@@ -68,6 +69,8 @@ typedef struct gt_shared {
 gt_snapshot *gt_shared_acquire(gt_shared *sh);
 
 typedef struct gt_tunnel gt_tunnel;
+typedef struct gt_h2conn gt_h2conn;
+LIST_HEAD(gt_h2_list, gt_h2conn);
 LIST_HEAD(gt_session_list, gt_session);
 LIST_HEAD(gt_tunnel_list, gt_tunnel);
 TAILQ_HEAD(gt_upstream_lru, gt_upstream);
@@ -91,6 +94,8 @@ struct gt_worker {
     unsigned nsessions;
     struct gt_tunnel_list tunnels;
     unsigned ntunnels;
+    struct gt_h2_list h2conns; /* intercepted connections speaking HTTP/2 */
+    unsigned nh2;
     unsigned next_id;
     /* upstream keep-alive pool: hash by "host:port" plus an LRU across all keys */
     struct gt_upstream_bucket pool[GT_POOL_BUCKETS];
@@ -183,12 +188,36 @@ int gt_server_run(gt_config *cfg, gt_ruleset *rules, const gt_psl *psl, struct g
 /* Called by a worker when its session count drops, to finish a drain. */
 void gt_worker_session_gone(gt_worker *w);
 
+/* Runs the rules on one request (src/proxy/decide.c): type and party from its head
+ * (Sec-Fetch-*, Accept, Referer/Origin), products checked against the store, purchases
+ * queued for auto-marking, log rules logged. *type gets the request type. */
+void gt_proxy_decide(gt_worker *w, const gt_snapshot *snap, const gt_http1_request *req,
+                     gt_slice host, const gt_http1_uri *uri, gt_slice body,
+                     unsigned conn_id, gt_decision *d, gt_reqtype *type);
+
 /* Protocol handler for a freshly accepted client connection (src/proxy/session.c). */
 void gt_session_accept(gt_worker *w, int fd, const struct sockaddr *sa, int salen);
 /* Asks every session of w to finish its current request and close. */
 void gt_sessions_drain(gt_worker *w);
 /* Destroys every session of w at once (end of drain time, or exit). */
 void gt_sessions_destroy_all(gt_worker *w);
+
+/* An intercepted client connection that negotiated h2, as the session hands it over. */
+typedef struct {
+    char client[64];
+    bool client_is_loopback;
+    char sni[256];       /* the name the leaf was minted for */
+    char mitm_host[256]; /* the CONNECT target */
+    uint16_t mitm_port;
+    unsigned id;
+} gt_h2_peer;
+
+/* Serves HTTP/2 on an intercepted client connection (src/proxy/h2.c). Takes ownership of cs
+ * (TLS done, ALPN h2) and of the client's connection slot. */
+void gt_h2_start(gt_worker *w, struct gt_stream *cs, const gt_h2_peer *peer);
+/* GOAWAY to every HTTP/2 connection of w; each closes when its open streams are done. */
+void gt_h2_drain(gt_worker *w);
+void gt_h2_destroy_all(gt_worker *w);
 
 /* Raw bidirectional relay between two connected streams (src/net/tunnel.c). Takes
  * ownership of both (their callbacks are replaced); logs one line when it ends, frees both

@@ -106,6 +106,10 @@ void gt_tls_free(gt_tls *t);
 /* A server-side SSL for one intercepted client connection, presenting leaf (+ the CA in the
  * chain). NULL on failure. */
 SSL *gt_tls_server_ssl(gt_tls *t, X509 *leaf);
+/* Lets a server-side SSL select ALPN h2 (before its handshake); gt_tls_is_h2 says, after
+ * it, whether h2 was chosen. */
+void gt_tls_allow_h2(SSL *ssl);
+bool gt_tls_is_h2(SSL *ssl);
 /* A server-side SSL presenting an untrusted certificate for name whose subject says why the
  * origin failed verification. */
 SSL *gt_tls_untrusted_ssl(gt_tls *t, const char *name, const char *why);

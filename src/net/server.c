@@ -134,7 +134,7 @@ static void close_listeners(gt_worker *w)
 
 void gt_worker_session_gone(gt_worker *w)
 {
-    if (w->draining && w->nsessions == 0 && w->ntunnels == 0)
+    if (w->draining && w->nsessions == 0 && w->ntunnels == 0 && w->nh2 == 0)
         event_base_loopexit(w->base, NULL);
 }
 
@@ -166,6 +166,7 @@ static void on_notify(evutil_socket_t fd, short what, void *arg)
         gt_pool_clear(w);
         gt_sessions_drain(w);
         gt_tunnels_drain(w);
+        gt_h2_drain(w);
         unsigned ms = w->snap->cfg->drain_timeout_ms;
         struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
         w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
@@ -191,6 +192,7 @@ static void *worker_main(void *arg)
     /* Whatever is left after the drain is closed now, so the process exits clean. */
     gt_sessions_destroy_all(w);
     gt_tunnels_destroy_all(w);
+    gt_h2_destroy_all(w);
     gt_pool_clear(w);
     gt_logbuf_flush(&w->logbuf);
     event_active(w->done_ev, EV_READ, 0); /* tell the main thread */
@@ -203,6 +205,7 @@ static int worker_init(gt_worker *w, server *s, unsigned id, const gt_config *cf
     w->id = id;
     LIST_INIT(&w->sessions);
     LIST_INIT(&w->tunnels);
+    LIST_INIT(&w->h2conns);
     TAILQ_INIT(&w->lru);
     for (size_t i = 0; i < GT_POOL_BUCKETS; i++)
         LIST_INIT(&w->pool[i]);

@@ -415,100 +415,15 @@ static void respond_blocked(gt_session *s, const gt_decision *d, bool tunnel)
     finish_local(s);
 }
 
-static bool bought_cb(void *arg, gt_slice key)
-{
-    return gt_store_is_bought(arg, key);
-}
-
-/* Runs the rules on a parsed request. The request's type and party come from its head
- * (Sec-Fetch-*, Accept, Referer/Origin; gt_rules_type_of, gt_rules_party_of). */
+/* Runs the rules on a parsed request (src/proxy/decide.c) and keeps what the log needs. */
 static void decide(gt_session *s, const gt_http1_request *req, const gt_http1_uri *uri,
                    gt_decision *d)
 {
-    gt_reqview v;
-    memset(&v, 0, sizeof(v));
-    v.method = req->method;
-    v.host = gt_slice_cstr(s->host);
-    v.path = uri->path;
-    for (size_t i = 0; i < req->num_headers; i++) {
-        gt_slice n = req->headers[i].name, val = req->headers[i].value;
-        if (n.len < 5)
-            continue;
-        switch (gt_ascii_lower(n.p[0])) {
-        case 's':
-            if (gt_slice_caseeq(n, GT_S("sec-fetch-dest")))
-                v.sec_fetch_dest = val;
-            else if (gt_slice_caseeq(n, GT_S("sec-fetch-mode")))
-                v.sec_fetch_mode = val;
-            else if (gt_slice_caseeq(n, GT_S("sec-fetch-site")))
-                v.sec_fetch_site = val;
-            break;
-        case 'a':
-            if (gt_slice_caseeq(n, GT_S("accept")))
-                v.accept = val;
-            break;
-        case 'c':
-            if (gt_slice_caseeq(n, GT_S("content-type")))
-                v.content_type = val;
-            break;
-        case 'r':
-            if (gt_slice_caseeq(n, GT_S("referer")))
-                v.referer = val;
-            break;
-        case 'o':
-            if (gt_slice_caseeq(n, GT_S("origin")))
-                v.origin = val;
-            break;
-        case 'u':
-            if (gt_slice_caseeq(n, GT_S("upgrade")))
-                v.upgrade = val;
-            break;
-        case 'p':
-            if (gt_slice_caseeq(n, GT_S("ping-to")))
-                v.ping_to = val;
-            break;
-        }
-    }
-    gt_rules_request rq;
-    memset(&rq, 0, sizeof(rq));
-    rq.method = req->method;
-    rq.scheme = uri->is_https ? GT_S("https") : GT_S("http");
-    rq.host = v.host;
-    rq.port = uri->port;
-    rq.path = uri->path.len ? uri->path : GT_S("/");
-    rq.source = v.referer.len ? v.referer : (gt_slice_eq(v.origin, GT_S("null")) ? GT_S("") : v.origin);
-    rq.type = gt_rules_type_of(&v);
-    /* Sec-Fetch-Site answers at once; otherwise the engine compares registrable domains
-     * (libpsl, about half a microsecond) only if a candidate rule asks for the party. */
-    if (v.sec_fetch_site.len) {
-        gt_reqview only_site = {.sec_fetch_site = v.sec_fetch_site};
-        rq.party = gt_rules_party_of(NULL, &only_site);
-    }
-    _Static_assert(sizeof(gt_rules_field) == sizeof(gt_http1_header),
-                   "header layouts must match");
-    rq.fields = (const gt_rules_field *)req->headers;
-    rq.nfields = req->num_headers;
-    rq.body_type = v.content_type;
-    rq.body = s->body_view;
-    s->type = rq.type;
-    gt_store *store = s->w->sh->store;
-    gt_rules_decide(s->snap->rules, s->w->scratch, &rq, store ? bought_cb : NULL, store, d);
+    gt_proxy_decide(s->w, s->snap, req, gt_slice_cstr(s->host), uri, s->body_view, s->id, d,
+                    &s->type);
     s->rule = d->rule;
     if (d->action != GT_DECIDE_PASS)
         s->decision = gt_decide_action_name(d->action);
-    /* A completed purchase seen on the wire: its products are marked bought, locally, by
-     * the store's writer thread (this worker never waits for the disk). */
-    if (d->purchase && s->w->sh->writer && s->snap->cfg->auto_mark_purchases) {
-        char source[300];
-        snprintf(source, sizeof(source), "auto: purchase pixel on %.200s", s->host);
-        for (size_t i = 0; i < d->nproducts; i++)
-            if (d->products[i].purchased && !d->products[i].bought)
-                gt_store_writer_put(s->w->sh->writer, d->products[i].key, gt_slice_cstr(source));
-    }
-    for (size_t i = 0; i < d->nlogs; i++)
-        gt_log(GT_LOG_INFO, "conn=%u rule-log %s:%u host=%s type=%s", s->id,
-               gt_rule_file(d->logs[i]), gt_rule_line(d->logs[i]), s->host,
-               gt_rules_type_name(rq.type));
 }
 
 /* --- upstream failures --- */
@@ -946,6 +861,9 @@ static void mitm_present_leaf(gt_session *s)
         atomic_fetch_add_explicit(&s->w->sh->counters.certs_minted, 1, memory_order_relaxed);
     SSL *ssl = gt_tls_server_ssl(tls, leaf);
     X509_free(leaf);
+    /* h2 only towards a reachable, verified origin: error pages are plain HTTP/1.1 */
+    if (ssl && s->w->snap->cfg->http2 && !s->tls_err_status)
+        gt_tls_allow_h2(ssl);
     client_handshake(s, ssl);
 }
 
@@ -1030,6 +948,24 @@ static void mitm_ready(gt_session *s)
 {
     s->mitm = true;
     atomic_fetch_add_explicit(&s->w->sh->counters.tls_handshakes, 1, memory_order_relaxed);
+    if (gt_tls_is_h2(gt_stream_ssl(s->cs))) {
+        /* HTTP/2: src/proxy/h2.c takes the connection and its slot */
+        gt_h2_peer p;
+        memset(&p, 0, sizeof(p));
+        snprintf(p.client, sizeof(p.client), "%s", s->client);
+        p.client_is_loopback = s->client_is_loopback;
+        snprintf(p.sni, sizeof(p.sni), "%s", s->sni);
+        snprintf(p.mitm_host, sizeof(p.mitm_host), "%s", s->mitm_host);
+        p.mitm_port = s->mitm_port;
+        p.id = s->id;
+        gt_stream *cs = s->cs;
+        s->cs = NULL;
+        evtimer_del(s->timer);
+        atomic_fetch_add_explicit(&s->w->sh->counters.open_conns, 1, memory_order_relaxed);
+        gt_h2_start(s->w, cs, &p);
+        session_destroy(s);
+        return;
+    }
     s->st = S_HEAD;
     gt_stream_set_timeouts(s->cs, 0, 0);
     gt_stream_set_read_hwm(s->cs, IO_HWM);

@@ -23,6 +23,7 @@
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
 static const unsigned char ALPN_H11[] = "\x08http/1.1";
+static const unsigned char ALPN_H2_H11[] = "\x02h2\x08http/1.1";
 
 static void ssl_err(char *err, size_t errlen, const char *what)
 {
@@ -34,14 +35,19 @@ static void ssl_err(char *err, size_t errlen, const char *what)
     snprintf(err, errlen, "%s%s%s", what, buf[0] ? ": " : "", buf);
 }
 
-/* Offer the client only what both legs can carry: http/1.1 (h2 arrives with the HTTP/2
- * work). A client that offers nothing we speak gets no ALPN and assumes http/1.1. */
+/* Offer the client what gretel can terminate: h2 when the connection allows it
+ * (gt_tls_allow_h2: http2 = on, and not an error page), else http/1.1. gretel translates
+ * to the origin itself, so the client's choice does not depend on the origin's. A client
+ * that offers nothing we speak gets no ALPN and assumes http/1.1. */
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned int inlen, void *arg)
 {
-    (void)ssl, (void)arg;
+    (void)arg;
     unsigned char *sel = NULL;
-    if (SSL_select_next_proto(&sel, outlen, ALPN_H11, sizeof(ALPN_H11) - 1, in, inlen) ==
+    bool h2 = SSL_get_app_data(ssl) != NULL;
+    const unsigned char *ours = h2 ? ALPN_H2_H11 : ALPN_H11;
+    size_t ourlen = h2 ? sizeof(ALPN_H2_H11) - 1 : sizeof(ALPN_H11) - 1;
+    if (SSL_select_next_proto(&sel, outlen, ours, (unsigned)ourlen, in, inlen) ==
         OPENSSL_NPN_NEGOTIATED) {
         *out = sel;
         return SSL_TLSEXT_ERR_OK;
@@ -205,6 +211,20 @@ SSL *gt_tls_server_ssl(gt_tls *t, X509 *leaf)
         return NULL;
     }
     return ssl;
+}
+
+void gt_tls_allow_h2(SSL *ssl)
+{
+    static const char on = 1;
+    SSL_set_app_data(ssl, (void *)&on);
+}
+
+bool gt_tls_is_h2(SSL *ssl)
+{
+    const unsigned char *p = NULL;
+    unsigned len = 0;
+    SSL_get0_alpn_selected(ssl, &p, &len);
+    return len == 2 && memcmp(p, "h2", 2) == 0;
 }
 
 SSL *gt_tls_untrusted_ssl(gt_tls *t, const char *name, const char *why)

@@ -287,6 +287,10 @@ static int set_mitm(gt_config *c, gt_slice v, char *err, size_t errlen)
 {
     return parse_bool(v, &c->mitm, err, errlen);
 }
+static int set_http2(gt_config *c, gt_slice v, char *err, size_t errlen)
+{
+    return parse_bool(v, &c->http2, err, errlen);
+}
 static int set_bypass(gt_config *c, gt_slice v, char *err, size_t errlen)
 {
     if (!valid_host_pattern(v) && !(v.len > 0 && memchr(v.p, '*', v.len)))
@@ -368,6 +372,8 @@ UINT_SETTER(set_max_header_size, max_header_size, 1024, 1048576)
 UINT_SETTER(set_body_inspect_max, body_inspect_max, 0, 1048576)
 UINT_SETTER(set_max_headers, max_headers, 8, 1000)
 UINT_SETTER(set_pool_max_idle, pool_max_idle, 0, 100000)
+UINT_SETTER(set_h2_streams, h2_max_concurrent_streams, 1, 10000)
+UINT_SETTER(set_h2_window, h2_window, 65535, 1073741823)
 DURATION_SETTER(set_header_timeout, header_timeout_ms, 100, 3600000)
 DURATION_SETTER(set_idle_timeout, idle_timeout_ms, 100, 86400000)
 DURATION_SETTER(set_connect_timeout, connect_timeout_ms, 100, 600000)
@@ -400,6 +406,12 @@ const cfg_key gt_config_keys[] = {
      "intercept TLS of CONNECT tunnels with the local CA (not in mitm_bypass)"},
     {"mitm_bypass", "host glob list", "", set_bypass, clear_bypass,
      "hosts never intercepted (pinned apps, banks)"},
+    {"http2", "on/off", "on", set_http2, NULL,
+     "offer HTTP/2 (ALPN h2) to browsers on intercepted connections"},
+    {"h2_max_concurrent_streams", "number", "100", set_h2_streams, NULL,
+     "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS offered to clients"},
+    {"h2_window", "bytes", "262144", set_h2_window, NULL,
+     "HTTP/2 initial stream window offered to clients (request body buffered per stream)"},
     {"ca_dir", "path", "", set_ca_dir, NULL, "local CA key (0600) and certificate (default <store>/ca)"},
     {"upstream_ca_file", "path", "", set_upstream_ca, NULL,
      "extra CA bundle trusted, besides the system store, to verify origin servers"},

@@ -1349,6 +1349,7 @@ def _tls_log(env):
 
 @test
 def mitm_get_post_rules_and_keepalive(env):
+    """HTTP/1.1 inside interception (HTTP/2 has tests of its own)."""
     m = env.mitm()
     port = m.port["shop"]
     m.origins.write("page.html", b"<html>shop</html>\n")
@@ -1357,17 +1358,17 @@ def mitm_get_post_rules_and_keepalive(env):
                         "rewrite host=shop.test remove-param~^utm_\n")
     with env.own_gretel(env.mitm_opts([f"rules={rules}"])) as g:
         base = f"https://shop.test:{port}"
-        rc, out, err = curl("-v", "--cacert", m.gca, f"{base}/hello", proxy=g.proxy)
+        rc, out, err = curl("--http1.1", "-v", "--cacert", m.gca, f"{base}/hello", proxy=g.proxy)
         expect(rc == 0 and out == b"hello from shop\n", f"{rc} {out} {err[-600:]}")
         expect("issuer: O=gretel; CN=gretel local CA" in err, "not intercepted: " + err[-800:])
         expect(g.wait_log("decision=intercept"), g.log()[-500:])
         # a rule inside HTTPS: answered locally, never reaches the origin
-        rc, out, err = curl("-i", "--cacert", m.gca, f"https://ads.test:{port}/px?id=42&e=view",
+        rc, out, err = curl("--http1.1", "-i", "--cacert", m.gca, f"https://ads.test:{port}/px?id=42&e=view",
                             proxy=g.proxy)
         expect(rc == 0 and status_of(out) == 200 and b"image/gif" in out, out[:300])
         expect(f"X-Gretel: block; rule={rules}:1".encode() in out, out[:300])
         # rewrites apply inside too; several requests share one client and one origin connection
-        rc, out, err = curl("-s", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null",
+        rc, out, err = curl("--http1.1", "-s", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null",
                             "-w", "%{http_code} %{num_connects}\n", "--cacert", m.gca,
                             f"{base}/page.html?utm_source=x&a=1", f"{base}/hello",
                             f"{base}/page.html", proxy=g.proxy)
@@ -1377,17 +1378,17 @@ def mitm_get_post_rules_and_keepalive(env):
         bf = os.path.join(env.tmp, "mitm-put.bin")
         with open(bf, "wb") as f:
             f.write(body)
-        rc, out, err = curl("--cacert", m.gca, "-T", bf, f"{base}/dav/up.bin", proxy=g.proxy)
+        rc, out, err = curl("--http1.1", "--cacert", m.gca, "-T", bf, f"{base}/dav/up.bin", proxy=g.proxy)
         expect(rc == 0, f"{rc} {out} {err}")
         with open(os.path.join(m.origins.www, "dav", "up.bin"), "rb") as f:
             expect(f.read() == body, "uploaded bytes differ")
-        rc, out, err = curl("--cacert", m.gca, f"{base}/dav/up.bin", proxy=g.proxy)
+        rc, out, err = curl("--http1.1", "--cacert", m.gca, f"{base}/dav/up.bin", proxy=g.proxy)
         expect(rc == 0 and out == body, "downloaded bytes differ")
-        rc, out, err = curl("--cacert", m.gca, "--data-binary", "ev=1", f"{base}/post",
+        rc, out, err = curl("--http1.1", "--cacert", m.gca, "--data-binary", "ev=1", f"{base}/post",
                             proxy=g.proxy)
         expect(rc == 0 and out == b"posted\n", f"{rc} {out} {err}")
         # Alt-Svc would send the browser to QUIC, around the proxy
-        rc, out, err = curl("-i", "--cacert", m.gca, f"{base}/altsvc", proxy=g.proxy)
+        rc, out, err = curl("--http1.1", "-i", "--cacert", m.gca, f"{base}/altsvc", proxy=g.proxy)
         expect(rc == 0 and b"alt\n" in out and b"Alt-Svc" not in out, out[:400])
         time.sleep(0.3)
         log = _tls_log(env)
