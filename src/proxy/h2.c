@@ -783,6 +783,11 @@ static void on_client_read(gt_stream *st, void *arg)
              * queued, then close */
             gt_log(GT_LOG_INFO, "conn=%u client=%s: HTTP/2 error: %s", c->peer.id,
                    c->peer.client, nghttp2_strerror((int)r));
+            /* floods get ENHANCE_YOUR_CALM; other errors a PROTOCOL_ERROR, unless nghttp2
+             * queued its own GOAWAY already (then this call does nothing) */
+            bool flood = r == NGHTTP2_ERR_FLOODED || r == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS;
+            nghttp2_session_terminate_session(
+                c->ng, flood ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_PROTOCOL_ERROR);
             evbuffer_drain(in, evbuffer_get_length(in));
             const uint8_t *data;
             ssize_t n;

@@ -656,3 +656,107 @@ http {{
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+# --- a raw HTTP/2 client for the abuse tests: frames by hand, HPACK literals only ----------
+
+H2_DATA, H2_HEADERS, H2_RST, H2_SETTINGS, H2_PING, H2_GOAWAY, H2_WINDOW, H2_CONT = 0, 1, 3, 4, 6, 7, 8, 9
+
+
+def h2_frame(ftype, flags, sid, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + sid.to_bytes(4, "big") + payload
+
+
+def _hpack_len(n):
+    if n < 127:
+        return bytes([n])
+    out, n = bytearray([127]), n - 127
+    while n >= 128:
+        out.append((n & 127) | 128)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def hpack_fields(fields):
+    """A header block of 'literal without indexing, new name' entries (RFC 7541 §6.2.2)."""
+    out = bytearray()
+    for name, value in fields:
+        n, v = name.encode(), value.encode()
+        out += b"\x00" + _hpack_len(len(n)) + n + _hpack_len(len(v)) + v
+    return bytes(out)
+
+
+def h2_request_block(authority, path, method="GET", extra=()):
+    return hpack_fields([(":method", method), (":scheme", "https"), (":authority", authority),
+                         (":path", path)] + list(extra))
+
+
+class H2Raw:
+    """One TLS connection through gretel's CONNECT that speaks HTTP/2 frame by frame."""
+
+    def __init__(self, proxy_port, host, port, cafile, timeout=5.0):
+        import ssl
+        s = socket.create_connection(("127.0.0.1", proxy_port), timeout=timeout)
+        s.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            c = s.recv(1)
+            if not c:
+                raise RuntimeError("proxy closed during CONNECT")
+            head += c
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(head.decode("latin-1"))
+        ctx = ssl.create_default_context(cafile=cafile)
+        ctx.set_alpn_protocols(["h2"])
+        self.t = ctx.wrap_socket(s, server_hostname=host)
+        if self.t.selected_alpn_protocol() != "h2":
+            raise RuntimeError(f"ALPN {self.t.selected_alpn_protocol()}")
+        self.buf = b""
+        self.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(H2_SETTINGS, 0, 0))
+
+    def send(self, data):
+        self.t.sendall(data)
+
+    def frames(self, timeout=3.0, until=None):
+        """Reads frames until `until(frame)` is true, the peer closes, or the timeout.
+        Returns (frames, closed)."""
+        out, closed = [], False
+        end = time.time() + timeout
+        self.t.settimeout(0.2)
+        while time.time() < end:
+            while len(self.buf) >= 9:
+                n = int.from_bytes(self.buf[:3], "big")
+                if len(self.buf) < 9 + n:
+                    break
+                f = (self.buf[3], self.buf[4], int.from_bytes(self.buf[5:9], "big") & 0x7fffffff,
+                     self.buf[9:9 + n])
+                self.buf = self.buf[9 + n:]
+                out.append(f)
+                if until and until(f):
+                    return out, False
+            try:
+                chunk = self.t.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            self.buf += chunk
+        return out, closed
+
+    def close(self):
+        try:
+            self.t.close()
+        except OSError:
+            pass
+
+
+def h2_goaway_code(frames):
+    for f in frames:
+        if f[0] == H2_GOAWAY and len(f[3]) >= 8:
+            return int.from_bytes(f[3][4:8], "big")
+    return None

@@ -23,7 +23,9 @@ import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib import (EchoOrigin, FakeDNS, Gretel, Nginx, Socks5Server, TlsOrigins, curl,  # noqa
-                 free_port, make_origin_certs, make_tls_certs,
+                 free_port, make_origin_certs, make_tls_certs, H2Raw, h2_frame, h2_goaway_code,
+                 h2_request_block, hpack_fields, H2_HEADERS, H2_RST, H2_SETTINGS, H2_PING,
+                 H2_CONT, H2_GOAWAY, H2_DATA,
                  raw_exchange, rss_kb, wait_port, HERE)
 
 TESTS = []
@@ -1521,6 +1523,206 @@ def mitm_switched_by_reload(env):
         expect(g.wait_log("gretel started without a CA"), g.log()[-400:])
         rc, out, err = curl("-v", "--cacert", env.ca, url, proxy=g.proxy)
         expect(rc == 0 and "issuer: CN=gretel test CA" in err, "tunnel not untouched: " + err[-400:])
+
+
+# --- HTTP/2 inside interception -------------------------------------------------------------
+
+@test
+def h2_mixed_streams_one_connection(env):
+    m = env.mitm()
+    port = m.port["shop"]
+    m.origins.write("h2/a.txt", b"file a\n")
+    m.origins.write("h2/b.txt", b"file b\n")
+    rules = _rules_file(env, "h2.rules", "block host=ads.test path~^/px respond=gif\n"
+                                         "block host=shop.test path~^/h2/track\n")
+    with env.own_gretel(env.mitm_opts([f"rules={rules}"])) as g:
+        urls = [f"https://shop.test:{port}/h2/a.txt", f"https://shop.test:{port}/h2/track?id=1",
+                f"https://shop.test:{port}/h2/b.txt", f"https://shop.test:{port}/h2/track?id=2",
+                f"https://shop.test:{port}/hello"]
+        outs = []
+        args = ["--http2", "-Z", "--cacert", m.gca, "-w", "%{http_code} %{http_version} %{url}\n"]
+        for i, u in enumerate(urls):
+            f = os.path.join(env.tmp, f"h2out{i}")
+            outs.append(f)
+            args += ["-o", f, u]
+        rc, out, err = curl(*args, proxy=g.proxy)
+        expect(rc == 0, err)
+        lines = sorted(out.decode().strip().splitlines(), key=lambda l: l.split()[2])
+        expect(all(l.split()[1] == "2" for l in lines), out)
+        got = {l.split()[2]: l.split()[0] for l in lines}
+        expect(got[urls[0]] == "200" and got[urls[2]] == "200" and got[urls[4]] == "200", out)
+        expect(got[urls[1]] in ("204", "403") and got[urls[3]] in ("204", "403"), out)
+        with open(outs[0], "rb") as f:
+            expect(f.read() == b"file a\n", "stream a")
+        with open(outs[2], "rb") as f:
+            expect(f.read() == b"file b\n", "stream b")
+        expect(g.wait_log("proto=h2 stream=9"), g.log()[-600:])
+        log = g.log()
+        expect(log.count("decision=intercept") == 1, "streams did not share one connection")
+        # a blocked stream carries X-Gretel
+        rc, out, err = curl("--http2", "-i", "--cacert", m.gca, f"https://ads.test:{port}/px?e=1",
+                            proxy=g.proxy)
+        expect(b"HTTP/2 200" in out and b"x-gretel: block; rule=" in out and
+               b"image/gif" in out, out[:300])
+        time.sleep(0.3)
+        tl = _tls_log(env)
+        expect("/h2/track" not in tl and "/px?e=1" not in tl, "a blocked stream reached the origin")
+        expect("GET /h2/a.txt 200" in tl and "GET /h2/b.txt 200" in tl, tl[-500:])
+
+
+@test
+def h2_large_bodies_both_ways(env):
+    m = env.mitm()
+    port = m.port["shop"]
+    with env.own_gretel(env.mitm_opts()) as g:
+        body = os.urandom(5 << 20)
+        bf = os.path.join(env.tmp, "h2-up.bin")
+        with open(bf, "wb") as f:
+            f.write(body)
+        # upload: HTTP/2 DATA frames, to the origin as a chunked (or sized) HTTP/1.1 body
+        rc, out, err = curl("--http2", "--cacert", m.gca, "-T", bf,
+                            f"https://shop.test:{port}/dav/h2-up.bin", proxy=g.proxy, timeout=120)
+        expect(rc == 0, f"{rc} {err[-300:]}")
+        with open(os.path.join(m.origins.www, "dav", "h2-up.bin"), "rb") as f:
+            expect(f.read() == body, "uploaded bytes differ")
+        # download of the same 5 MiB, twice in parallel on one connection
+        a, b = os.path.join(env.tmp, "h2-d1"), os.path.join(env.tmp, "h2-d2")
+        u = f"https://shop.test:{port}/dav/h2-up.bin"
+        rc, out, err = curl("--http2", "-Z", "--cacert", m.gca, "-o", a, u, "-o", b, u,
+                            proxy=g.proxy, timeout=120)
+        expect(rc == 0, err[-300:])
+        for p in (a, b):
+            with open(p, "rb") as f:
+                expect(f.read() == body, "downloaded bytes differ")
+        # a chunked upload of unknown length (no content-length)
+        rc, out, err = curl("--http2", "--cacert", m.gca, "-H", "Transfer-Encoding: chunked",
+                            "--data-binary", f"@{bf}", "-X", "PUT",
+                            f"https://shop.test:{port}/dav/h2-chunked.bin", proxy=g.proxy,
+                            timeout=120)
+        expect(rc == 0, err[-300:])
+        with open(os.path.join(m.origins.www, "dav", "h2-chunked.bin"), "rb") as f:
+            expect(f.read() == body, "chunked upload differs")
+
+
+def _h2raw(env, g, host="shop.test"):
+    m = env.mitm()
+    return H2Raw(g.port, host, m.port["shop"], m.gca)
+
+
+@test
+def h2_abuse_ends_the_connection_not_the_proxy(env):
+    m = env.mitm()
+    auth = f"shop.test:{m.port['shop']}"
+    with env.own_gretel(env.mitm_opts()) as g:
+        # rapid reset: streams opened and reset at once, thousands of times
+        c = _h2raw(env, g)
+        burst = b"".join(h2_frame(H2_HEADERS, 0x5, sid, h2_request_block(auth, "/hello")) +
+                         h2_frame(H2_RST, 0, sid, (8).to_bytes(4, "big"))
+                         for sid in range(1, 2 * 3000, 2))
+        try:
+            c.send(burst)
+        except OSError:
+            pass
+        frames, closed = c.frames(timeout=5, until=lambda f: f[0] == H2_GOAWAY)
+        code = h2_goaway_code(frames)
+        print(f"    rapid reset (3000 streams): GOAWAY code {code}, closed={closed}")
+        expect(code is not None or closed, f"rapid reset: goaway={code} closed={closed}")
+        c.close()
+        # CONTINUATION flood: a header block that never ends
+        c = _h2raw(env, g)
+        try:
+            c.send(h2_frame(H2_HEADERS, 0x1, 1, h2_request_block(auth, "/hello")))
+            for _ in range(200):
+                c.send(h2_frame(H2_CONT, 0, 1, hpack_fields([("x-a", "b" * 100)])))
+        except OSError:
+            pass
+        frames, closed = c.frames(timeout=5, until=lambda f: f[0] == H2_GOAWAY)
+        print(f"    CONTINUATION flood: GOAWAY code {h2_goaway_code(frames)}, closed={closed}")
+        expect(h2_goaway_code(frames) is not None or closed, "CONTINUATION flood not stopped")
+        c.close()
+        # SETTINGS and PING floods whose ACKs are never read
+        for kind in (H2_SETTINGS, H2_PING):
+            c = _h2raw(env, g)
+            payload = b"" if kind == H2_SETTINGS else b"12345678"
+            try:
+                for _ in range(20):
+                    c.send(h2_frame(kind, 0, 0, payload) * 1000)
+            except OSError:
+                pass
+            frames, closed = c.frames(timeout=5, until=lambda f: f[0] == H2_GOAWAY)
+            print(f"    {'SETTINGS' if kind == H2_SETTINGS else 'PING'} flood: GOAWAY code "
+                  f"{h2_goaway_code(frames)}, closed={closed}")
+            expect(h2_goaway_code(frames) is not None or closed, f"flood {kind} not stopped")
+            c.close()
+        # an oversized header list: that stream gets 431, the connection lives on
+        c = _h2raw(env, g)
+        big = [(f"x-big-{i}", "v" * 1000) for i in range(80)]
+        block = h2_request_block(auth, "/hello", extra=big)
+        parts = [block[i:i + 16384] for i in range(0, len(block), 16384)]
+        c.send(h2_frame(H2_HEADERS, 0x1, 1, parts[0]) +
+               b"".join(h2_frame(H2_CONT, 0x4 if i == len(parts) - 1 else 0, 1, p)
+                        for i, p in enumerate(parts) if i))
+        c.send(h2_frame(H2_HEADERS, 0x5, 3, h2_request_block(auth, "/hello")))
+        frames, closed = c.frames(timeout=5, until=lambda f: f[0] == H2_DATA and f[2] == 3 and f[1] & 1)
+        heads = {f[2]: f[3] for f in frames if f[0] == H2_HEADERS}
+        expect(1 in heads and 3 in heads and not closed, f"frames {[(f[0], f[2]) for f in frames]}")
+        expect(b"431" in heads[1], heads[1])
+        c.close()
+        # other clients were never affected
+        rc, out, err = curl("--http2", "--cacert", m.gca, f"https://{auth}/hello", proxy=g.proxy)
+        expect(rc == 0 and out == b"hello from shop\n", err)
+    expect("HTTP/2 error" in g.log(), g.log()[-600:])
+
+
+@test
+def h2_origin_reset_mid_response(env):
+    m = env.mitm()
+    port = free_port()
+    import ssl as _ssl
+    ctx = _ssl.SSLContext(_ssl.PROTOCOL_TLS_SERVER)
+    pki = os.path.dirname(env.ca)
+    ctx.load_cert_chain(os.path.join(pki, "shop.pem"), os.path.join(pki, "shop.key"))
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", port))
+    srv.listen(16)
+    stop = threading.Event()
+
+    def serve():
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            try:
+                t = ctx.wrap_socket(conn, server_side=True)
+                req = t.recv(65536)
+                if b"/cut" in req:
+                    t.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 5000)
+                    t.close()
+                else:
+                    t.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+                    t.close()
+            except OSError:
+                pass
+
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    try:
+        with env.own_gretel(env.mitm_opts([f"connect_ports={port}"])) as g:
+            a, b = os.path.join(env.tmp, "cut1"), os.path.join(env.tmp, "cut2")
+            rc, out, err = curl("--http2", "-Z", "--cacert", m.gca, "-w", "%{http_code}\n",
+                                "-o", a, f"https://shop.test:{port}/cut",
+                                "-o", b, f"https://shop.test:{port}/ok", proxy=g.proxy)
+            expect(rc != 0, "a truncated response must not look complete")
+            with open(b, "rb") as f:
+                expect(f.read() == b"ok\n", "the other stream was hurt")
+            expect(g.wait_log("mid-response: reset"), g.log()[-600:])
+    finally:
+        stop.set()
+        th.join()
+        srv.close()
 
 
 def _chromium(env, g, url, spki, extra=()):
