@@ -1500,6 +1500,53 @@ def mitm_client_refusing_our_ca_is_logged(env):
 
 
 @test
+def chromium_h2_page_of_100_resources(env):
+    """Chromium loads a page of 100 images over intercepted HTTP/2; 10 are retargeting
+    pixels that rules block. The origin receives exactly the 90 others."""
+    m = env.mitm()
+    port = m.port["shop"]
+    imgs = []
+    for i in range(100):
+        if i % 10 == 3:
+            imgs.append(f'<img src="https://ads.test:{port}/px?id=sku-{i}&ev=view">')
+        else:
+            m.origins.write(f"many/i{i}.gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;")
+            imgs.append(f'<img src="/many/i{i}.gif">')
+    page = ('<html><body><p id="r">loading</p>' + "".join(imgs) +
+            '<script>addEventListener("load", () => { const n = [...document.images]'
+            '.filter(i => i.complete && i.naturalWidth > 0).length;'
+            ' document.getElementById("r").textContent = "loaded " + n; });</script>'
+            '</body></html>')
+    m.origins.write("many.html", page.encode())
+    rules = _rules_file(env, "many.rules", "block host=ads.test path~^/px respond=gif\n")
+    spki = [l.split(": ", 1)[1] for l in _ca(env, m.ca_dir, "show").stdout.splitlines()
+            if l.startswith("spki sha256")][0]
+    with env.own_gretel(env.mitm_opts([f"rules={rules}"])) as g:
+        before = len(_tls_log(env).splitlines())
+        dom, err = _chromium(env, g, f"https://shop.test:{port}/many.html", spki)
+        # blocked pixels are answered with gretel's 1x1 GIF, so every image completes
+        expect("loaded 100" in dom, dom[:300] + err[-600:])
+        time.sleep(0.3)
+        seen = _tls_log(env).splitlines()[before:]
+        got = [l for l in seen if l.startswith("GET /many/i")]
+        expect(len(got) == 90 and not any("/px" in l for l in seen),
+               f"{len(got)} images arrived; px: {[l for l in seen if '/px' in l][:3]}")
+        log = g.log()
+        h2_lines = [l for l in log.splitlines() if "proto=h2" in l]
+        expect(len(h2_lines) >= 101, f"{len(h2_lines)} requests over h2")
+        blocked = [l for l in h2_lines if "decision=block" in l and "host=ads.test" in l]
+        expect(len(blocked) == 10, f"{len(blocked)} blocked streams")
+        # Chromium may open a few sockets before it learns the origin speaks h2, but the
+        # images then share one connection
+        conns = {}
+        for l in h2_lines:
+            if "host=shop.test" in l:
+                cid = re.search(r"conn=(\d+)", l).group(1)
+                conns[cid] = conns.get(cid, 0) + 1
+        expect(max(conns.values()) >= 90, f"streams per connection: {conns}")
+
+
+@test
 def mitm_switched_by_reload(env):
     """mitm can be turned on and off by SIGHUP when the CA existed at start; without a CA
     the reload is refused and tunnels stay untouched."""
