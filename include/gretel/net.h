@@ -70,7 +70,9 @@ gt_snapshot *gt_shared_acquire(gt_shared *sh);
 
 typedef struct gt_tunnel gt_tunnel;
 typedef struct gt_h2conn gt_h2conn;
+typedef struct gt_h2origin gt_h2origin;
 LIST_HEAD(gt_h2_list, gt_h2conn);
+LIST_HEAD(gt_h2origin_list, gt_h2origin);
 LIST_HEAD(gt_session_list, gt_session);
 LIST_HEAD(gt_tunnel_list, gt_tunnel);
 TAILQ_HEAD(gt_upstream_lru, gt_upstream);
@@ -96,6 +98,7 @@ struct gt_worker {
     unsigned ntunnels;
     struct gt_h2_list h2conns; /* intercepted connections speaking HTTP/2 */
     unsigned nh2;
+    struct gt_h2origin_list h2origins; /* shared HTTP/2 sessions to origins (and h1 marks) */
     unsigned next_id;
     /* upstream keep-alive pool: hash by "host:port" plus an LRU across all keys */
     struct gt_upstream_bucket pool[GT_POOL_BUCKETS];
@@ -124,6 +127,7 @@ struct gt_upstream {
     bool reused;   /* taken from the pool for this request */
     bool via_http_proxy; /* requests go in absolute-form to a parent HTTP proxy */
     bool guarded_loopback; /* reaches this machine by name (loopback_upstream applies) */
+    bool h2;       /* TLS with ALPN h2 (only when the caller offered it) */
     char peer[64]; /* address text, for logs and error pages */
     char key[540]; /* pool key */
     unsigned key_hash;
@@ -148,11 +152,11 @@ void gt_upstream_connect(gt_worker *w, const gt_config *cfg, gt_slice host, uint
                          bool tunnel, bool deny_loopback, gt_connect_cb cb, void *arg,
                          gt_connect **handle);
 /* Like gt_upstream_connect, then TLS towards host:port with SNI and verification for sni
- * (w->sh->tls must be set). A certificate that fails verification reports
+ * (w->sh->tls must be set); ALPN offers h2 too when offer_h2 (then up->h2 says which). A certificate that fails verification reports
  * GT_STATUS_CERT_FAILED and why ("...: certificate has expired (...)"). */
 void gt_upstream_connect_tls(gt_worker *w, const gt_config *cfg, gt_slice host, uint16_t port,
-                             const char *sni, bool deny_loopback, gt_connect_cb cb, void *arg,
-                             gt_connect **handle);
+                             const char *sni, bool offer_h2, bool deny_loopback,
+                             gt_connect_cb cb, void *arg, gt_connect **handle);
 /* Internal status of a connect whose origin certificate failed verification; clients see
  * 502 (the number is Cloudflare's "invalid SSL certificate"). */
 #define GT_STATUS_CERT_FAILED 526

@@ -114,8 +114,8 @@ bool gt_tls_is_h2(SSL *ssl);
  * origin failed verification. */
 SSL *gt_tls_untrusted_ssl(gt_tls *t, const char *name, const char *why);
 /* A client-side SSL towards an origin: SNI (omitted for IP literals), peer and hostname
- * (or IP) verification, ALPN http/1.1. */
-SSL *gt_tls_client_ssl(gt_tls *t, const char *sni);
+ * (or IP) verification, ALPN http/1.1 (and h2 first when offer_h2). */
+SSL *gt_tls_client_ssl(gt_tls *t, const char *sni, bool offer_h2);
 /* After a failed client handshake: a short reason ("certificate has expired", "unknown
  * issuer (unable to get local issuer certificate)", "name mismatch", or the TLS alert)
  * into buf; returns true when the failure is a certificate verification failure. */

@@ -206,6 +206,7 @@ static int worker_init(gt_worker *w, server *s, unsigned id, const gt_config *cf
     LIST_INIT(&w->sessions);
     LIST_INIT(&w->tunnels);
     LIST_INIT(&w->h2conns);
+    LIST_INIT(&w->h2origins);
     TAILQ_INIT(&w->lru);
     for (size_t i = 0; i < GT_POOL_BUCKETS; i++)
         LIST_INIT(&w->pool[i]);

@@ -61,6 +61,7 @@ struct gt_connect {
     char why[256];
     gt_tls *tls;       /* non-NULL: TLS to the origin, verified, with SNI tls_name */
     char tls_name[256];
+    bool offer_h2;
 };
 
 static void finish(gt_connect *c, gt_upstream *up, int status, const char *why)
@@ -118,6 +119,7 @@ static void succeed(gt_connect *c)
                            gt_sockaddr_is_loopback((struct sockaddr *)&c->addrs[c->next - 1]);
     gt_sockaddr_format((struct sockaddr *)&c->addrs[c->next - 1], up->peer, sizeof(up->peer));
     snprintf(up->key, sizeof(up->key), "%s", c->key);
+    up->h2 = c->tls && gt_tls_is_h2(gt_stream_ssl(up->st));
     gt_stream_setcb(up->st, NULL, NULL, NULL, NULL);
     gt_stream_set_timeouts(up->st, 0, 0);
     gt_stream_disable_read(up->st);
@@ -153,7 +155,7 @@ static void on_tls_event(gt_stream *st, int what, void *arg)
 
 static void start_tls(gt_connect *c)
 {
-    SSL *ssl = gt_tls_client_ssl(c->tls, c->tls_name);
+    SSL *ssl = gt_tls_client_ssl(c->tls, c->tls_name, c->offer_h2);
     if (!ssl) {
         fail(c, 502, "cannot start TLS towards %s", c->tls_name);
         return;
@@ -500,9 +502,10 @@ void gt_upstream_key_tls(gt_slice host, uint16_t port, const char *sni, char *ke
 
 static void connect_any(gt_worker *w, const gt_config *cfg, gt_slice host, uint16_t port,
                         bool tunnel, bool deny_loopback, gt_tls *tls, const char *sni,
-                        gt_connect_cb cb, void *arg, gt_connect **handle)
+                        bool offer_h2, gt_connect_cb cb, void *arg, gt_connect **handle)
 {
     gt_connect *c = gt_xcalloc(1, sizeof(*c));
+    c->offer_h2 = offer_h2;
     c->deny_loopback = deny_loopback;
     c->w = w;
     c->cb = cb;
@@ -548,15 +551,16 @@ void gt_upstream_connect(gt_worker *w, const gt_config *cfg, gt_slice host, uint
                          bool tunnel, bool deny_loopback, gt_connect_cb cb, void *arg,
                          gt_connect **handle)
 {
-    connect_any(w, cfg, host, port, tunnel, deny_loopback, NULL, NULL, cb, arg, handle);
+    connect_any(w, cfg, host, port, tunnel, deny_loopback, NULL, NULL, false, cb, arg, handle);
 }
 
 void gt_upstream_connect_tls(gt_worker *w, const gt_config *cfg, gt_slice host, uint16_t port,
-                             const char *sni, bool deny_loopback, gt_connect_cb cb, void *arg,
-                             gt_connect **handle)
+                             const char *sni, bool offer_h2, bool deny_loopback,
+                             gt_connect_cb cb, void *arg, gt_connect **handle)
 {
     /* through a parent HTTP proxy, TLS needs a CONNECT tunnel of its own */
-    connect_any(w, cfg, host, port, true, deny_loopback, w->sh->tls, sni, cb, arg, handle);
+    connect_any(w, cfg, host, port, true, deny_loopback, w->sh->tls, sni, offer_h2, cb, arg,
+                handle);
 }
 
 void gt_upstream_connect_cancel(gt_connect *c)

@@ -30,6 +30,7 @@
 #include "gretel/proxy.h"
 #include "gretel/stream.h"
 #include "gretel/util.h"
+#include "h2origin.h"
 
 #define IO_HWM (256 * 1024)
 #define MAX_FIELDS 256
@@ -80,6 +81,12 @@ struct h2stream {
     gt_connect *connect;
     gt_upstream *up;
     bool rq_sent_end;
+    /* or through the origin's shared HTTP/2 session (src/proxy/h2origin.c) */
+    gt_h2o_req *oreq;
+    bool via_h2o;
+    nghttp2_nv *trailers; /* the origin's trailers, sent after the last DATA */
+    size_t ntrailers;
+    char *trailer_buf;
     /* the response */
     bool rs_head_done, rs_done, rs_submitted, up_reusable, up_paused, deferred;
     gt_http1_body rs;
@@ -116,6 +123,10 @@ static void stream_free(h2stream *h)
     LIST_REMOVE(h, link);
     h->c->nstreams--;
     gt_upstream_connect_cancel(h->connect);
+    if (h->oreq)
+        gt_h2o_cancel(h->oreq);
+    free(h->trailers);
+    free(h->trailer_buf);
     if (h->up) {
         /* the response was complete and the origin reusable: back to the pool */
         if (h->rs_done && h->up_reusable && h->rq_sent_end)
@@ -137,14 +148,19 @@ static void stream_free(h2stream *h)
 static ssize_t data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length,
                          uint32_t *flags, nghttp2_data_source *src, void *user)
 {
-    (void)ng, (void)id, (void)user;
+    (void)user;
     h2stream *h = src->ptr;
     int n = evbuffer_remove(h->rs_buf, buf, length);
     if (n < 0)
         n = 0;
     h->bytes_out += (uint64_t)n;
-    if (evbuffer_get_length(h->rs_buf) == 0 && h->rs_done)
+    if (evbuffer_get_length(h->rs_buf) == 0 && h->rs_done) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (h->ntrailers) {
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+            nghttp2_submit_trailer(ng, id, h->trailers, h->ntrailers);
+        }
+    }
     else if (n == 0) {
         h->deferred = true;
         return NGHTTP2_ERR_DEFERRED;
@@ -469,6 +485,173 @@ static void on_connected(void *arg, gt_upstream *up, int status, const char *why
     conn_flush(h->c);
 }
 
+/* --- forwarding over the origin's HTTP/2 session --- */
+
+static void o_head(void *arg, int status, const nghttp2_nv *nv, size_t n, bool end)
+{
+    h2stream *h = arg;
+    if (!h->rs_buf)
+        h->rs_buf = evbuffer_new();
+    h->rs_head_done = true;
+    if (end)
+        h->rs_done = true;
+    submit(h, status, nv, n, !end); /* fields are copied by nghttp2 */
+    conn_flush(h->c);
+}
+
+static void o_data(void *arg, const uint8_t *p, size_t n)
+{
+    h2stream *h = arg;
+    evbuffer_add(h->rs_buf, p, n);
+    if (h->deferred) {
+        h->deferred = false;
+        nghttp2_session_resume_data(h->c->ng, h->id);
+    }
+    conn_flush(h->c);
+}
+
+static void o_trailers(void *arg, const nghttp2_nv *nv, size_t n)
+{
+    h2stream *h = arg;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += nv[i].namelen + nv[i].valuelen;
+    free(h->trailers);
+    free(h->trailer_buf);
+    h->trailers = gt_xcalloc(n ? n : 1, sizeof(*nv));
+    h->trailer_buf = gt_xmalloc(total ? total : 1);
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(h->trailer_buf + off, nv[i].name, nv[i].namelen);
+        memcpy(h->trailer_buf + off + nv[i].namelen, nv[i].value, nv[i].valuelen);
+        h->trailers[i] = (nghttp2_nv){(uint8_t *)h->trailer_buf + off,
+                                      (uint8_t *)h->trailer_buf + off + nv[i].namelen,
+                                      nv[i].namelen, nv[i].valuelen, NGHTTP2_NV_FLAG_NONE};
+        off += nv[i].namelen + nv[i].valuelen;
+    }
+    h->ntrailers = n;
+}
+
+static void o_end(void *arg)
+{
+    h2stream *h = arg;
+    h->rs_done = true;
+    if (h->deferred) {
+        h->deferred = false;
+        nghttp2_session_resume_data(h->c->ng, h->id);
+    }
+    conn_flush(h->c);
+}
+
+static void o_closed(void *arg)
+{
+    h2stream *h = arg;
+    h->oreq = NULL;
+    if (!h->rs_done)
+        o_end(h);
+}
+
+static void o_fail(void *arg, int status, const char *why)
+{
+    h2stream *h = arg;
+    h->oreq = NULL;
+    upstream_failed(h, status, why);
+    conn_flush(h->c);
+}
+
+static void forward_h1(h2stream *h);
+
+static void o_fallback(void *arg)
+{
+    h2stream *h = arg;
+    h->oreq = NULL;
+    h->via_h2o = false;
+    /* what the client sent meanwhile is raw; HTTP/1.1 wants it framed */
+    if (h->rq_wait && evbuffer_get_length(h->rq_wait) && h->rq.framing == GT_BODY_CHUNKED) {
+        struct evbuffer *framed = evbuffer_new();
+        evbuffer_add_printf(framed, "%zx\r\n", evbuffer_get_length(h->rq_wait));
+        evbuffer_add_buffer(framed, h->rq_wait);
+        evbuffer_add(framed, "\r\n", 2);
+        evbuffer_free(h->rq_wait);
+        h->rq_wait = framed;
+    }
+    forward_h1(h);
+    conn_flush(h->c);
+}
+
+static ssize_t o_body(void *arg, uint8_t *buf, size_t len, bool *eof)
+{
+    h2stream *h = arg;
+    int n = h->rq_wait ? evbuffer_remove(h->rq_wait, buf, len) : 0;
+    if (n < 0)
+        n = 0;
+    if (n > 0) {
+        nghttp2_session_consume(h->c->ng, h->id, (size_t)n);
+        h->unconsumed -= (size_t)n;
+    }
+    if (h->req_end && (!h->rq_wait || evbuffer_get_length(h->rq_wait) == 0)) {
+        *eof = true;
+        h->rq_sent_end = true;
+    }
+    return n;
+}
+
+static const gt_h2o_cbs o_cbs = {o_head, o_data, o_trailers, o_end, o_closed, o_fail, o_fallback,
+                                 o_body};
+
+/* Sends the request over the origin's HTTP/2 session. The head is the HTTP/1.1 head gretel
+ * built (rules' rewrites applied), read back into HTTP/2 fields, so both paths forward the
+ * same request. False: use HTTP/1.1. */
+static bool forward_h2(h2stream *h, const char *key, bool deny)
+{
+    gt_h2conn *c = h->c;
+    size_t len = evbuffer_get_length(h->head);
+    const char *buf = (const char *)evbuffer_pullup(h->head, (ev_ssize_t)len);
+    gt_http1_header hdrs[MAX_FIELDS];
+    gt_http1_request req = {.headers = hdrs, .num_headers = MAX_FIELDS};
+    gt_http1_error err;
+    if (gt_http1_parse_request(buf, len, &req, &err) != (int)len)
+        return false;
+    nghttp2_nv nv[MAX_FIELDS + 4];
+    char lower[16384];
+    size_t lo = 0, n = 0;
+    gt_slice authority = GT_S("");
+    for (size_t i = 0; i < req.num_headers; i++)
+        if (gt_slice_caseeq(hdrs[i].name, GT_S("host")))
+            authority = hdrs[i].value;
+    nv[n++] = (nghttp2_nv){(uint8_t *)":method", (uint8_t *)req.method.p, 7, req.method.len,
+                           NGHTTP2_NV_FLAG_NONE};
+    nv[n++] = (nghttp2_nv){(uint8_t *)":scheme", (uint8_t *)"https", 7, 5, NGHTTP2_NV_FLAG_NONE};
+    nv[n++] = (nghttp2_nv){(uint8_t *)":authority", (uint8_t *)authority.p, 10, authority.len,
+                           NGHTTP2_NV_FLAG_NONE};
+    nv[n++] = (nghttp2_nv){(uint8_t *)":path", (uint8_t *)req.target.p, 5, req.target.len,
+                           NGHTTP2_NV_FLAG_NONE};
+    for (size_t i = 0; i < req.num_headers && n < MAX_FIELDS + 4; i++) {
+        gt_slice name = hdrs[i].name;
+        if (gt_slice_caseeq(name, GT_S("host")) || gt_slice_caseeq(name, GT_S("transfer-encoding")) ||
+            gt_http1_is_hop_by_hop(name))
+            continue;
+        if (lo + name.len > sizeof(lower))
+            return false;
+        for (size_t k = 0; k < name.len; k++)
+            lower[lo + k] = gt_ascii_lower(name.p[k]);
+        nv[n++] = (nghttp2_nv){(uint8_t *)lower + lo, (uint8_t *)hdrs[i].value.p, name.len,
+                               hdrs[i].value.len, NGHTTP2_NV_FLAG_NONE};
+        lo += name.len;
+    }
+    bool body = h->rq.framing != GT_BODY_NONE;
+    h->via_h2o = true;
+    h->oreq = gt_h2o_submit(c->w, key, gt_slice_cstr(c->peer.mitm_host), c->peer.mitm_port,
+                            c->peer.sni, deny, nv, n, body, &o_cbs, h);
+    if (!h->oreq) {
+        h->via_h2o = false;
+        return false;
+    }
+    if (!body)
+        h->rq_sent_end = true;
+    return true;
+}
+
 /* --- requests --- */
 
 static gt_slice at(const h2stream *h, size_t off, size_t len)
@@ -578,6 +761,22 @@ static void stream_request(h2stream *h)
     char key[540];
     gt_upstream_key_tls(gt_slice_cstr(c->peer.mitm_host), c->peer.mitm_port, c->peer.sni, key,
                         sizeof(key));
+    /* HTTP/2 to the origin (one shared session per origin and worker) unless it is known
+     * to speak only http/1.1 */
+    if (cfg->http2 && !gt_h2o_known_h1(w, key) && forward_h2(h, key, deny_loopback(c, cfg)))
+        return;
+    forward_h1(h);
+}
+
+/* HTTP/1.1 to the origin: a pooled verified connection, or a new one. */
+static void forward_h1(h2stream *h)
+{
+    gt_h2conn *c = h->c;
+    gt_worker *w = c->w;
+    const gt_config *cfg = cfg_of(h);
+    char key[540];
+    gt_upstream_key_tls(gt_slice_cstr(c->peer.mitm_host), c->peer.mitm_port, c->peer.sni, key,
+                        sizeof(key));
     bool deny = deny_loopback(c, cfg);
     gt_upstream *up = gt_pool_take(w, key);
     if (up && up->guarded_loopback && deny) {
@@ -589,7 +788,7 @@ static void stream_request(h2stream *h)
         return;
     }
     gt_upstream_connect_tls(w, cfg, gt_slice_cstr(c->peer.mitm_host), c->peer.mitm_port,
-                            c->peer.sni, deny, on_connected, h, &h->connect);
+                            c->peer.sni, false, deny, on_connected, h, &h->connect);
 }
 
 /* --- nghttp2 callbacks --- */
@@ -678,7 +877,12 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
     }
     if (end && (frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS)) {
         h->req_end = true;
-        pump_request(h);
+        if (h->via_h2o) {
+            if (h->oreq)
+                gt_h2o_resume_body(h->oreq);
+        } else {
+            pump_request(h);
+        }
     }
     return 0;
 }
@@ -695,6 +899,14 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
     }
     if (!h->rq_wait)
         h->rq_wait = evbuffer_new();
+    if (h->via_h2o) {
+        /* HTTP/2 to the origin: DATA pulled by its session, acknowledged when taken */
+        evbuffer_add(h->rq_wait, data, len);
+        h->unconsumed += len;
+        if (h->oreq)
+            gt_h2o_resume_body(h->oreq);
+        return 0;
+    }
     if (h->rq.framing == GT_BODY_CHUNKED)
         evbuffer_add_printf(h->rq_wait, "%zx\r\n", len);
     evbuffer_add(h->rq_wait, data, len);
@@ -895,4 +1107,5 @@ void gt_h2_destroy_all(gt_worker *w)
     gt_h2conn *c;
     while ((c = LIST_FIRST(&w->h2conns)) != NULL)
         conn_free(c);
+    gt_h2o_destroy_all(w);
 }

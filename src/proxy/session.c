@@ -23,6 +23,7 @@
 #include "gretel/stream.h"
 #include "gretel/tls.h"
 #include "gretel/util.h"
+#include "h2origin.h"
 #include <fnmatch.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -458,7 +459,7 @@ static void connect_origin(gt_session *s, gt_connect_cb cb)
 {
     if (s->mitm)
         gt_upstream_connect_tls(s->w, cfg_of(s), gt_slice_cstr(s->mitm_host), s->mitm_port,
-                                s->sni, deny_loopback(s), cb, s, &s->connect);
+                                s->sni, false, deny_loopback(s), cb, s, &s->connect);
     else
         gt_upstream_connect(s->w, cfg_of(s), gt_slice_cstr(s->host), s->port, false,
                             deny_loopback(s), cb, s, &s->connect);
@@ -838,8 +839,19 @@ static void on_mitm_upstream(void *arg, gt_upstream *up, int status, const char 
             client_handshake(s, gt_tls_untrusted_ssl(tls, s->sni, why));
             return;
         }
+    } else if (up->h2) {
+        /* Verified, and h2: it becomes the origin's shared HTTP/2 session */
+        char key[540];
+        gt_upstream_key_tls(gt_slice_cstr(s->mitm_host), s->mitm_port, s->sni, key, sizeof(key));
+        gt_h2o_adopt(s->w, key, up);
     } else {
         /* Verified: the first request inside takes it from the pool. */
+        if (s->w->snap->cfg->http2) {
+            char key[540];
+            gt_upstream_key_tls(gt_slice_cstr(s->mitm_host), s->mitm_port, s->sni, key,
+                                sizeof(key));
+            gt_h2o_mark_h1(s->w, key);
+        }
         gt_pool_put(s->w, up, s->w->snap->cfg);
     }
     mitm_present_leaf(s);
@@ -877,9 +889,10 @@ static void mitm_connect_origin(gt_session *s)
         gt_pool_put(s->w, up, cfg);
         up = NULL;
     }
-    if (up) {
+    if (up || (cfg->http2 && gt_h2o_ready(s->w, key))) {
         /* already verified for this name: no second handshake with the origin */
-        gt_pool_put(s->w, up, cfg);
+        if (up)
+            gt_pool_put(s->w, up, cfg);
         mitm_present_leaf(s);
         return;
     }
@@ -887,7 +900,7 @@ static void mitm_connect_origin(gt_session *s)
     evtimer_del(s->timer);
     gt_stream_disable_read(s->cs);
     gt_upstream_connect_tls(s->w, cfg, gt_slice_cstr(s->mitm_host), s->mitm_port, s->sni,
-                            deny_loopback(s), on_mitm_upstream, s, &s->connect);
+                            cfg->http2, deny_loopback(s), on_mitm_upstream, s, &s->connect);
 }
 
 /* Reads the ClientHello the client sent after our 200. */

@@ -270,7 +270,7 @@ SSL *gt_tls_untrusted_ssl(gt_tls *t, const char *name, const char *why)
     return ssl;
 }
 
-SSL *gt_tls_client_ssl(gt_tls *t, const char *sni)
+SSL *gt_tls_client_ssl(gt_tls *t, const char *sni, bool offer_h2)
 {
     SSL *ssl = SSL_new(t->client);
     if (!ssl)
@@ -287,7 +287,9 @@ SSL *gt_tls_client_ssl(gt_tls *t, const char *sni)
     } else {
         ok = SSL_set_tlsext_host_name(ssl, sni) == 1 && SSL_set1_host(ssl, sni) == 1;
     }
-    ok = ok && SSL_set_alpn_protos(ssl, ALPN_H11, sizeof(ALPN_H11) - 1) == 0 &&
+    ok = ok &&
+         (offer_h2 ? SSL_set_alpn_protos(ssl, ALPN_H2_H11, sizeof(ALPN_H2_H11) - 1)
+                   : SSL_set_alpn_protos(ssl, ALPN_H11, sizeof(ALPN_H11) - 1)) == 0 &&
          SSL_set_tlsext_status_type(ssl, TLSEXT_STATUSTYPE_ocsp) == 1;
     if (!ok) {
         ERR_clear_error();

@@ -590,12 +590,15 @@ class TlsOrigins:
         self.www = os.path.join(self.dir, "www")
         os.makedirs(self.www)
         self.log = os.path.join(self.dir, "access.log")
+        # "shop-h2": the good certificate again, on a listener that also speaks HTTP/2
+        certs = dict(certs, **{"shop-h2": certs["shop"]}) if "shop" in certs else certs
         self.ports = {name: free_port() for name in certs}
         servers = []
         for name, (cert, key) in certs.items():
+            h2 = " http2" if name.endswith("-h2") else ""
             servers.append(f"""
   server {{
-    listen 127.0.0.1:{self.ports[name]} ssl;
+    listen 127.0.0.1:{self.ports[name]} ssl{h2};
     ssl_certificate {cert};
     ssl_certificate_key {key};
     root {self.www};

@@ -1651,6 +1651,44 @@ def h2_large_bodies_both_ways(env):
             expect(f.read() == body, "chunked upload differs")
 
 
+@test
+def h2_origin_one_multiplexed_connection(env):
+    """An origin that speaks h2 gets one shared HTTP/2 connection for many client streams
+    (and for several client connections); an HTTP/1.1 client still gets HTTP/1.1 to it."""
+    m = env.mitm()
+    port = m.port["shop-h2"]
+    for i in range(30):
+        m.origins.write(f"mx/{i}.txt", f"mx {i}\n".encode())
+    with env.own_gretel(env.mitm_opts(["workers=1"])) as g:
+        before = len(_tls_log(env).splitlines())
+        args = ["--http2", "-Z", "--cacert", m.gca]
+        for i in range(30):
+            args += ["-o", os.path.join(env.tmp, f"mx{i}"), f"https://shop.test:{port}/mx/{i}.txt"]
+        rc, out, err = curl(*args, proxy=g.proxy)
+        expect(rc == 0, err[-300:])
+        for i in range(30):
+            with open(os.path.join(env.tmp, f"mx{i}"), "rb") as f:
+                expect(f.read() == f"mx {i}\n".encode(), f"stream {i}")
+        # a second client connection shares the same origin session
+        rc, out, err = curl("--http2", "--cacert", m.gca, f"https://shop.test:{port}/hello",
+                            proxy=g.proxy)
+        expect(rc == 0 and out == b"hello from shop-h2\n", err)
+        time.sleep(0.3)
+        seen = [l for l in _tls_log(env).splitlines()[before:] if 'host="shop.test:' in l]
+        h2seen = [l for l in seen if "proto=HTTP/2.0" in l]
+        expect(len(h2seen) == 31, f"{len(h2seen)} of 31 requests arrived over h2:\n" +
+               "\n".join(seen[:5]))
+        conns = {re.search(r"conn=(\d+)", l).group(1) for l in h2seen}
+        expect(len(conns) == 1, f"origin connections used: {conns}")
+        # HTTP/1.1 client: HTTP/1.1 to the same origin
+        rc, out, err = curl("--http1.1", "--cacert", m.gca, f"https://shop.test:{port}/hello",
+                            proxy=g.proxy)
+        expect(rc == 0 and out == b"hello from shop-h2\n", err)
+        time.sleep(0.2)
+        last = [l for l in _tls_log(env).splitlines() if "GET /hello" in l][-1]
+        expect("proto=HTTP/1.1" in last, last)
+
+
 def _h2raw(env, g, host="shop.test"):
     m = env.mitm()
     return H2Raw(g.port, host, m.port["shop"], m.gca)
@@ -1735,13 +1773,8 @@ def h2_origin_reset_mid_response(env):
     srv.listen(16)
     stop = threading.Event()
 
-    def serve():
-        srv.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                continue
+    def handle(conn):
+        if True:
             try:
                 t = ctx.wrap_socket(conn, server_side=True)
                 req = t.recv(65536)
@@ -1753,6 +1786,16 @@ def h2_origin_reset_mid_response(env):
                     t.close()
             except OSError:
                 pass
+
+    def serve():
+        # one thread per connection: gretel keeps a verified connection idle in its pool
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
 
     th = threading.Thread(target=serve, daemon=True)
     th.start()

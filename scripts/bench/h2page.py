@@ -1,0 +1,195 @@
+#!/usr/bin/python3
+"""Driver for scripts/bench/h2page.sh (see there)."""
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+GRETEL = os.environ.get("GRETEL", os.path.join(ROOT, "build", "gretel"))
+ROUNDS = int(os.environ.get("ROUNDS", "7"))
+REQUESTS = int(os.environ.get("REQUESTS", "2000"))
+NIMG = 100
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_port(port, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
+def run(*a, **kw):
+    return subprocess.run(a, check=True, capture_output=True, **kw)
+
+
+def spki_of(pem_path):
+    pub = run("openssl", "x509", "-in", pem_path, "-noout", "-pubkey").stdout
+    der = run("openssl", "pkey", "-pubin", "-outform", "DER", input=pub).stdout
+    dig = run("openssl", "dgst", "-sha256", "-binary", input=der).stdout
+    return run("openssl", "base64", "-A", input=dig).stdout.decode().strip()
+
+
+def chromium():
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not exe:
+        sys.exit("chromium not found (scripts/deps.sh test installs it)")
+    return exe
+
+
+def load_ms(tmp, url, flags):
+    prof = tempfile.mkdtemp(prefix="prof-", dir=tmp)
+    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={prof}",
+           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+           "--disable-sync", "--disable-default-apps", *flags, "--dump-dom", url]
+    p = subprocess.run(cmd, capture_output=True, timeout=120,
+                       env={k: v for k, v in os.environ.items() if "proxy" not in k.lower()})
+    shutil.rmtree(prof, ignore_errors=True)
+    m = re.search(r'data-load="([0-9.]+)" data-n="(\d+)"', p.stdout.decode("utf-8", "replace"))
+    if not m or int(m.group(2)) != NIMG:
+        raise RuntimeError(f"page did not load: {p.stdout[-300:]!r} {p.stderr[-300:]!r}")
+    return float(m.group(1))
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="gretel-h2page-")
+    procs = []
+    try:
+        run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=bench CA",
+            cwd=tmp)
+        run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=shop.test", cwd=tmp)
+        with open(os.path.join(tmp, "ext.cnf"), "w") as f:
+            f.write("subjectAltName=DNS:shop.test\n")
+        run("openssl", "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "srv.pem", "-days", "2", "-extfile", "ext.cnf", cwd=tmp)
+        www = os.path.join(tmp, "www")
+        os.makedirs(os.path.join(www, "img"))
+        gif = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+        for i in range(NIMG):
+            with open(os.path.join(www, "img", f"{i}.gif"), "wb") as f:
+                f.write(gif + os.urandom(2000))  # ~2 KB each, trailing bytes ignored
+        with open(os.path.join(www, "page.html"), "w") as f:
+            f.write('<html><body id="b">' +
+                    "".join(f'<img src="/img/{i}.gif">' for i in range(NIMG)) +
+                    '<script>addEventListener("load", () => setTimeout(() => {'
+                    ' const t = performance.getEntriesByType("navigation")[0];'
+                    ' const n = [...document.images].filter(i => i.complete).length;'
+                    ' document.body.dataset.load = (t.loadEventStart - t.startTime).toFixed(1);'
+                    ' document.body.dataset.n = n; }, 0));</script></body></html>')
+        with open(os.path.join(www, "small"), "wb") as f:
+            f.write(os.urandom(1024))
+        port = free_port()
+        user = "user root root;" if os.geteuid() == 0 else ""
+        with open(os.path.join(tmp, "nginx.conf"), "w") as f:
+            f.write(f"""{user}
+daemon off; worker_processes 1; error_log {tmp}/error.log warn; pid {tmp}/nginx.pid;
+events {{ worker_connections 4096; }}
+http {{ access_log off; keepalive_requests 1000000; http2_max_concurrent_streams 256;
+  types {{ text/html html; image/gif gif; }}
+  client_body_temp_path {tmp}/cb; proxy_temp_path {tmp}/pt; fastcgi_temp_path {tmp}/ft;
+  uwsgi_temp_path {tmp}/ut; scgi_temp_path {tmp}/st;
+  server {{ listen 127.0.0.1:{port} ssl http2; ssl_certificate {tmp}/srv.pem;
+           ssl_certificate_key {tmp}/srv.key; root {www}; }}
+}}
+""")
+        procs.append(subprocess.Popen(["nginx", "-c", f"{tmp}/nginx.conf", "-p", tmp],
+                                      stderr=subprocess.DEVNULL))
+        wait_port(port)
+        ca_dir = os.path.join(tmp, "gca")
+        run(GRETEL, "ca", "-o", f"ca_dir={ca_dir}", "init")
+        gca = os.path.join(tmp, "gca.pem")
+        run(GRETEL, "ca", "-o", f"ca_dir={ca_dir}", "export", gca)
+        gports = {}
+        for name, h2 in (("gretel-h2", "on"), ("gretel-h1", "off")):
+            gp = free_port()
+            procs.append(subprocess.Popen(
+                [GRETEL, "run", "-o", f"listen=127.0.0.1:{gp}", "-o", "mitm=on",
+                 "-o", f"ca_dir={ca_dir}", "-o", f"store={tmp}/store-{name}",
+                 "-o", f"upstream_ca_file={tmp}/ca.pem", "-o", f"connect_ports={port}",
+                 "-o", "resolve=shop.test=127.0.0.1", "-o", f"http2={h2}",
+                 "-o", "log_level=warn"], stderr=subprocess.DEVNULL))
+            wait_port(gp)
+            gports[name] = gp
+        url = f"https://shop.test:{port}/page.html"
+        modes = {
+            "direct-h2": ["--host-resolver-rules=MAP shop.test 127.0.0.1",
+                          f"--ignore-certificate-errors-spki-list={spki_of(os.path.join(tmp, 'srv.pem'))}"],
+            "gretel-h2": [f"--proxy-server=http://127.0.0.1:{gports['gretel-h2']}",
+                          f"--ignore-certificate-errors-spki-list={spki_of(gca)}"],
+            "gretel-h1": [f"--proxy-server=http://127.0.0.1:{gports['gretel-h1']}",
+                          f"--ignore-certificate-errors-spki-list={spki_of(gca)}"],
+        }
+        for flags in modes.values():  # warm: leaf minted, pools filled
+            load_ms(tmp, url, flags)
+        res = {k: [] for k in modes}
+        print(f"== page of {NIMG} images (~2 KB each), headless Chromium, cold profile per load, "
+              f"{ROUNDS} rounds; loadEventStart - startTime in ms")
+        for r in range(ROUNDS):
+            row = []
+            for k, flags in modes.items():
+                ms = load_ms(tmp, url, flags)
+                res[k].append(ms)
+                row.append(f"{k}={ms:.0f}")
+            print(f"round {r + 1}: " + "  ".join(row), flush=True)
+        med = {k: statistics.median(v) for k, v in res.items()}
+        print("median: " + "  ".join(f"{k}={v:.0f} ms" for k, v in med.items()))
+        print(f"gretel-h2 / direct-h2 = {med['gretel-h2'] / med['direct-h2']:.2f} (target <= 1.5)")
+        print(f"gretel-h1 / gretel-h2 = {med['gretel-h1'] / med['gretel-h2']:.2f} (target >= 2)")
+
+        print(f"== {REQUESTS} requests of 1 KiB in one h2 connection (curl --parallel, 100 at once)")
+        cfg = os.path.join(tmp, "urls.cfg")
+        with open(cfg, "w") as f:
+            for _ in range(REQUESTS):
+                f.write(f'url = "https://shop.test:{port}/small"\noutput = "/dev/null"\n')
+        cells = {
+            "direct-h2": ["--resolve", f"shop.test:{port}:127.0.0.1", "--cacert", f"{tmp}/ca.pem"],
+            "gretel-h2": ["-x", f"http://127.0.0.1:{gports['gretel-h2']}", "--cacert", gca],
+        }
+        rps = {k: [] for k in cells}
+        for r in range(3):
+            for k, args in cells.items():
+                t0 = time.time()
+                p = subprocess.run(["curl", "-sS", "--http2", "-Z", "--parallel-max", "100",
+                                    "--noproxy", "", *args, "-K", cfg, "-w", "%{num_connects}\n"],
+                                   capture_output=True, timeout=300)
+                el = time.time() - t0
+                conns = sum(int(x) for x in p.stdout.split())
+                if p.returncode != 0:
+                    raise RuntimeError(p.stderr[-300:])
+                rps[k].append(REQUESTS / el)
+                print(f"round {r + 1}: {k} {REQUESTS / el:.0f} req/s over {conns} connection(s)",
+                      flush=True)
+        m2 = {k: statistics.median(v) for k, v in rps.items()}
+        print("median: " + "  ".join(f"{k}={v:.0f} req/s" for k, v in m2.items()) +
+              f"  gretel/direct = {m2['gretel-h2'] / m2['direct-h2']:.2f}")
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
