@@ -49,6 +49,7 @@ struct gt_h2conn {
     bool draining; /* GOAWAY sent */
     bool in_io;    /* inside a read/write pass: free later */
     bool free_after;
+    struct event *flush_ev; /* a flush from the loop, after a batch of origin frames */
     LIST_ENTRY(gt_h2conn) link;
 };
 
@@ -96,6 +97,18 @@ struct h2stream {
 
 static void conn_flush(gt_h2conn *c);
 static void conn_free(gt_h2conn *c);
+
+/* Flushes from the loop rather than now: what one read from an origin delivers (the last
+ * DATA and the end of the stream, usually) then leaves in one frame with END_STREAM. A
+ * separate empty DATA frame makes some clients (curl) reset the stream, and resets count
+ * against the client's rapid-reset allowance. */
+static void conn_flush_soon(gt_h2conn *c)
+{
+    if (c->flush_ev && !event_pending(c->flush_ev, EV_TIMEOUT, NULL)) {
+        struct timeval zero = {0, 0};
+        evtimer_add(c->flush_ev, &zero);
+    }
+}
 
 static const gt_config *cfg_of(const h2stream *h)
 {
@@ -496,7 +509,7 @@ static void o_head(void *arg, int status, const nghttp2_nv *nv, size_t n, bool e
     if (end)
         h->rs_done = true;
     submit(h, status, nv, n, !end); /* fields are copied by nghttp2 */
-    conn_flush(h->c);
+    conn_flush_soon(h->c);
 }
 
 static void o_data(void *arg, const uint8_t *p, size_t n)
@@ -507,7 +520,7 @@ static void o_data(void *arg, const uint8_t *p, size_t n)
         h->deferred = false;
         nghttp2_session_resume_data(h->c->ng, h->id);
     }
-    conn_flush(h->c);
+    conn_flush_soon(h->c);
 }
 
 static void o_trailers(void *arg, const nghttp2_nv *nv, size_t n)
@@ -540,7 +553,7 @@ static void o_end(void *arg)
         h->deferred = false;
         nghttp2_session_resume_data(h->c->ng, h->id);
     }
-    conn_flush(h->c);
+    conn_flush_soon(h->c);
 }
 
 static void o_closed(void *arg)
@@ -556,7 +569,7 @@ static void o_fail(void *arg, int status, const char *why)
     h2stream *h = arg;
     h->oreq = NULL;
     upstream_failed(h, status, why);
-    conn_flush(h->c);
+    conn_flush_soon(h->c);
 }
 
 static void forward_h1(h2stream *h);
@@ -576,7 +589,7 @@ static void o_fallback(void *arg)
         h->rq_wait = framed;
     }
     forward_h1(h);
-    conn_flush(h->c);
+    conn_flush_soon(h->c);
 }
 
 static ssize_t o_body(void *arg, uint8_t *buf, size_t len, bool *eof)
@@ -942,6 +955,9 @@ static void conn_free(gt_h2conn *c)
         return;
     }
     c->dead = true;
+    if (c->flush_ev)
+        event_free(c->flush_ev);
+    c->flush_ev = NULL;
     nghttp2_session_del(c->ng); /* closes every stream through on_stream_close */
     c->ng = NULL;
     h2stream *h;
@@ -1032,6 +1048,12 @@ static void on_client_event(gt_stream *st, int what, void *arg)
     conn_free(c); /* EOF, error or idle timeout: nothing more can be said on it */
 }
 
+static void on_flush_ev(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    conn_flush(arg);
+}
+
 void gt_h2_start(gt_worker *w, gt_stream *cs, const gt_h2_peer *peer)
 {
     const gt_config *cfg = w->snap->cfg;
@@ -1043,6 +1065,7 @@ void gt_h2_start(gt_worker *w, gt_stream *cs, const gt_h2_peer *peer)
     LIST_INIT(&c->streams);
     LIST_INSERT_HEAD(&w->h2conns, c, link);
     w->nh2++;
+    c->flush_ev = evtimer_new(w->base, on_flush_ev, c);
     nghttp2_session_callbacks *cb;
     nghttp2_session_callbacks_new(&cb);
     nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);

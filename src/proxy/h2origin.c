@@ -34,7 +34,7 @@ struct gt_h2o_req {
     size_t nnv;
     char *nvbuf;
     bool has_body;
-    bool head_seen, deferred;
+    bool head_seen, deferred, body_started;
     /* the response head and trailers as they arrive */
     char *hbuf;
     size_t hlen, hcap;
@@ -51,7 +51,12 @@ struct gt_h2origin {
     gt_connect *connect;
     nghttp2_session *ng;
     bool h1_only; /* the origin chose http/1.1: a marker kept for the next requests */
+    bool goaway;  /* the origin sent GOAWAY: no new requests here, a new session instead */
     bool dead;
+    /* how to reach it, for a new session after GOAWAY */
+    char host[256], sni[256];
+    uint16_t port;
+    bool deny_loopback;
     unsigned nreq;
     LIST_HEAD(, gt_h2o_req) reqs;
     LIST_ENTRY(gt_h2origin) link;
@@ -63,10 +68,14 @@ static gt_h2origin *find(gt_worker *w, const char *key)
 {
     gt_h2origin *o;
     LIST_FOREACH(o, &w->h2origins, link)
-        if (strcmp(o->key, key) == 0)
+        if (!o->goaway && !o->dead && strcmp(o->key, key) == 0)
             return o;
     return NULL;
 }
+
+static gt_h2origin *new_origin(gt_worker *w, const char *key);
+static void on_connected(void *arg, gt_upstream *up, int status, const char *why);
+static bool submit_req(gt_h2o_req *r);
 
 static void req_free(gt_h2o_req *r)
 {
@@ -160,7 +169,11 @@ static void deliver_fields(gt_h2o_req *r, bool trailers, bool end)
 
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
 {
-    (void)user;
+    if (frame->hd.type == NGHTTP2_GOAWAY) {
+        /* streams above last_stream_id come back REFUSED and are retried on a new session */
+        ((gt_h2origin *)user)->goaway = true;
+        return 0;
+    }
     gt_h2o_req *r = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
     if (!r)
         return 0;
@@ -202,6 +215,32 @@ static int on_stream_close(nghttp2_session *ng, int32_t sid, uint32_t code, void
     if (!r)
         return 0;
     nghttp2_session_set_stream_user_data(ng, sid, NULL);
+    if (code == NGHTTP2_REFUSED_STREAM && !r->head_seen && !r->body_started) {
+        /* RFC 9113 §8.7: not processed, safe to send again, on a session that takes it */
+        gt_h2origin *o = r->o, *n = find(o->w, o->key);
+        if (!n) {
+            n = new_origin(o->w, o->key);
+            snprintf(n->host, sizeof(n->host), "%s", o->host);
+            snprintf(n->sni, sizeof(n->sni), "%s", o->sni);
+            n->port = o->port;
+            n->deny_loopback = o->deny_loopback;
+            gt_upstream_connect_tls(o->w, o->w->snap->cfg, gt_slice_cstr(n->host), n->port, n->sni,
+                                    true, n->deny_loopback, on_connected, n, &n->connect);
+        }
+        LIST_REMOVE(r, link);
+        o->nreq--;
+        r->o = n;
+        r->sid = 0;
+        LIST_INSERT_HEAD(&n->reqs, r, link);
+        n->nreq++;
+        if (n->ng && !submit_req(r)) {
+            const gt_h2o_cbs *cbs = r->cbs;
+            void *arg = r->arg;
+            req_free(r);
+            cbs->fail(arg, 502, "cannot resubmit a refused request");
+        }
+        return 0;
+    }
     const gt_h2o_cbs *cbs = r->cbs;
     void *arg = r->arg;
     req_free(r);
@@ -222,6 +261,8 @@ static ssize_t body_read(nghttp2_session *ng, int32_t sid, uint8_t *buf, size_t 
     gt_h2o_req *r = src->ptr;
     bool eof = false;
     ssize_t n = r->cbs->body(r->arg, buf, length, &eof);
+    if (n > 0)
+        r->body_started = true;
     if (eof)
         *flags |= NGHTTP2_DATA_FLAG_EOF;
     else if (n == 0) {
@@ -234,12 +275,9 @@ static ssize_t body_read(nghttp2_session *ng, int32_t sid, uint8_t *buf, size_t 
 static bool submit_req(gt_h2o_req *r)
 {
     nghttp2_data_provider prd = {.source.ptr = r, .read_callback = body_read};
+    /* the head stays copied until the stream closes: a refused stream is sent again */
     int32_t sid = nghttp2_submit_request(r->o->ng, NULL, r->nv, r->nnv, r->has_body ? &prd : NULL,
                                          r);
-    free(r->nv);
-    free(r->nvbuf);
-    r->nv = NULL;
-    r->nvbuf = NULL;
     if (sid < 0)
         return false;
     r->sid = sid;
@@ -410,6 +448,10 @@ gt_h2o_req *gt_h2o_submit(gt_worker *w, const char *key, gt_slice host, uint16_t
         return NULL;
     if (!o) {
         o = new_origin(w, key);
+        snprintf(o->host, sizeof(o->host), "%.*s", (int)host.len, host.p);
+        snprintf(o->sni, sizeof(o->sni), "%s", sni);
+        o->port = port;
+        o->deny_loopback = deny_loopback;
         gt_upstream_connect_tls(w, w->snap->cfg, host, port, sni, true, deny_loopback,
                                 on_connected, o, &o->connect);
     }
@@ -470,7 +512,8 @@ void gt_h2o_cancel(gt_h2o_req *r)
         origin_flush(o);
 }
 
-void gt_h2o_adopt(gt_worker *w, const char *key, gt_upstream *up)
+void gt_h2o_adopt(gt_worker *w, const char *key, gt_upstream *up, gt_slice host, uint16_t port,
+                  const char *sni, bool deny_loopback)
 {
     gt_h2origin *o = find(w, key);
     if (o && o->h1_only) {
@@ -482,8 +525,13 @@ void gt_h2o_adopt(gt_worker *w, const char *key, gt_upstream *up)
         gt_upstream_free(up); /* one session per origin is enough */
         return;
     }
-    if (!o)
+    if (!o) {
         o = new_origin(w, key);
+        snprintf(o->host, sizeof(o->host), "%.*s", (int)host.len, host.p);
+        snprintf(o->sni, sizeof(o->sni), "%s", sni);
+        o->port = port;
+        o->deny_loopback = deny_loopback;
+    }
     gt_upstream_connect_cancel(o->connect); /* a pending connect loses to this one */
     o->connect = NULL;
     o->up = up;

@@ -37,7 +37,8 @@ void gt_h2o_cancel(gt_h2o_req *r);
 bool gt_h2o_known_h1(gt_worker *w, const char *key);
 /* A verified connection that negotiated h2 becomes the origin's shared session (or is
  * closed when there is one already). */
-void gt_h2o_adopt(gt_worker *w, const char *key, gt_upstream *up);
+void gt_h2o_adopt(gt_worker *w, const char *key, gt_upstream *up, gt_slice host, uint16_t port,
+                  const char *sni, bool deny_loopback);
 /* The origin answered ALPN with http/1.1: later requests go straight to that path. */
 void gt_h2o_mark_h1(gt_worker *w, const char *key);
 /* An HTTP/2 session to the origin is up (it was verified when it connected). */

@@ -843,7 +843,8 @@ static void on_mitm_upstream(void *arg, gt_upstream *up, int status, const char 
         /* Verified, and h2: it becomes the origin's shared HTTP/2 session */
         char key[540];
         gt_upstream_key_tls(gt_slice_cstr(s->mitm_host), s->mitm_port, s->sni, key, sizeof(key));
-        gt_h2o_adopt(s->w, key, up);
+        gt_h2o_adopt(s->w, key, up, gt_slice_cstr(s->mitm_host), s->mitm_port, s->sni,
+                     deny_loopback(s));
     } else {
         /* Verified: the first request inside takes it from the pool. */
         if (s->w->snap->cfg->http2) {

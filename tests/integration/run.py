@@ -1689,6 +1689,26 @@ def h2_origin_one_multiplexed_connection(env):
         expect("proto=HTTP/1.1" in last, last)
 
 
+@test
+def h2_origin_goaway_refused_streams_retried(env):
+    """The h2 origin ends each connection after 50 requests (GOAWAY); streams it refused
+    are sent again on a new session, so 300 parallel requests all succeed."""
+    m = env.mitm()
+    port = m.port["shop-h2"]
+    m.origins.write("ga.txt", b"ga\n")
+    cfg = os.path.join(env.tmp, "ga.cfg")
+    with open(cfg, "w") as f:
+        for _ in range(300):
+            f.write(f'url = "https://shop.test:{port}/ga.txt"\noutput = "/dev/null"\n')
+    with env.own_gretel(env.mitm_opts(["workers=1"])) as g:
+        rc, out, err = curl("--http2", "-Z", "--parallel-max", "100", "--cacert", m.gca, "-K", cfg,
+                            "-w", "%{http_code}\n", proxy=g.proxy)
+        codes = out.decode().split()
+        expect(rc == 0 and len(codes) == 300 and set(codes) == {"200"},
+               f"{rc} {sorted(set(codes))} {err[-300:]}")
+        expect("status=502" not in g.log(), g.log()[-500:])
+
+
 def _h2raw(env, g, host="shop.test"):
     m = env.mitm()
     return H2Raw(g.port, host, m.port["shop"], m.gca)
