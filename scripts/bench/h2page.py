@@ -14,6 +14,12 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 GRETEL = os.environ.get("GRETEL", os.path.join(ROOT, "build", "gretel"))
 ROUNDS = int(os.environ.get("ROUNDS", "7"))
 REQUESTS = int(os.environ.get("REQUESTS", "2000"))
+# Emulated round-trip time to the origin: on bare loopback six HTTP/1.1 connections cost
+# nothing, which no real network allows. The origin sits behind a relay that holds every
+# chunk RTT/2 in each direction (this kernel has no netem); gretel, like the browser in
+# the direct mode, reaches the origin only through it. gretel itself stays next to the
+# browser, as it does on a user's machine.
+RTT_MS = float(os.environ.get("RTT_MS", "40"))
 NIMG = 100
 
 
@@ -68,6 +74,69 @@ def load_ms(tmp, url, flags):
     return float(m.group(1))
 
 
+def start_delay_relay(target_port, delay_s):
+    """A TCP relay on a free port to 127.0.0.1:target_port that delivers every chunk
+    delay_s after it arrived, in order, both ways. Runs in a daemon thread."""
+    import asyncio
+    import threading
+    port = free_port()
+    ready = threading.Event()
+
+    async def pipe(reader, writer):
+        q = asyncio.Queue()
+
+        async def out():
+            while True:
+                t, data = await q.get()
+                wait = t + delay_s - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                if data is None:
+                    try:
+                        writer.write_eof()
+                    except OSError:
+                        pass
+                    return
+                writer.write(data)
+                await writer.drain()
+
+        task = asyncio.ensure_future(out())
+        try:
+            while True:
+                data = await reader.read(65536)
+                q.put_nowait((time.monotonic(), data or None))
+                if not data:
+                    break
+        except OSError:
+            pass
+        try:
+            await task
+        except OSError:
+            pass
+
+    async def handle(cr, cw):
+        try:
+            ur, uw = await asyncio.open_connection("127.0.0.1", target_port)
+        except OSError:
+            cw.close()
+            return
+        await asyncio.gather(pipe(cr, uw), pipe(ur, cw), return_exceptions=True)
+        cw.close()
+        uw.close()
+
+    def run_loop():
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        srv = loop.run_until_complete(asyncio.start_server(handle, "127.0.0.1", port))
+        ready.set()
+        loop.run_forever()
+        srv.close()
+
+    threading.Thread(target=run_loop, daemon=True).start()
+    ready.wait(10)
+    return port
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="gretel-h2page-")
     procs = []
@@ -114,6 +183,7 @@ http {{ access_log off; keepalive_requests 1000000; http2_max_concurrent_streams
         procs.append(subprocess.Popen(["nginx", "-c", f"{tmp}/nginx.conf", "-p", tmp],
                                       stderr=subprocess.DEVNULL))
         wait_port(port)
+        relay = start_delay_relay(port, RTT_MS / 2000.0) if RTT_MS > 0 else port
         ca_dir = os.path.join(tmp, "gca")
         run(GRETEL, "ca", "-o", f"ca_dir={ca_dir}", "init")
         gca = os.path.join(tmp, "gca.pem")
@@ -125,24 +195,24 @@ http {{ access_log off; keepalive_requests 1000000; http2_max_concurrent_streams
                 [GRETEL, "run", "-o", f"listen=127.0.0.1:{gp}", "-o", "mitm=on",
                  "-o", f"ca_dir={ca_dir}", "-o", f"store={tmp}/store-{name}",
                  "-o", f"upstream_ca_file={tmp}/ca.pem", "-o", f"connect_ports={port}",
-                 "-o", "resolve=shop.test=127.0.0.1", "-o", f"http2={h2}",
+                 "-o", f"resolve=shop.test=127.0.0.1:{relay}", "-o", f"http2={h2}",
                  "-o", "log_level=warn"], stderr=subprocess.DEVNULL))
             wait_port(gp)
             gports[name] = gp
         url = f"https://shop.test:{port}/page.html"
         modes = {
-            "direct-h2": ["--host-resolver-rules=MAP shop.test 127.0.0.1",
+            "direct-h2": [f"--host-resolver-rules=MAP shop.test:{port} 127.0.0.1:{relay}",
                           f"--ignore-certificate-errors-spki-list={spki_of(os.path.join(tmp, 'srv.pem'))}"],
             "gretel-h2": [f"--proxy-server=http://127.0.0.1:{gports['gretel-h2']}",
                           f"--ignore-certificate-errors-spki-list={spki_of(gca)}"],
             "gretel-h1": [f"--proxy-server=http://127.0.0.1:{gports['gretel-h1']}",
                           f"--ignore-certificate-errors-spki-list={spki_of(gca)}"],
         }
-        for flags in modes.values():  # warm: leaf minted, pools filled
+        for flags in modes.values():  # warm: leaf minted
             load_ms(tmp, url, flags)
         res = {k: [] for k in modes}
         print(f"== page of {NIMG} images (~2 KB each), headless Chromium, cold profile per load, "
-              f"{ROUNDS} rounds; loadEventStart - startTime in ms")
+              f"{ROUNDS} rounds, origin {RTT_MS:g} ms away; loadEventStart - startTime in ms")
         for r in range(ROUNDS):
             row = []
             for k, flags in modes.items():
@@ -155,13 +225,15 @@ http {{ access_log off; keepalive_requests 1000000; http2_max_concurrent_streams
         print(f"gretel-h2 / direct-h2 = {med['gretel-h2'] / med['direct-h2']:.2f} (target <= 1.5)")
         print(f"gretel-h1 / gretel-h2 = {med['gretel-h1'] / med['gretel-h2']:.2f} (target >= 2)")
 
-        print(f"== {REQUESTS} requests of 1 KiB in one h2 connection (curl --parallel, 100 at once)")
+        print(f"== {REQUESTS} requests of 1 KiB in one h2 connection (curl --parallel, 100 at once; "
+              f"origin behind the same {RTT_MS:g} ms relay)")
         cfg = os.path.join(tmp, "urls.cfg")
         with open(cfg, "w") as f:
             for _ in range(REQUESTS):
                 f.write(f'url = "https://shop.test:{port}/small"\noutput = "/dev/null"\n')
         cells = {
-            "direct-h2": ["--resolve", f"shop.test:{port}:127.0.0.1", "--cacert", f"{tmp}/ca.pem"],
+            "direct-h2": ["--connect-to", f"shop.test:{port}:127.0.0.1:{relay}", "--cacert",
+                          f"{tmp}/ca.pem"],
             "gretel-h2": ["-x", f"http://127.0.0.1:{gports['gretel-h2']}", "--cacert", gca],
         }
         rps = {k: [] for k in cells}

@@ -4,7 +4,9 @@
 # http2 = off (HTTP/1.1 to the browser), interleaved, each load from a fresh profile (cold
 # connections); the page's own navigation timing is the figure. Then requests/s inside one
 # intercepted h2 connection (curl --parallel) against the same directly.
-# Env: ROUNDS (7), REQUESTS (2000).
+# The origin sits behind a relay adding RTT_MS of round trip (gretel stays next to the
+# browser, as on a user's machine). Env: ROUNDS (7), REQUESTS (2000), RTT_MS (40; 0 = bare
+# loopback).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 scripts/deps.sh bench test
