@@ -219,7 +219,8 @@ typedef struct {
 /* Serves HTTP/2 on an intercepted client connection (src/proxy/h2.c). Takes ownership of cs
  * (TLS done, ALPN h2) and of the client's connection slot. */
 void gt_h2_start(gt_worker *w, struct gt_stream *cs, const gt_h2_peer *peer);
-/* GOAWAY to every HTTP/2 connection of w; each closes when its open streams are done. */
+/* GOAWAY to every HTTP/2 connection of w (on shutdown and on reload); each closes when its
+ * open streams are done. */
 void gt_h2_drain(gt_worker *w);
 void gt_h2_destroy_all(gt_worker *w);
 

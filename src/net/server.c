@@ -159,6 +159,10 @@ static void on_notify(evutil_socket_t fd, short what, void *arg)
         gt_snapshot *old = w->snap;
         w->snap = gt_shared_acquire(w->sh);
         gt_snapshot_release(old);
+        /* New streams already use the new rules; GOAWAY makes HTTP/2 clients reconnect, so
+         * that new SETTINGS (h2_* keys) and http2 = off apply to them too. Open streams
+         * finish. */
+        gt_h2_drain(w);
     }
     if (stop && !w->draining) {
         w->draining = true;

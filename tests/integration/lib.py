@@ -602,7 +602,7 @@ class TlsOrigins:
     ssl_certificate {cert};
     ssl_certificate_key {key};
     root {self.www};
-    keepalive_requests {50 if h2 else 100000};
+    keepalive_requests {100 if h2 else 100000};
     location /hello {{ return 200 "hello from {name}\\n"; }}
     location /post {{ return 200 "posted\\n"; }}
     location /dav/ {{ dav_methods PUT; create_full_put_path on; }}

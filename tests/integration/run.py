@@ -1501,10 +1501,11 @@ def mitm_client_refusing_our_ca_is_logged(env):
 
 @test
 def chromium_h2_page_of_100_resources(env):
-    """Chromium loads a page of 100 images over intercepted HTTP/2; 10 are retargeting
-    pixels that rules block. The origin receives exactly the 90 others."""
+    """Chromium loads a page of 100 images over intercepted HTTP/2 from an origin that speaks
+    HTTP/2; 10 are retargeting pixels that rules block. The origin receives exactly the 90
+    others, over HTTP/2, on one connection (two at most, by timing)."""
     m = env.mitm()
-    port = m.port["shop"]
+    port = m.port["shop-h2"]  # the origin speaks h2 too: gretel is HTTP/2 on both legs
     imgs = []
     for i in range(100):
         if i % 10 == 3:
@@ -1531,6 +1532,9 @@ def chromium_h2_page_of_100_resources(env):
         got = [l for l in seen if l.startswith("GET /many/i")]
         expect(len(got) == 90 and not any("/px" in l for l in seen),
                f"{len(got)} images arrived; px: {[l for l in seen if '/px' in l][:3]}")
+        expect(all("proto=HTTP/2.0" in l for l in got), "the origin did not see HTTP/2: " + got[0])
+        oconns = {re.search(r"conn=(\d+)", l).group(1) for l in got}
+        expect(len(oconns) <= 2, f"origin connections: {oconns}")
         log = g.log()
         h2_lines = [l for l in log.splitlines() if "proto=h2" in l]
         expect(len(h2_lines) >= 101, f"{len(h2_lines)} requests over h2")
@@ -1691,7 +1695,7 @@ def h2_origin_one_multiplexed_connection(env):
 
 @test
 def h2_origin_goaway_refused_streams_retried(env):
-    """The h2 origin ends each connection after 50 requests (GOAWAY); streams it refused
+    """The h2 origin ends each connection after 100 requests (GOAWAY); streams it refused
     are sent again on a new session, so 300 parallel requests all succeed."""
     m = env.mitm()
     port = m.port["shop-h2"]
@@ -1707,6 +1711,31 @@ def h2_origin_goaway_refused_streams_retried(env):
         expect(rc == 0 and len(codes) == 300 and set(codes) == {"200"},
                f"{rc} {sorted(set(codes))} {err[-300:]}")
         expect("status=502" not in g.log(), g.log()[-500:])
+
+
+@test
+def h2_goaway_on_reload_and_shutdown(env):
+    m = env.mitm()
+    auth = f"shop.test:{m.port['shop']}"
+    with env.own_gretel(env.mitm_opts()) as g:
+        c = _h2raw(env, g)
+        c.send(h2_frame(H2_HEADERS, 0x5, 1, h2_request_block(auth, "/hello")))
+        frames, closed = c.frames(timeout=3, until=lambda f: f[0] == H2_DATA and f[1] & 1)
+        expect(any(f[0] == H2_DATA for f in frames), "no response on stream 1")
+        g.signal(signal.SIGHUP)
+        frames, closed = c.frames(timeout=5, until=lambda f: f[0] == H2_GOAWAY)
+        expect(h2_goaway_code(frames) == 0, f"reload: goaway {h2_goaway_code(frames)}")
+        c.close()
+        # a stream in flight at shutdown finishes; the client is told to go with GOAWAY
+        c = _h2raw(env, g)
+        c.send(h2_frame(H2_HEADERS, 0x5, 1, h2_request_block(auth, "/hello")))
+        frames, closed = c.frames(timeout=3, until=lambda f: f[0] == H2_DATA and f[1] & 1)
+        g.signal(signal.SIGTERM)
+        frames, closed = c.frames(timeout=5, until=lambda f: f[0] == H2_GOAWAY)
+        expect(h2_goaway_code(frames) == 0 or closed, f"shutdown: {h2_goaway_code(frames)}")
+        c.close()
+        code = g.proc.wait(15)
+        expect(code == 0, f"exit {code}: " + g.log()[-800:])
 
 
 def _h2raw(env, g, host="shop.test"):
