@@ -167,6 +167,8 @@ static ssize_t data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
     if (n < 0)
         n = 0;
     h->bytes_out += (uint64_t)n;
+    if (h->oreq && n)
+        gt_h2o_consumed(h->oreq, (size_t)n);
     if (evbuffer_get_length(h->rs_buf) == 0 && h->rs_done) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
         if (h->ntrailers) {

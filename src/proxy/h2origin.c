@@ -35,6 +35,7 @@ struct gt_h2o_req {
     char *nvbuf;
     bool has_body;
     bool head_seen, deferred, body_started;
+    size_t pending; /* response bytes delivered to the client side, not yet taken by it */
     /* the response head and trailers as they arrive */
     char *hbuf;
     size_t hlen, hcap;
@@ -59,6 +60,7 @@ struct gt_h2origin {
     bool deny_loopback;
     unsigned nreq;
     LIST_HEAD(, gt_h2o_req) reqs;
+    struct event *flush_ev; /* window updates go out from the loop */
     LIST_ENTRY(gt_h2origin) link;
 };
 
@@ -104,6 +106,9 @@ static void origin_fail(gt_h2origin *o, int status, const char *why)
     if (o->ng)
         nghttp2_session_del(o->ng);
     o->ng = NULL;
+    if (o->flush_ev)
+        event_free(o->flush_ev);
+    o->flush_ev = NULL;
     gt_upstream_connect_cancel(o->connect);
     o->connect = NULL;
     gt_upstream_free(o->up);
@@ -203,8 +208,12 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t sid, const 
 {
     (void)flags, (void)user;
     gt_h2o_req *r = nghttp2_session_get_stream_user_data(ng, sid);
-    if (r)
+    if (r) {
+        r->pending += len;
         r->cbs->data(r->arg, data, len);
+    } else {
+        nghttp2_session_consume(ng, sid, len); /* nobody wants it: reopen the window */
+    }
     return 0;
 }
 
@@ -215,6 +224,10 @@ static int on_stream_close(nghttp2_session *ng, int32_t sid, uint32_t code, void
     if (!r)
         return 0;
     nghttp2_session_set_stream_user_data(ng, sid, NULL);
+    /* what the client side still holds of this stream no longer limits the others */
+    if (r->pending)
+        nghttp2_session_consume_connection(ng, r->pending);
+    r->pending = 0;
     if (code == NGHTTP2_REFUSED_STREAM && !r->head_seen && !r->body_started) {
         /* RFC 9113 §8.7: not processed, safe to send again, on a session that takes it */
         gt_h2origin *o = r->o, *n = find(o->w, o->key);
@@ -354,6 +367,12 @@ static void origin_flush(gt_h2origin *o)
                            cfg->upstream_timeout_ms);
 }
 
+static void on_flush_ev(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    origin_flush(arg);
+}
+
 static void start_session(gt_h2origin *o)
 {
     const gt_config *cfg = o->w->snap->cfg;
@@ -367,6 +386,9 @@ static void start_session(gt_h2origin *o)
     nghttp2_option_new(&opt);
     nghttp2_option_set_max_settings(opt, 32);
     nghttp2_option_set_max_continuations(opt, 8);
+    /* the origin's windows open as the client takes the bytes (gt_h2o_consumed), so a
+     * slow client holds the origin back instead of gretel buffering for it */
+    nghttp2_option_set_no_auto_window_update(opt, 1);
     int rv = nghttp2_session_client_new2(&o->ng, cb, o, opt);
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
@@ -381,6 +403,7 @@ static void start_session(gt_h2origin *o)
     };
     nghttp2_submit_settings(o->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
     nghttp2_session_set_local_window_size(o->ng, NGHTTP2_FLAG_NONE, 0, 16 << 20);
+    o->flush_ev = evtimer_new(o->w->base, on_flush_ev, o);
     gt_stream_setcb(o->up->st, on_up_read, on_up_write, on_up_event, o);
     gt_stream_set_read_hwm(o->up->st, IO_HWM);
     gt_stream_set_write_lowat(o->up->st, IO_HWM / 2);
@@ -500,12 +523,30 @@ void gt_h2o_resume_body(gt_h2o_req *r)
     }
 }
 
+void gt_h2o_consumed(gt_h2o_req *r, size_t n)
+{
+    gt_h2origin *o = r->o;
+    if (!o->ng || !r->sid || n == 0)
+        return;
+    if (n > r->pending)
+        n = r->pending;
+    r->pending -= n;
+    nghttp2_session_consume(o->ng, r->sid, n);
+    /* from the loop: the caller may be inside the client session's own send */
+    if (o->flush_ev && !event_pending(o->flush_ev, EV_TIMEOUT, NULL)) {
+        struct timeval zero = {0, 0};
+        evtimer_add(o->flush_ev, &zero);
+    }
+}
+
 void gt_h2o_cancel(gt_h2o_req *r)
 {
     gt_h2origin *o = r->o;
     if (o->ng && r->sid) {
         nghttp2_session_set_stream_user_data(o->ng, r->sid, NULL);
         nghttp2_submit_rst_stream(o->ng, NGHTTP2_FLAG_NONE, r->sid, NGHTTP2_CANCEL);
+        if (r->pending)
+            nghttp2_session_consume_connection(o->ng, r->pending);
     }
     req_free(r);
     if (o->ng)

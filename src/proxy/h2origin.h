@@ -32,6 +32,8 @@ gt_h2o_req *gt_h2o_submit(gt_worker *w, const char *key, gt_slice host, uint16_t
                           const char *sni, bool deny_loopback, const nghttp2_nv *nv, size_t nnv,
                           bool has_body, const gt_h2o_cbs *cbs, void *arg);
 void gt_h2o_resume_body(gt_h2o_req *r);
+/* The client side took n bytes of the response: the origin may send as much again. */
+void gt_h2o_consumed(gt_h2o_req *r, size_t n);
 /* The client is gone: resets the origin stream and frees the handle (no callback). */
 void gt_h2o_cancel(gt_h2o_req *r);
 bool gt_h2o_known_h1(gt_worker *w, const char *key);

@@ -1738,6 +1738,44 @@ def h2_goaway_on_reload_and_shutdown(env):
         expect(code == 0, f"exit {code}: " + g.log()[-800:])
 
 
+@test
+def h2_slow_client_holds_the_origin_back(env):
+    """40 MiB from an h2 origin to an h2 client reading at 10 MiB/s: gretel's memory stays
+    flat, because the origin's window opens only as the client takes the bytes."""
+    m = env.mitm()
+    port = m.port["shop-h2"]
+    blob = os.urandom(40 << 20)
+    m.origins.write("big40.bin", blob)
+    # the release build: ASan's quarantine would hide what users get
+    with env.own_gretel(env.mitm_opts(["workers=1"]),
+                        binary=env.args.release or env.args.gretel) as g:
+        curl("--http2", "--cacert", m.gca, f"https://shop.test:{port}/hello", proxy=g.proxy)
+        base = rss_kb(g.proc.pid)
+        peak = [base]
+        stop = threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                peak[0] = max(peak[0], rss_kb(g.proc.pid))
+                time.sleep(0.05)
+
+        th = threading.Thread(target=sample)
+        th.start()
+        out = os.path.join(env.tmp, "big40.out")
+        try:
+            rc, _, err = curl("--http2", "--limit-rate", "10M", "--cacert", m.gca, "-o", out,
+                              f"https://shop.test:{port}/big40.bin", proxy=g.proxy, timeout=120)
+        finally:
+            stop.set()
+            th.join()
+        expect(rc == 0, err[-300:])
+        with open(out, "rb") as f:
+            expect(f.read() == blob, "bytes differ")
+        growth = peak[0] - base
+        print(f"    rss base={base} KiB peak={peak[0]} KiB growth={growth} KiB")
+        expect(growth < 12 * 1024, f"RSS grew by {growth} KiB for a 40 MiB download")
+
+
 def _h2raw(env, g, host="shop.test"):
     m = env.mitm()
     return H2Raw(g.port, host, m.port["shop"], m.gca)
