@@ -601,8 +601,10 @@ static ssize_t o_body(void *arg, uint8_t *buf, size_t len, bool *eof)
     if (n < 0)
         n = 0;
     if (n > 0) {
+        /* the client may send as much again: its WINDOW_UPDATE goes out from the loop */
         nghttp2_session_consume(h->c->ng, h->id, (size_t)n);
         h->unconsumed -= (size_t)n;
+        conn_flush_soon(h->c);
     }
     if (h->req_end && (!h->rq_wait || evbuffer_get_length(h->rq_wait) == 0)) {
         *eof = true;
@@ -981,7 +983,13 @@ static void conn_flush(gt_h2conn *c)
     if (c->dead || !c->ng)
         return;
     struct evbuffer *out = gt_stream_output(c->cs);
-    while (evbuffer_get_length(out) < IO_HWM) {
+    for (;;) {
+        if (evbuffer_get_length(out) >= IO_HWM) {
+            gt_stream_flush(c->cs);
+            /* the socket is full: its write callback (below the low mark) resumes us */
+            if (evbuffer_get_length(out) > IO_HWM / 2)
+                break;
+        }
         const uint8_t *data;
         ssize_t n = nghttp2_session_mem_send(c->ng, &data);
         if (n < 0) {

@@ -54,6 +54,7 @@ struct gt_h2origin {
     bool h1_only; /* the origin chose http/1.1: a marker kept for the next requests */
     bool goaway;  /* the origin sent GOAWAY: no new requests here, a new session instead */
     bool dead;
+    bool in_recv; /* inside nghttp2_session_mem_recv: sending waits until it returns */
     /* how to reach it, for a new session after GOAWAY */
     char host[256], sni[256];
     uint16_t port;
@@ -65,6 +66,16 @@ struct gt_h2origin {
 };
 
 static void origin_flush(gt_h2origin *o);
+
+/* Sends from the loop: callers are inside their own callbacks, and a failing origin must
+ * not call them back before they return. */
+static void origin_flush_soon(gt_h2origin *o)
+{
+    if (o->flush_ev && !event_pending(o->flush_ev, EV_TIMEOUT, NULL)) {
+        struct timeval zero = {0, 0};
+        evtimer_add(o->flush_ev, &zero);
+    }
+}
 
 static gt_h2origin *find(gt_worker *w, const char *key)
 {
@@ -158,18 +169,27 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
     return 0;
 }
 
+/* Hands the collected fields over. The callee may cancel (free) r: nothing here touches r
+ * after the call, and the fields it reads live in r's buffer until then. */
 static void deliver_fields(gt_h2o_req *r, bool trailers, bool end)
 {
     nghttp2_nv nv[128];
-    for (size_t i = 0; i < r->nf; i++)
+    size_t n = r->nf;
+    for (size_t i = 0; i < n; i++)
         nv[i] = (nghttp2_nv){(uint8_t *)r->hbuf + r->off[i][0], (uint8_t *)r->hbuf + r->off[i][2],
                              r->off[i][1], r->off[i][3], NGHTTP2_NV_FLAG_NONE};
-    if (trailers)
-        r->cbs->trailers(r->arg, nv, r->nf);
-    else
-        r->cbs->head(r->arg, r->status, nv, r->nf, end);
     r->nf = 0;
     r->hlen = 0;
+    const gt_h2o_cbs *cbs = r->cbs;
+    void *arg = r->arg;
+    int status = r->status;
+    if (trailers) {
+        cbs->trailers(arg, nv, n);
+        if (end)
+            cbs->end(arg);
+    } else {
+        cbs->head(arg, status, nv, n, end); /* `end`: the response has no body */
+    }
 }
 
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
@@ -194,8 +214,6 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
         } else if (frame->headers.cat == NGHTTP2_HCAT_HEADERS && r->head_seen) {
             deliver_fields(r, true, end);
         }
-        if (end)
-            r->cbs->end(r->arg);
         return 0;
     }
     if (frame->hd.type == NGHTTP2_DATA && end)
@@ -307,7 +325,9 @@ static void on_up_read(gt_stream *st, void *arg)
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             break;
+        o->in_recv = true;
         ssize_t r = nghttp2_session_mem_recv(o->ng, v.iov_base, v.iov_len);
+        o->in_recv = false;
         if (r < 0) {
             char why[120];
             snprintf(why, sizeof(why), "HTTP/2 error from origin: %s", nghttp2_strerror((int)r));
@@ -343,10 +363,16 @@ static void on_up_event(gt_stream *st, int what, void *arg)
  * no requests waits idle for pool_idle_timeout, then goes. */
 static void origin_flush(gt_h2origin *o)
 {
-    if (o->dead || !o->ng)
+    if (o->dead || !o->ng || o->in_recv)
         return;
     struct evbuffer *out = gt_stream_output(o->up->st);
-    while (evbuffer_get_length(out) < IO_HWM) {
+    for (;;) {
+        if (evbuffer_get_length(out) >= IO_HWM) {
+            gt_stream_flush(o->up->st);
+            /* the socket is full: its write callback (below the low mark) resumes us */
+            if (evbuffer_get_length(out) > IO_HWM / 2)
+                break;
+        }
         const uint8_t *data;
         ssize_t n = nghttp2_session_mem_send(o->ng, &data);
         if (n < 0) {
@@ -509,7 +535,7 @@ gt_h2o_req *gt_h2o_submit(gt_worker *w, const char *key, gt_slice host, uint16_t
             req_free(r);
             return NULL;
         }
-        origin_flush(o);
+        origin_flush_soon(o);
     }
     return r;
 }
@@ -519,7 +545,7 @@ void gt_h2o_resume_body(gt_h2o_req *r)
     if (r->deferred && r->o->ng && r->sid) {
         r->deferred = false;
         nghttp2_session_resume_data(r->o->ng, r->sid);
-        origin_flush(r->o);
+        origin_flush_soon(r->o);
     }
 }
 
@@ -532,11 +558,7 @@ void gt_h2o_consumed(gt_h2o_req *r, size_t n)
         n = r->pending;
     r->pending -= n;
     nghttp2_session_consume(o->ng, r->sid, n);
-    /* from the loop: the caller may be inside the client session's own send */
-    if (o->flush_ev && !event_pending(o->flush_ev, EV_TIMEOUT, NULL)) {
-        struct timeval zero = {0, 0};
-        evtimer_add(o->flush_ev, &zero);
-    }
+    origin_flush_soon(o); /* the caller may be inside the client session's own send */
 }
 
 void gt_h2o_cancel(gt_h2o_req *r)
@@ -549,8 +571,7 @@ void gt_h2o_cancel(gt_h2o_req *r)
             nghttp2_session_consume_connection(o->ng, r->pending);
     }
     req_free(r);
-    if (o->ng)
-        origin_flush(o);
+    origin_flush_soon(o);
 }
 
 void gt_h2o_adopt(gt_worker *w, const char *key, gt_upstream *up, gt_slice host, uint16_t port,

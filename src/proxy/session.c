@@ -108,6 +108,13 @@ struct gt_session {
     char sni[256];        /* the name the client asked for; the leaf is minted for it */
     int tls_err_status;   /* the origin could not be reached or verified: every request */
     char tls_err[300];    /*   inside gets this error page, then the connection closes */
+
+    /* the current request forwarded over the origin's shared HTTP/2 session */
+    gt_h2o_req *oreq;
+    bool o_chunked;       /* the response goes to the client chunked */
+    bool o_done;          /* the response is complete */
+    size_t o_unacked;     /* response bytes queued to the client, not yet acknowledged */
+    struct evbuffer *o_trailers;
 };
 
 static void process_heads(gt_session *s);
@@ -135,6 +142,10 @@ static void session_destroy(gt_session *s)
     gt_worker *w = s->w;
     gt_upstream_connect_cancel(s->connect);
     gt_upstream_free(s->up);
+    if (s->oreq)
+        gt_h2o_cancel(s->oreq);
+    if (s->o_trailers)
+        evbuffer_free(s->o_trailers);
     gt_stream_free(s->cs);
     if (s->timer)
         event_free(s->timer);
@@ -185,6 +196,10 @@ static void end_request(gt_session *s)
     s->is_head = s->is_connect = false;
     s->rq_done = s->rq_sent_any = s->retried = s->up_got_bytes = false;
     s->rs_head_done = s->rs_started = s->rs_done = s->dechunk = s->up_reusable = false;
+    s->o_chunked = s->o_done = false;
+    s->o_unacked = 0;
+    if (s->o_trailers)
+        evbuffer_drain(s->o_trailers, evbuffer_get_length(s->o_trailers));
     s->status = 0;
     s->bytes_out = 0;
     s->decision = "pass";
@@ -469,6 +484,10 @@ static void connect_origin(gt_session *s, gt_connect_cb cb)
 
 static void pump_request(gt_session *s)
 {
+    if (s->oreq) {
+        gt_h2o_resume_body(s->oreq); /* the origin's session pulls the body (o_body) */
+        return;
+    }
     if (s->rq_done || !s->up)
         return;
     struct evbuffer *in = gt_stream_input(s->cs);
@@ -729,6 +748,238 @@ static void on_connected(void *arg, gt_upstream *up, int status, const char *why
 static void on_retry_connected(void *arg, gt_upstream *up, int status, const char *why)
 {
     on_connected(arg, up, status, why);
+}
+
+/* --- forwarding over the origin's shared HTTP/2 session (h1 client, h2 origin) --- */
+
+static void o_finish(gt_session *s)
+{
+    if (s->o_done)
+        return;
+    s->o_done = true;
+    struct evbuffer *out = gt_stream_output(s->cs);
+    size_t before = evbuffer_get_length(out);
+    if (s->o_chunked) {
+        evbuffer_add(out, "0\r\n", 3);
+        if (s->o_trailers)
+            evbuffer_add_buffer(out, s->o_trailers);
+        evbuffer_add(out, "\r\n", 2);
+    }
+    s->bytes_out += evbuffer_get_length(out) - before;
+    gt_stream_flush(s->cs);
+}
+
+/* The request and the response are both complete: the next request, or the close. */
+static void o_maybe_next(gt_session *s)
+{
+    if (!s->o_done || (!s->rq_done && s->oreq))
+        return; /* the origin's session is still pulling the request body */
+    if (!s->rq_done)
+        s->close_after = true; /* answered before the body was all sent: it is not read */
+    if (s->oreq) {
+        /* the stream may still be open at the origin's end; nothing more is wanted */
+        gt_h2o_req *r = s->oreq;
+        s->oreq = NULL;
+        gt_h2o_cancel(r);
+    }
+    s->rs_done = true;
+    next_or_close(s);
+}
+
+static void o_head(void *arg, int status, const nghttp2_nv *nv, size_t n, bool end)
+{
+    gt_session *s = arg;
+    struct evbuffer *out = gt_stream_output(s->cs);
+    size_t before = evbuffer_get_length(out);
+    bool has_cl = false;
+    for (size_t i = 0; i < n; i++)
+        if (nv[i].namelen == 14 && memcmp(nv[i].name, "content-length", 14) == 0)
+            has_cl = true;
+    bool bodyless = end || s->is_head || status == 204 || status == 304;
+    /* an HTTP/1.0 client cannot take chunks: its response ends with the connection */
+    s->o_chunked = !bodyless && !has_cl && !s->client_10;
+    if (!bodyless && !has_cl && s->client_10)
+        s->close_after = true;
+    bool close = s->close_after || !s->keepalive || s->draining;
+    if (close)
+        s->close_after = true;
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, gt_http_reason(status));
+    for (size_t i = 0; i < n; i++) {
+        evbuffer_add(out, nv[i].name, nv[i].namelen);
+        evbuffer_add(out, ": ", 2);
+        evbuffer_add(out, nv[i].value, nv[i].valuelen);
+        evbuffer_add(out, "\r\n", 2);
+    }
+    if (s->o_chunked)
+        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    else if (end && !has_cl && !s->is_head && status != 204 && status != 304)
+        evbuffer_add(out, "Content-Length: 0\r\n", 19);
+    if (close)
+        evbuffer_add(out, "Connection: close\r\n", 19);
+    else if (s->client_10)
+        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+    evbuffer_add(out, "\r\n", 2);
+    s->bytes_out += evbuffer_get_length(out) - before;
+    s->status = status;
+    s->rs_head_done = s->rs_started = true;
+    gt_stream_flush(s->cs);
+    if (end) {
+        o_finish(s);
+        o_maybe_next(s);
+    }
+}
+
+static void o_data(void *arg, const uint8_t *p, size_t n)
+{
+    gt_session *s = arg;
+    struct evbuffer *out = gt_stream_output(s->cs);
+    if (s->o_chunked)
+        evbuffer_add_printf(out, "%zx\r\n", n);
+    evbuffer_add(out, p, n);
+    if (s->o_chunked)
+        evbuffer_add(out, "\r\n", 2);
+    s->bytes_out += n;
+    gt_stream_flush(s->cs);
+    /* the origin may send more once the client's socket took this */
+    if (evbuffer_get_length(out) <= IO_HWM / 2)
+        gt_h2o_consumed(s->oreq, n);
+    else
+        s->o_unacked += n;
+}
+
+static void o_trailers(void *arg, const nghttp2_nv *nv, size_t n)
+{
+    gt_session *s = arg;
+    if (!s->o_chunked)
+        return; /* only chunked HTTP/1.1 can carry them */
+    if (!s->o_trailers)
+        s->o_trailers = evbuffer_new();
+    for (size_t i = 0; i < n; i++) {
+        evbuffer_add(s->o_trailers, nv[i].name, nv[i].namelen);
+        evbuffer_add(s->o_trailers, ": ", 2);
+        evbuffer_add(s->o_trailers, nv[i].value, nv[i].valuelen);
+        evbuffer_add(s->o_trailers, "\r\n", 2);
+    }
+}
+
+static void o_end(void *arg)
+{
+    gt_session *s = arg;
+    o_finish(s);
+    o_maybe_next(s);
+}
+
+static void o_closed(void *arg)
+{
+    gt_session *s = arg;
+    s->oreq = NULL;
+    o_finish(s);
+    o_maybe_next(s);
+}
+
+static void o_fail(void *arg, int status, const char *why)
+{
+    gt_session *s = arg;
+    s->oreq = NULL;
+    if (s->o_done) {
+        o_maybe_next(s);
+        return;
+    }
+    upstream_failed(s, status, why);
+}
+
+static void o_fallback(void *arg)
+{
+    gt_session *s = arg;
+    s->oreq = NULL;
+    gt_body_relay_init(&s->rq_body, &s->rq, false); /* nothing of the body was read yet */
+    s->st = S_CONNECTING;
+    gt_stream_disable_read(s->cs);
+    connect_origin(s, on_connected);
+}
+
+static ssize_t o_body(void *arg, uint8_t *buf, size_t len, bool *eof)
+{
+    gt_session *s = arg;
+    /* s->head (drained when the request went out) stages decoded body bytes: the relay may
+     * move more than asked, and what it moved it has counted */
+    struct evbuffer *in = gt_stream_input(s->cs);
+    if (evbuffer_get_length(s->head) < len && !s->rq_body.done) {
+        uint64_t moved = 0;
+        gt_http1_error err;
+        if (gt_body_relay_move(&s->rq_body, in, s->head, len, &moved, &err) < 0) {
+            s->close_after = true; /* bad chunked framing: the origin gets a cut body */
+            *eof = true;
+            s->rq_done = true;
+            return 0;
+        }
+    }
+    int n = evbuffer_remove(s->head, buf, len);
+    if (n < 0)
+        n = 0;
+    if (s->rq_body.done && evbuffer_get_length(s->head) == 0) {
+        *eof = true;
+        s->rq_done = true;
+    }
+    gt_stream_resume_read(s->cs);
+    return n;
+}
+
+static const gt_h2o_cbs o_cbs = {o_head, o_data, o_trailers, o_end, o_closed, o_fail, o_fallback,
+                                 o_body};
+
+/* An HTTP/1.1 request inside interception, over the origin's HTTP/2 session (one is up
+ * already, verified). The head gretel built is read back into HTTP/2 fields. */
+static bool forward_h2o(gt_session *s, const char *key)
+{
+    size_t len = evbuffer_get_length(s->head);
+    const char *buf = (const char *)evbuffer_pullup(s->head, (ev_ssize_t)len);
+    gt_http1_header hdrs[256];
+    gt_http1_request req = {.headers = hdrs, .num_headers = 256};
+    gt_http1_error err;
+    if (gt_http1_parse_request(buf, len, &req, &err) != (int)len)
+        return false;
+    nghttp2_nv nv[260];
+    char lower[16384];
+    size_t lo = 0, n = 0;
+    gt_slice authority = GT_S("");
+    for (size_t i = 0; i < req.num_headers; i++)
+        if (gt_slice_caseeq(hdrs[i].name, GT_S("host")))
+            authority = hdrs[i].value;
+    nv[n++] = (nghttp2_nv){(uint8_t *)":method", (uint8_t *)req.method.p, 7, req.method.len, 0};
+    nv[n++] = (nghttp2_nv){(uint8_t *)":scheme", (uint8_t *)"https", 7, 5, 0};
+    nv[n++] = (nghttp2_nv){(uint8_t *)":authority", (uint8_t *)authority.p, 10, authority.len, 0};
+    nv[n++] = (nghttp2_nv){(uint8_t *)":path", (uint8_t *)req.target.p, 5, req.target.len, 0};
+    for (size_t i = 0; i < req.num_headers && n < 260; i++) {
+        gt_slice name = hdrs[i].name;
+        if (gt_slice_caseeq(name, GT_S("host")) || gt_slice_caseeq(name, GT_S("transfer-encoding")) ||
+            gt_http1_is_hop_by_hop(name))
+            continue;
+        if (lo + name.len > sizeof(lower))
+            return false;
+        for (size_t k = 0; k < name.len; k++)
+            lower[lo + k] = gt_ascii_lower(name.p[k]);
+        nv[n++] = (nghttp2_nv){(uint8_t *)lower + lo, (uint8_t *)hdrs[i].value.p, name.len,
+                               hdrs[i].value.len, 0};
+        lo += name.len;
+    }
+    bool body = s->rq.framing != GT_BODY_NONE;
+    /* the body reaches the origin as DATA payload: chunk framing is taken off */
+    gt_body_relay_init(&s->rq_body, &s->rq, true);
+    s->oreq = gt_h2o_submit(s->w, key, gt_slice_cstr(s->mitm_host), s->mitm_port, s->sni,
+                            deny_loopback(s), nv, n, body, &o_cbs, s);
+    if (!s->oreq) {
+        gt_body_relay_init(&s->rq_body, &s->rq, false);
+        return false;
+    }
+    evbuffer_drain(s->head, len);
+    s->rq_done = !body;
+    s->o_done = false;
+    s->st = S_FORWARD;
+    unsigned t = cfg_of(s)->upstream_timeout_ms;
+    gt_stream_set_timeouts(s->cs, t, t);
+    gt_stream_enable_read(s->cs);
+    return true;
 }
 
 /* --- CONNECT --- */
@@ -1226,6 +1477,12 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
         gt_upstream_key_tls(gt_slice_cstr(s->mitm_host), s->mitm_port, s->sni, key, sizeof(key));
     else
         gt_upstream_key(cfg, gt_slice_cstr(s->host), s->port, key, sizeof(key));
+    /* inside interception, an origin whose HTTP/2 session is up serves this request too */
+    if (s->mitm && cfg->http2 && gt_h2o_ready(s->w, key)) {
+        evtimer_del(s->timer);
+        if (forward_h2o(s, key))
+            return;
+    }
     gt_upstream *up = gt_pool_take(s->w, key);
     if (up && up->guarded_loopback && deny_loopback(s)) {
         /* pooled for a local client; this one goes through the checked connect (403) */
@@ -1404,6 +1661,10 @@ static void on_client_write(gt_stream *st, void *arg)
             start_linger(s);
         break;
     case S_FORWARD:
+        if (s->oreq && s->o_unacked && evbuffer_get_length(out) <= IO_HWM / 2) {
+            gt_h2o_consumed(s->oreq, s->o_unacked);
+            s->o_unacked = 0;
+        }
         if (s->up && !gt_stream_reading(s->up->st) && evbuffer_get_length(out) <= IO_HWM / 2) {
             gt_stream_enable_read(s->up->st);
             relay_response(s);

@@ -1658,7 +1658,7 @@ def h2_large_bodies_both_ways(env):
 @test
 def h2_origin_one_multiplexed_connection(env):
     """An origin that speaks h2 gets one shared HTTP/2 connection for many client streams
-    (and for several client connections); an HTTP/1.1 client still gets HTTP/1.1 to it."""
+    (and for several client connections); HTTP/1.1 clients are translated onto it."""
     m = env.mitm()
     port = m.port["shop-h2"]
     for i in range(30):
@@ -1684,13 +1684,37 @@ def h2_origin_one_multiplexed_connection(env):
                "\n".join(seen[:5]))
         conns = {re.search(r"conn=(\d+)", l).group(1) for l in h2seen}
         expect(len(conns) == 1, f"origin connections used: {conns}")
-        # HTTP/1.1 client: HTTP/1.1 to the same origin
-        rc, out, err = curl("--http1.1", "--cacert", m.gca, f"https://shop.test:{port}/hello",
+        # an HTTP/1.1 client is translated onto the same HTTP/2 session: keep-alive, a
+        # 3 MiB upload (chunked and sized), HEAD, a 404
+        body = os.urandom(3 << 20)
+        bf = os.path.join(env.tmp, "h1h2.bin")
+        with open(bf, "wb") as f:
+            f.write(body)
+        u = f"https://shop.test:{port}"
+        rc, out, err = curl("--http1.1", "--cacert", m.gca, "-o", "/dev/null", "-o", "/dev/null",
+                            "-w", "%{http_code} %{num_connects}\n", f"{u}/hello", f"{u}/mx/1.txt",
                             proxy=g.proxy)
-        expect(rc == 0 and out == b"hello from shop-h2\n", err)
+        expect(out.split() == [b"200", b"1", b"200", b"0"], out)
+        rc, out, err = curl("--http1.1", "--cacert", m.gca, "-T", bf, f"{u}/dav/h1h2.bin",
+                            proxy=g.proxy)
+        expect(rc == 0, err)
+        with open(os.path.join(m.origins.www, "dav", "h1h2.bin"), "rb") as f:
+            expect(f.read() == body, "sized upload differs")
+        rc, out, err = curl("--http1.1", "--cacert", m.gca, "-H", "Transfer-Encoding: chunked",
+                            "-X", "PUT", "--data-binary", f"@{bf}", f"{u}/dav/h1h2c.bin", proxy=g.proxy)
+        expect(rc == 0, err)
+        with open(os.path.join(m.origins.www, "dav", "h1h2c.bin"), "rb") as f:
+            expect(f.read() == body, "chunked upload differs")
+        rc, out, err = curl("--http1.1", "--cacert", m.gca, f"{u}/dav/h1h2.bin", proxy=g.proxy)
+        expect(rc == 0 and out == body, "download differs")
+        rc, out, err = curl("--http1.1", "-I", "--cacert", m.gca, f"{u}/dav/h1h2.bin", proxy=g.proxy)
+        expect(b"200" in out.split(b"\r\n")[2] or b" 200" in out, out[:300])
+        rc, out, err = curl("--http1.1", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                            "--cacert", m.gca, f"{u}/nothere", proxy=g.proxy)
+        expect(out == b"404", out)
         time.sleep(0.2)
-        last = [l for l in _tls_log(env).splitlines() if "GET /hello" in l][-1]
-        expect("proto=HTTP/1.1" in last, last)
+        last = [l for l in _tls_log(env).splitlines() if "/nothere" in l][-1]
+        expect("proto=HTTP/2.0" in last, last)
 
 
 @test
