@@ -31,7 +31,7 @@ TLIB_OBJ = $(LIB_SRC:%.c=build/test/obj/%.o)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=build/test/%)
 FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all deps deps-test run test unit fuzz fuzz-quick integration bench bench-rules bench-store bench-mark bench-tls install clean format
+.PHONY: all deps deps-test run test unit fuzz fuzz-quick integration bench bench-rules bench-store bench-mark bench-tls bench-h2 install clean format
 
 all: build/gretel
 
@@ -93,6 +93,11 @@ bench: build/gretel build/bench/rules_bench build/bench/store_bench build/bench/
 	$(MAKE) --no-print-directory bench-store bench-mark
 	scripts/bench/proxy.sh
 	scripts/bench/tls.sh
+	scripts/bench/h2page.sh
+
+bench-h2: build/gretel
+	@scripts/deps.sh bench test
+	scripts/bench/h2page.sh
 
 bench-tls: build/gretel build/bench/tls_bench
 	@scripts/deps.sh bench
