@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <nghttp2/nghttp2.h>
+
 #include "gretel/http1.h"
 #include "gretel/rules.h"
 
@@ -73,5 +75,13 @@ void gt_body_relay_init(gt_body_relay *b, const gt_http1_body *body, bool dechun
  * byte is moved). */
 int gt_body_relay_move(gt_body_relay *b, struct evbuffer *in, struct evbuffer *out,
                        size_t out_cap, uint64_t *moved, gt_http1_error *err);
+
+/* The HTTP/2 fields for a request whose HTTP/1.1 head gretel built (head[0..len), rules'
+ * rewrites already in it): :method, :scheme https, :authority from Host, :path, then the
+ * other fields with lower-case names (copied into lower[]), minus Host, Transfer-Encoding
+ * and hop-by-hop fields (RFC 9113 §8.2.2). Values point into head. Returns the count, or 0
+ * when the head does not parse or cap/lower_cap are too small. */
+size_t gt_proxy_h2_request_fields(const char *head, size_t len, nghttp2_nv *nv, size_t cap,
+                                  char *lower, size_t lower_cap);
 
 #endif

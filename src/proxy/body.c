@@ -1,6 +1,7 @@
 /* Message body relay shared by both directions of the proxy: one loop for Content-Length,
  * chunked and close-delimited bodies. Moves evbuffer chains (no payload copies); only chunk
  * framing bytes are looked at. Owns nothing; never does I/O. */
+#include <nghttp2/nghttp2.h>
 #include <event2/buffer.h>
 #include <string.h>
 

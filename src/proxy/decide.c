@@ -1,6 +1,7 @@
 /* The decision for one request, whatever protocol it arrived in (HTTP/1.1 sessions and
  * HTTP/2 streams alike): request context from the head, the rules of the snapshot, bought
  * checks against the store, purchases handed to the store's writer, log rules logged. */
+#include <nghttp2/nghttp2.h>
 #include <stdio.h>
 #include <string.h>
 

@@ -624,38 +624,11 @@ static bool forward_h2(h2stream *h, const char *key, bool deny)
     gt_h2conn *c = h->c;
     size_t len = evbuffer_get_length(h->head);
     const char *buf = (const char *)evbuffer_pullup(h->head, (ev_ssize_t)len);
-    gt_http1_header hdrs[MAX_FIELDS];
-    gt_http1_request req = {.headers = hdrs, .num_headers = MAX_FIELDS};
-    gt_http1_error err;
-    if (gt_http1_parse_request(buf, len, &req, &err) != (int)len)
-        return false;
     nghttp2_nv nv[MAX_FIELDS + 4];
     char lower[16384];
-    size_t lo = 0, n = 0;
-    gt_slice authority = GT_S("");
-    for (size_t i = 0; i < req.num_headers; i++)
-        if (gt_slice_caseeq(hdrs[i].name, GT_S("host")))
-            authority = hdrs[i].value;
-    nv[n++] = (nghttp2_nv){(uint8_t *)":method", (uint8_t *)req.method.p, 7, req.method.len,
-                           NGHTTP2_NV_FLAG_NONE};
-    nv[n++] = (nghttp2_nv){(uint8_t *)":scheme", (uint8_t *)"https", 7, 5, NGHTTP2_NV_FLAG_NONE};
-    nv[n++] = (nghttp2_nv){(uint8_t *)":authority", (uint8_t *)authority.p, 10, authority.len,
-                           NGHTTP2_NV_FLAG_NONE};
-    nv[n++] = (nghttp2_nv){(uint8_t *)":path", (uint8_t *)req.target.p, 5, req.target.len,
-                           NGHTTP2_NV_FLAG_NONE};
-    for (size_t i = 0; i < req.num_headers && n < MAX_FIELDS + 4; i++) {
-        gt_slice name = hdrs[i].name;
-        if (gt_slice_caseeq(name, GT_S("host")) || gt_slice_caseeq(name, GT_S("transfer-encoding")) ||
-            gt_http1_is_hop_by_hop(name))
-            continue;
-        if (lo + name.len > sizeof(lower))
-            return false;
-        for (size_t k = 0; k < name.len; k++)
-            lower[lo + k] = gt_ascii_lower(name.p[k]);
-        nv[n++] = (nghttp2_nv){(uint8_t *)lower + lo, (uint8_t *)hdrs[i].value.p, name.len,
-                               hdrs[i].value.len, NGHTTP2_NV_FLAG_NONE};
-        lo += name.len;
-    }
+    size_t n = gt_proxy_h2_request_fields(buf, len, nv, MAX_FIELDS + 4, lower, sizeof(lower));
+    if (n == 0)
+        return false;
     bool body = h->rq.framing != GT_BODY_NONE;
     h->via_h2o = true;
     h->oreq = gt_h2o_submit(c->w, key, gt_slice_cstr(c->peer.mitm_host), c->peer.mitm_port,

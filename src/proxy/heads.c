@@ -2,6 +2,7 @@
  * (RFC 9110 §7.6.1), and local responses. Owns nothing; appends to the caller's evbuffer.
  * Must never add anything that identifies the user (no Via, no X-Forwarded-For). */
 #include <event2/buffer.h>
+#include <nghttp2/nghttp2.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -251,4 +252,37 @@ void gt_proxy_response_head(struct evbuffer *out, const gt_http1_response *res,
             evbuffer_add(out, "Connection: keep-alive\r\n", 24);
     }
     evbuffer_add(out, "\r\n", 2);
+}
+
+size_t gt_proxy_h2_request_fields(const char *head, size_t len, nghttp2_nv *nv, size_t cap,
+                                  char *lower, size_t lower_cap)
+{
+    gt_http1_header hdrs[256];
+    gt_http1_request req = {.headers = hdrs, .num_headers = 256};
+    gt_http1_error err;
+    if (cap < 4 || gt_http1_parse_request(head, len, &req, &err) != (int)len)
+        return 0;
+    gt_slice authority = GT_S("");
+    for (size_t i = 0; i < req.num_headers; i++)
+        if (gt_slice_caseeq(hdrs[i].name, GT_S("host")))
+            authority = hdrs[i].value;
+    size_t n = 0, lo = 0;
+    nv[n++] = (nghttp2_nv){(uint8_t *)":method", (uint8_t *)req.method.p, 7, req.method.len, 0};
+    nv[n++] = (nghttp2_nv){(uint8_t *)":scheme", (uint8_t *)"https", 7, 5, 0};
+    nv[n++] = (nghttp2_nv){(uint8_t *)":authority", (uint8_t *)authority.p, 10, authority.len, 0};
+    nv[n++] = (nghttp2_nv){(uint8_t *)":path", (uint8_t *)req.target.p, 5, req.target.len, 0};
+    for (size_t i = 0; i < req.num_headers; i++) {
+        gt_slice name = hdrs[i].name;
+        if (gt_slice_caseeq(name, GT_S("host")) || gt_slice_caseeq(name, GT_S("transfer-encoding")) ||
+            gt_http1_is_hop_by_hop(name))
+            continue;
+        if (n >= cap || lo + name.len > lower_cap)
+            return 0;
+        for (size_t k = 0; k < name.len; k++)
+            lower[lo + k] = gt_ascii_lower(name.p[k]);
+        nv[n++] = (nghttp2_nv){(uint8_t *)lower + lo, (uint8_t *)hdrs[i].value.p, name.len,
+                               hdrs[i].value.len, 0};
+        lo += name.len;
+    }
+    return n;
 }

@@ -4,6 +4,7 @@
  * so pipelined requests are answered in order. This file is one state machine
  * (enum sess_state) and runs only on its worker's thread; every failure path ends in
  * session_destroy(). */
+#include <nghttp2/nghttp2.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -934,35 +935,11 @@ static bool forward_h2o(gt_session *s, const char *key)
 {
     size_t len = evbuffer_get_length(s->head);
     const char *buf = (const char *)evbuffer_pullup(s->head, (ev_ssize_t)len);
-    gt_http1_header hdrs[256];
-    gt_http1_request req = {.headers = hdrs, .num_headers = 256};
-    gt_http1_error err;
-    if (gt_http1_parse_request(buf, len, &req, &err) != (int)len)
-        return false;
     nghttp2_nv nv[260];
     char lower[16384];
-    size_t lo = 0, n = 0;
-    gt_slice authority = GT_S("");
-    for (size_t i = 0; i < req.num_headers; i++)
-        if (gt_slice_caseeq(hdrs[i].name, GT_S("host")))
-            authority = hdrs[i].value;
-    nv[n++] = (nghttp2_nv){(uint8_t *)":method", (uint8_t *)req.method.p, 7, req.method.len, 0};
-    nv[n++] = (nghttp2_nv){(uint8_t *)":scheme", (uint8_t *)"https", 7, 5, 0};
-    nv[n++] = (nghttp2_nv){(uint8_t *)":authority", (uint8_t *)authority.p, 10, authority.len, 0};
-    nv[n++] = (nghttp2_nv){(uint8_t *)":path", (uint8_t *)req.target.p, 5, req.target.len, 0};
-    for (size_t i = 0; i < req.num_headers && n < 260; i++) {
-        gt_slice name = hdrs[i].name;
-        if (gt_slice_caseeq(name, GT_S("host")) || gt_slice_caseeq(name, GT_S("transfer-encoding")) ||
-            gt_http1_is_hop_by_hop(name))
-            continue;
-        if (lo + name.len > sizeof(lower))
-            return false;
-        for (size_t k = 0; k < name.len; k++)
-            lower[lo + k] = gt_ascii_lower(name.p[k]);
-        nv[n++] = (nghttp2_nv){(uint8_t *)lower + lo, (uint8_t *)hdrs[i].value.p, name.len,
-                               hdrs[i].value.len, 0};
-        lo += name.len;
-    }
+    size_t n = gt_proxy_h2_request_fields(buf, len, nv, 260, lower, sizeof(lower));
+    if (n == 0)
+        return false;
     bool body = s->rq.framing != GT_BODY_NONE;
     /* the body reaches the origin as DATA payload: chunk framing is taken off */
     gt_body_relay_init(&s->rq_body, &s->rq, true);

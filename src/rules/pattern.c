@@ -317,7 +317,9 @@ static bool analyzable(const char *pat, size_t len)
 {
     for (size_t i = 0; i + 1 < len; i++) {
         if (pat[i] == '\\') {
-            if (pat[i + 1] == 'Q')
+            /* \E outside \Q..\E is ignored by PCRE2: a quantifier after it applies to
+             * what came before, which this reading would get wrong */
+            if (pat[i + 1] == 'Q' || pat[i + 1] == 'E')
                 return false;
             i = esc_end(pat, len, i) - 1;
             continue;
@@ -329,6 +331,10 @@ static bool analyzable(const char *pat, size_t len)
         if (pat[i + 1] != '?' || i + 2 >= len)
             continue;
         if (pat[i + 2] == '#')
+            return false;
+        /* conditional groups (?(cond)yes|no): which branch a subject takes is not visible
+         * to this reading, so neither branch's literals are required */
+        if (pat[i + 2] == '(')
             return false;
         /* option letters up to ':' or ')' */
         for (size_t j = i + 2; j < len && pat[j] != ':' && pat[j] != ')'; j++) {

@@ -1,5 +1,6 @@
 /* Unit tests for src/proxy/body.c: every framing, bodies split across arrivals, the output
  * cap, bytes of the next message left in place, de-chunking, and framing errors. */
+#include <nghttp2/nghttp2.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

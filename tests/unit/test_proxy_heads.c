@@ -1,5 +1,6 @@
 /* Unit tests for src/proxy/heads.c: what gretel forwards. Hop-by-hop fields and those the
  * Connection field names never reach the origin; nothing is added about the user. */
+#include <nghttp2/nghttp2.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -184,6 +185,37 @@ static void test_response_head(void **st)
     free(s);
 }
 
+static void test_h2_request_fields(void **st)
+{
+    (void)st;
+    static const char head[] = "POST /a/b?x=1 HTTP/1.1\r\nHost: shop.example:8443\r\n"
+                               "Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n"
+                               "X-Mixed-Case: V\r\nConnection: keep-alive\r\nTE: trailers\r\n"
+                               "Cookie: a=1; b=2\r\n\r\n";
+    nghttp2_nv nv[16];
+    char lower[256];
+    size_t n = gt_proxy_h2_request_fields(head, sizeof(head) - 1, nv, 16, lower, sizeof(lower));
+    /* pseudo-fields first, then the regular ones lower-cased; no Host, TE, Connection or
+     * Transfer-Encoding (RFC 9113 §8.2.2) */
+    const char *want[][2] = {{":method", "POST"}, {":scheme", "https"},
+                             {":authority", "shop.example:8443"}, {":path", "/a/b?x=1"},
+                             {"content-type", "text/plain"}, {"x-mixed-case", "V"},
+                             {"cookie", "a=1; b=2"}};
+    assert_int_equal(n, sizeof(want) / sizeof(want[0]));
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(nv[i].namelen, strlen(want[i][0]));
+        assert_memory_equal(nv[i].name, want[i][0], nv[i].namelen);
+        assert_int_equal(nv[i].valuelen, strlen(want[i][1]));
+        assert_memory_equal(nv[i].value, want[i][1], nv[i].valuelen);
+    }
+    /* too small a table, or a head that does not parse: 0, never a partial list */
+    assert_int_equal(gt_proxy_h2_request_fields(head, sizeof(head) - 1, nv, 5, lower,
+                                                sizeof(lower)), 0);
+    assert_int_equal(gt_proxy_h2_request_fields(head, sizeof(head) - 1, nv, 16, lower, 8), 0);
+    assert_int_equal(gt_proxy_h2_request_fields("GET / HTTP/1.1\r\n", 16, nv, 16, lower,
+                                                sizeof(lower)), 0);
+}
+
 static void test_local_response(void **st)
 {
     (void)st;
@@ -208,6 +240,7 @@ int main(void)
         cmocka_unit_test(test_request_head_absolute_and_body),
         cmocka_unit_test(test_response_head),
         cmocka_unit_test(test_local_response),
+        cmocka_unit_test(test_h2_request_fields),
     };
     return cmocka_run_group_tests_name("proxy_heads", tests, NULL, NULL);
 }
