@@ -1653,6 +1653,20 @@ def h2_large_bodies_both_ways(env):
         expect(rc == 0, err[-300:])
         with open(os.path.join(m.origins.www, "dav", "h2-chunked.bin"), "rb") as f:
             expect(f.read() == body, "chunked upload differs")
+        # the same both ways when the origin speaks h2 as well (DATA relayed on both legs)
+        p2 = m.port["shop-h2"]
+        rc, out, err = curl("--http2", "--cacert", m.gca, "-T", bf,
+                            f"https://shop.test:{p2}/dav/h2h2-up.bin", proxy=g.proxy, timeout=120)
+        expect(rc == 0, f"{rc} {err[-300:]}")
+        with open(os.path.join(m.origins.www, "dav", "h2h2-up.bin"), "rb") as f:
+            expect(f.read() == body, "h2-to-h2 upload differs")
+        rc, out, err = curl("--http2", "-Z", "--cacert", m.gca, "-o", a,
+                            f"https://shop.test:{p2}/dav/h2h2-up.bin", "-o", b,
+                            f"https://shop.test:{p2}/dav/h2h2-up.bin", proxy=g.proxy, timeout=120)
+        expect(rc == 0, err[-300:])
+        for p in (a, b):
+            with open(p, "rb") as f:
+                expect(f.read() == body, "h2-to-h2 download differs")
 
 
 @test
