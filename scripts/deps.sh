@@ -6,7 +6,8 @@ set -euo pipefail
 
 build_pkgs=(build-essential pkg-config libevent-dev libssl-dev libnghttp2-dev liblmdb-dev
             libpcre2-dev libpsl-dev publicsuffix libjansson-dev libinih-dev)
-test_pkgs=(libcmocka-dev clang libclang-rt-14-dev nginx-light curl python3 openssl procps chromium)
+test_pkgs=(libcmocka-dev clang libclang-rt-14-dev nginx-light curl python3 openssl procps chromium
+           webext-ublock-origin-chromium)
 bench_pkgs=(wrk privoxy tinyproxy squid mitmproxy)
 # The rule benchmark's peer engine runs on node; its npm package is installed by
 # scripts/bench/rules.sh into build/peers/. A node from elsewhere (nodesource) counts.

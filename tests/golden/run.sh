@@ -110,5 +110,24 @@ if [ -r "$data/requests-dev.tsv.gz" ]; then
 else
   echo "[  SKIPPED ] explain --batch over $data (not present)"
 fi
+# 6. list files: EasyList and EasyPrivacy from Debian's webext-ublock-origin-chromium (the
+# deps script installs it), a hosts file, and a malformed filter as a FILE:LINE:1 warning
+el=/usr/share/chromium/extensions/ublock-origin/assets/thirdparties/easylist
+if [ -r "$el/easylist.txt" ] && [ -r "$el/easyprivacy.txt" ]; then
+  out=$("$bin" check -o "lists=$el/easylist.txt" -o "lists=$el/easyprivacy.txt" 2>&1)
+  nets=$(sed -n 's/.*: \([0-9]*\) network filters.*/\1/p' <<<"$out" | awk "{s+=\$1} END {print s+0}")
+  if [[ $out == *" 0 errors, 0 warnings"* ]] && [ "${nets:-0}" -gt 90000 ] \
+     && ! grep -q " [1-9][0-9]* invalid" <<<"$out"; then
+    ok "check EasyList+EasyPrivacy: $nets network filters, 0 invalid"
+  else bad "check EasyList+EasyPrivacy"; echo "$out" | head -4; fi
+else echo "[  SKIPPED ] EasyList not installed (scripts/deps.sh test installs it)"; fi
+printf '# a hosts file\n0.0.0.0 ads.example\n127.0.0.1 t.example # note\nmetrics.example\n' >"$tmp/hosts.txt"
+printf '[Adblock Plus 2.0]\n! t\n||ads.example^$third-party\nexample.org##.ad\n/[a-/\n' >"$tmp/list.txt"
+out=$("$bin" check -o "lists=$tmp/hosts.txt" -o "lists=$tmp/list.txt" 2>&1)
+if grep -q "hosts.txt: 0 network filters (0 exceptions), 3 hosts entries" <<<"$out" \
+   && grep -q "^$tmp/list.txt:5:1: warning: invalid regex: /\[a-/" <<<"$out" \
+   && grep -q "list.txt: 1 network filters (0 exceptions), 0 hosts entries; skipped: 1 cosmetic" <<<"$out"; then
+  ok "check counts a hosts file and an ABP list by kind, warns at FILE:LINE:1"
+else bad "check on small lists"; echo "$out"; fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

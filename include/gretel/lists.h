@@ -1,0 +1,79 @@
+/* Adblock Plus network filters (EasyList, EasyPrivacy, uBlock lists) and hosts lists: the
+ * parser and the meaning of one filter against one request. The filters' index and their
+ * place in the engine's snapshot build on this (issue 7). No sockets, no store. */
+#ifndef GT_LISTS_H
+#define GT_LISTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gretel/rules.h"
+#include "gretel/slice.h"
+
+/* What a list line is. Lines of the skipped kinds are counted, not used: a proxy sees
+ * requests, not pages or scripts. */
+typedef enum {
+    GT_ABP_NETWORK = 0, /* a network filter: parsed into gt_abp_filter */
+    GT_ABP_EMPTY,       /* blank line */
+    GT_ABP_COMMENT,     /* "! ..." or "[Adblock Plus 2.0]" */
+    GT_ABP_COSMETIC,    /* ##, #@#, #?#, #$#, #@?#: element hiding and styles */
+    GT_ABP_SCRIPTLET,   /* ##+js(...), #%#: scripts a page would run */
+    GT_ABP_HTML,        /* $$ / #$?#: HTML filtering of documents */
+    GT_ABP_CSP,         /* $csp=: a header a proxy could add, not yet honoured */
+    GT_ABP_POPUP,       /* $popup: a window a browser opens */
+    GT_ABP_UNSUPPORTED, /* an option this version cannot honour faithfully */
+    GT_ABP_INVALID,     /* malformed (bad regex, empty pattern with no options, ...) */
+    GT_ABP_KIND_COUNT
+} gt_abp_kind;
+
+const char *gt_abp_kind_name(gt_abp_kind k);
+
+enum {
+    GT_ABP_EXCEPTION = 1 << 0,  /* @@ */
+    GT_ABP_IMPORTANT = 1 << 1,
+    GT_ABP_MATCH_CASE = 1 << 2,
+    GT_ABP_BADFILTER = 1 << 3,
+    GT_ABP_HOST_ANCHOR = 1 << 4, /* || */
+    GT_ABP_LEFT_ANCHOR = 1 << 5, /* | at the start */
+    GT_ABP_RIGHT_ANCHOR = 1 << 6, /* | at the end */
+    GT_ABP_REGEX = 1 << 7,       /* /.../ */
+    GT_ABP_THIRD_PARTY = 1 << 8,
+    GT_ABP_FIRST_PARTY = 1 << 9,
+    GT_ABP_DOCUMENT = 1 << 10,   /* $document (only "document" requests) */
+};
+
+/* One network filter. Slices point into the line given to gt_abp_parse. */
+typedef struct {
+    uint32_t flags;
+    uint32_t types;     /* bit (1 << gt_reqtype) per type it applies to; 0 = every type */
+    gt_slice pattern;   /* without anchors and the options; lower-cased by the matcher */
+    gt_slice domains;   /* domain= value as written: "a.example|~b.a.example" (~ excludes) */
+    gt_slice redirect;  /* redirect= / redirect-rule= / rewrite=abp-resource: resource */
+    gt_slice methods;   /* method= value as written: "post|get" (~ excludes) */
+    gt_slice removeparam;
+    void *re;           /* pcre2_code for regex filters (owned; gt_abp_filter_free) */
+} gt_abp_filter;
+
+/* Parses one list line. Returns its kind; for GT_ABP_NETWORK f is filled. On
+ * GT_ABP_INVALID and GT_ABP_UNSUPPORTED, why (static) says what is wrong. */
+gt_abp_kind gt_abp_parse(gt_slice line, gt_abp_filter *f, const char **why);
+void gt_abp_filter_free(gt_abp_filter *f);
+
+/* A request as list filters see it. url is the full URL; host its host; source_host the
+ * page's host (empty when unknown); party first/third. */
+typedef struct {
+    gt_slice url, host, source_host;
+    gt_slice method; /* empty: unknown (method= filters then do not match) */
+    gt_reqtype type;
+    gt_party party;
+} gt_abp_request;
+
+/* Whether the filter applies to the request (for an exception: whether it excepts it). */
+bool gt_abp_match(const gt_abp_filter *f, const gt_abp_request *rq);
+
+/* A hosts-file line ("0.0.0.0 host", "127.0.0.1 host") or a plain domain-list line:
+ * the host to block (lower-case, into out), or 0 when the line names none. */
+size_t gt_hosts_line(gt_slice line, char *out, size_t cap);
+
+#endif
