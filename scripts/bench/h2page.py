@@ -10,6 +10,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import cpu_s, free_port, rss_kb, run, wait_port  # noqa: E402
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 GRETEL = os.environ.get("GRETEL", os.path.join(ROOT, "build", "gretel"))
 ROUNDS = int(os.environ.get("ROUNDS", "7"))
@@ -21,29 +24,6 @@ REQUESTS = int(os.environ.get("REQUESTS", "2000"))
 # browser, as it does on a user's machine.
 RTT_MS = float(os.environ.get("RTT_MS", "40"))
 NIMG = 100
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_port(port, timeout=20):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"port {port} did not open")
-
-
-def run(*a, **kw):
-    return subprocess.run(a, check=True, capture_output=True, **kw)
 
 
 def spki_of(pem_path):

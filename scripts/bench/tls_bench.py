@@ -12,35 +12,15 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import cpu_s, free_port, rss_kb, run, wait_port  # noqa: E402
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BENCH = os.path.join(ROOT, "build", "bench", "tls_bench")
 GRETEL = os.environ.get("GRETEL", os.path.join(ROOT, "build", "gretel"))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 DURATION = int(os.environ.get("DURATION", "5"))
 THREADS = int(os.environ.get("THREADS", "8"))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_port(port, timeout=20):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"port {port} did not open")
-
-
-def run(*a, **kw):
-    return subprocess.run(a, check=True, capture_output=True, **kw)
 
 
 def pki(d):
@@ -63,16 +43,6 @@ def bench(*args):
     return dict(kv.split("=", 1) for kv in p.stdout.split()[1:])
 
 
-def cpu_s(pid):
-    """User + system CPU seconds of a process (all its threads)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        return 0.0
-
-
 def children_cpu_s(pid):
     """CPU of pid and its direct children (nginx's workers)."""
     total = cpu_s(pid)
@@ -82,17 +52,6 @@ def children_cpu_s(pid):
     except OSError:
         pass
     return total
-
-
-def rss_kb(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def main():

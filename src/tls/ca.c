@@ -33,7 +33,7 @@ struct gt_ca {
 
 #define CA_YEARS 10
 
-static void ssl_err(char *err, size_t errlen, const char *what)
+void gt_tls_ssl_err(char *err, size_t errlen, const char *what)
 {
     unsigned long e = ERR_get_error();
     char buf[256] = "";
@@ -161,7 +161,7 @@ int gt_ca_init(const char *dir, unsigned curve_bits, bool force, char *err, size
     leaf = EVP_EC_gen("P-256");
     cert = X509_new();
     if (!key || !leaf || !cert) {
-        ssl_err(err, errlen, "key generation failed");
+        gt_tls_ssl_err(err, errlen, "key generation failed");
         goto out;
     }
     /* A per-install name: two installs never issue under the same subject, so trusting one
@@ -185,7 +185,7 @@ int gt_ca_init(const char *dir, unsigned curve_bits, bool force, char *err, size
         add_ext(cert, cert, NID_key_usage, "critical,keyCertSign,cRLSign,digitalSignature") < 0 ||
         add_ext(cert, cert, NID_subject_key_identifier, "hash") < 0 ||
         !X509_sign(cert, key, curve_bits == 384 ? EVP_sha384() : EVP_sha256())) {
-        ssl_err(err, errlen, "building the CA certificate failed");
+        gt_tls_ssl_err(err, errlen, "building the CA certificate failed");
         goto out;
     }
     /* Keys first: a certificate without its key is useless, the reverse is re-creatable. */
@@ -228,7 +228,7 @@ static EVP_PKEY *read_key(const char *dir, const char *file, char *err, size_t e
     fclose(f);
     if (!k) {
         *rv = GT_EINVAL;
-        ssl_err(err, errlen, path);
+        gt_tls_ssl_err(err, errlen, path);
     }
     return k;
 }
@@ -257,7 +257,7 @@ int gt_ca_load(gt_ca **out, const char *dir, char *err, size_t errlen)
     fclose(f);
     if (!ca->cert) {
         rv = GT_EINVAL;
-        ssl_err(err, errlen, path);
+        gt_tls_ssl_err(err, errlen, path);
         goto fail;
     }
     if (X509_check_private_key(ca->cert, ca->key) != 1) {
@@ -448,7 +448,7 @@ X509 *gt_ca_mint(const gt_ca *ca, const char *name, time_t now, char *err, size_
               X509_sign(x, ca->key, EVP_PKEY_get_bits(ca->key) > 256 ? EVP_sha384() : EVP_sha256());
     ASN1_OCTET_STRING_free(ip);
     if (!ok) {
-        ssl_err(err, errlen, "minting failed");
+        gt_tls_ssl_err(err, errlen, "minting failed");
         X509_free(x);
         return NULL;
     }

@@ -25,15 +25,6 @@
 static const unsigned char ALPN_H11[] = "\x08http/1.1";
 static const unsigned char ALPN_H2_H11[] = "\x02h2\x08http/1.1";
 
-static void ssl_err(char *err, size_t errlen, const char *what)
-{
-    unsigned long e = ERR_get_error();
-    char buf[256] = "";
-    if (e)
-        ERR_error_string_n(e, buf, sizeof(buf));
-    ERR_clear_error();
-    snprintf(err, errlen, "%s%s%s", what, buf[0] ? ": " : "", buf);
-}
 
 /* Offer the client what gretel can terminate: h2 when the connection allows it
  * (gt_tls_allow_h2: http2 = on, and not an error page), else http/1.1. gretel translates
@@ -98,7 +89,7 @@ static SSL_CTX *server_ctx(char *err, size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
-        ssl_err(err, errlen, "SSL_CTX_new");
+        gt_tls_ssl_err(err, errlen, "SSL_CTX_new");
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -124,7 +115,7 @@ static SSL_CTX *client_ctx(const char *upstream_ca_file, char *err, size_t errle
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) {
-        ssl_err(err, errlen, "SSL_CTX_new");
+        gt_tls_ssl_err(err, errlen, "SSL_CTX_new");
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -140,7 +131,7 @@ static SSL_CTX *client_ctx(const char *upstream_ca_file, char *err, size_t errle
         SSL_CTX_load_verify_locations(ctx, upstream_ca_file, NULL) != 1) {
         char what[512];
         snprintf(what, sizeof(what), "upstream_ca_file %s", upstream_ca_file);
-        ssl_err(err, errlen, what);
+        gt_tls_ssl_err(err, errlen, what);
         SSL_CTX_free(ctx);
         return NULL;
     }
@@ -154,7 +145,7 @@ static int make_untrusted(gt_tls *t, char *err, size_t errlen)
 {
     EVP_PKEY *k = EVP_EC_gen("P-256");
     if (!k) {
-        ssl_err(err, errlen, "key generation");
+        gt_tls_ssl_err(err, errlen, "key generation");
         return GT_EIO;
     }
     t->untrusted_key = k;
