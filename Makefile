@@ -31,7 +31,7 @@ TLIB_OBJ = $(LIB_SRC:%.c=build/test/obj/%.o)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=build/test/%)
 FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all deps deps-test run test unit fuzz fuzz-quick integration bench bench-rules bench-store bench-mark bench-tls bench-h2 install clean format
+.PHONY: all deps deps-test run test unit fuzz fuzz-quick integration bench bench-rules bench-store bench-mark bench-tls bench-h2 bench-lists install clean format
 
 all: build/gretel
 
@@ -99,6 +99,9 @@ bench-h2: build/gretel
 	@scripts/deps.sh bench test
 	scripts/bench/h2page.sh
 
+bench-lists:
+	scripts/bench/lists.sh
+
 bench-tls: build/gretel build/bench/tls_bench
 	@scripts/deps.sh bench
 	scripts/bench/tls.sh
@@ -114,6 +117,10 @@ bench-rules: build/gretel build/bench/rules_bench
 
 LIB_OBJ = $(LIB_SRC:%.c=build/obj/%.o)
 build/bench/store_bench: scripts/bench/store_bench.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(LIB_OBJ) $(PKG_LIBS)
+
+build/bench/lists_bench: scripts/bench/lists_bench.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(LIB_OBJ) $(PKG_LIBS)
 

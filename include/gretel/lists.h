@@ -41,6 +41,8 @@ enum {
     GT_ABP_THIRD_PARTY = 1 << 8,
     GT_ABP_FIRST_PARTY = 1 << 9,
     GT_ABP_DOCUMENT = 1 << 10,   /* $document (only "document" requests) */
+    GT_ABP_HOST_ONLY = 1 << 11,  /* a hosts-list entry: the pattern is a host, matched
+                                    with its subdomains (as ||host^) */
 };
 
 /* One network filter. Slices point into the line given to gt_abp_parse. */
@@ -75,5 +77,22 @@ bool gt_abp_match(const gt_abp_filter *f, const gt_abp_request *rq);
 /* A hosts-file line ("0.0.0.0 host", "127.0.0.1 host") or a plain domain-list line:
  * the host to block (lower-case, into out), or 0 when the line names none. */
 size_t gt_hosts_line(gt_slice line, char *out, size_t cap);
+
+/* --- a compiled set of list files (src/lists/set.c) --- */
+
+typedef struct gt_abp_set gt_abp_set;
+typedef enum { GT_ABP_PASS = 0, GT_ABP_BLOCK, GT_ABP_ALLOW } gt_abp_verdict;
+
+/* Reads and indexes list files (Adblock Plus lists, hosts files, domain lists). Files
+ * that cannot be read are reported in d and skipped. */
+int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, gt_diags *d);
+void gt_abp_set_free(gt_abp_set *s); /* NULL-safe */
+size_t gt_abp_set_count(const gt_abp_set *s);
+void gt_abp_set_stats(const gt_abp_set *s, size_t *by_host, size_t *by_token, size_t *always);
+/* The verdict of the set for one request: BLOCK (an important block, or a block no
+ * exception cancels), ALLOW (an exception cancelled a block), PASS. file and line name the
+ * deciding filter (when file is not NULL). */
+gt_abp_verdict gt_abp_set_decide(const gt_abp_set *s, const gt_abp_request *rq,
+                                 const char **file, unsigned *line);
 
 #endif

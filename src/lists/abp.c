@@ -268,8 +268,12 @@ static bool match_here(const char *p, size_t pn, const char *u, size_t un, bool 
     }
 }
 
+static bool host_in(gt_slice host, gt_slice d);
+
 static bool pattern_match(const gt_abp_filter *f, const gt_abp_request *rq)
 {
+    if (f->flags & GT_ABP_HOST_ONLY)
+        return host_in(rq->host, f->pattern);
     const char *p = f->pattern.p;
     size_t pn = f->pattern.len;
     const char *u = rq->url.p ? rq->url.p : "";

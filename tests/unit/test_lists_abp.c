@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -161,6 +162,105 @@ static void test_hosts(void **st)
     assert_int_equal(gt_hosts_line(GT_S("||ads.example^"), out, sizeof(out)), 0);
 }
 
+static gt_abp_verdict decide(gt_abp_set *set, const char *url, const char *src,
+                             const char *type, const char **file, unsigned *line)
+{
+    gt_abp_request rq = {.url = gt_slice_cstr(url), .host = gt_rules_url_host(gt_slice_cstr(url)),
+                         .source_host = gt_rules_url_host(gt_slice_cstr(src)),
+                         .method = GT_S("GET")};
+    int t = gt_rules_type_parse(gt_slice_cstr(type));
+    rq.type = t < 0 ? GT_TYPE_OTHER : (gt_reqtype)t;
+    gt_reqview v = {.host = rq.host, .referer = gt_slice_cstr(src)};
+    rq.party = gt_rules_party_of(psl, &v);
+    return gt_abp_set_decide(set, &rq, file, line);
+}
+
+/* A compiled set: host table, token index, precedence, badfilter, hosts files. */
+static void test_set(void **st)
+{
+    (void)st;
+    char dir[] = "/tmp/gretel-lists-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char a[600], b[600];
+    snprintf(a, sizeof(a), "%s/list.txt", dir);
+    snprintf(b, sizeof(b), "%s/hosts.txt", dir);
+    FILE *f = fopen(a, "w");
+    fputs("[Adblock Plus 2.0]\n! test\n"
+          "||ads.example^\n"                       /* 3 */
+          "@@||ads.example/allowed/$image\n"       /* 4 */
+          "||ads.example/forced/$important\n"      /* 5 */
+          "@@||ads.example/forced/\n"              /* 6 */
+          "/banner/*/img^$image\n"                 /* 7 */
+          "||cdn.example/track.js$script,third-party\n" /* 8 */
+          "||cdn.example/track.js$script,third-party,badfilter\n"
+          "-ad-unit-\n"                            /* 10: token "ad" */
+          "$image,domain=imgs.example\n"           /* 11: no token: every request */
+          "example.org##.ad\n",
+          f);
+    fclose(f);
+    f = fopen(b, "w");
+    fputs("# hosts\n0.0.0.0 metrics.example\n", f);
+    fclose(f);
+    const char *files[] = {a, b};
+    gt_abp_set *set = NULL;
+    gt_diags d;
+    gt_diags_init(&d);
+    assert_int_equal(gt_abp_set_load(&set, files, 2, &d), 0);
+    assert_int_equal(d.errors, 0);
+    size_t bh, bt, al;
+    gt_abp_set_stats(set, &bh, &bt, &al);
+    assert_true(bh >= 2 && bt >= 1 && al >= 1);
+    const char *file;
+    unsigned line;
+    assert_int_equal(decide(set, "https://x.ads.example/a.js", "https://news.example/", "script",
+                            &file, &line),
+                     GT_ABP_BLOCK);
+    assert_string_equal(file, a);
+    assert_int_equal(line, 3);
+    assert_int_equal(decide(set, "https://ads.example/allowed/1.png", "https://news.example/",
+                            "image", &file, &line),
+                     GT_ABP_ALLOW);
+    assert_int_equal(line, 4);
+    /* important beats the exception */
+    assert_int_equal(decide(set, "https://ads.example/forced/x", "https://news.example/", "other",
+                            &file, &line),
+                     GT_ABP_BLOCK);
+    assert_int_equal(line, 5);
+    assert_int_equal(decide(set, "https://site.example/banner/7/img?x", "https://site.example/",
+                            "image", NULL, NULL),
+                     GT_ABP_BLOCK);
+    /* badfilter cancelled line 8 */
+    assert_int_equal(decide(set, "https://cdn.example/track.js", "https://news.example/",
+                            "script", NULL, NULL),
+                     GT_ABP_PASS);
+    assert_int_equal(decide(set, "https://site.example/x-ad-unit-1.js", "https://site.example/",
+                            "script", NULL, NULL),
+                     GT_ABP_BLOCK);
+    assert_int_equal(decide(set, "https://cdn.example/p.png", "https://www.imgs.example/", "image",
+                            &file, &line),
+                     GT_ABP_BLOCK);
+    assert_int_equal(line, 11);
+    assert_int_equal(decide(set, "https://cdn.example/p.js", "https://www.imgs.example/", "script",
+                            NULL, NULL),
+                     GT_ABP_PASS);
+    /* the hosts file: the host and its subdomains */
+    assert_int_equal(decide(set, "https://eu.metrics.example/p", "https://site.example/", "ping",
+                            &file, &line),
+                     GT_ABP_BLOCK);
+    assert_string_equal(file, b);
+    assert_int_equal(decide(set, "https://metrics.example.org/p", "https://site.example/", "ping",
+                            NULL, NULL),
+                     GT_ABP_PASS);
+    assert_int_equal(decide(set, "https://site.example/page", "https://site.example/", "document",
+                            NULL, NULL),
+                     GT_ABP_PASS);
+    gt_abp_set_free(set);
+    gt_diags_free(&d);
+    unlink(a);
+    unlink(b);
+    rmdir(dir);
+}
+
 static FILE *open_data(const char *name)
 {
     char p[512];
@@ -275,6 +375,7 @@ int main(void)
         cmocka_unit_test(test_kinds),
         cmocka_unit_test(test_semantics),
         cmocka_unit_test(test_hosts),
+        cmocka_unit_test(test_set),
         cmocka_unit_test(test_corpus),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

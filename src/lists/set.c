@@ -1,0 +1,485 @@
+/* A compiled set of list filters with the index the leading engines use: `||host^`
+ * filters in a table by host (looked up by every suffix of the request's host), the
+ * others filed under one token their pattern requires (an alphanumeric run that cannot be
+ * part of a longer one: delimited by separators or anchors, not by `*`), and the few with
+ * no such token tried on every request. A request's URL is tokenised once; each token's
+ * bucket is checked. Decision: an `important` block wins, then an exception cancels a
+ * block, then a block. Owns the list files' text (filters point into it). */
+#include <errno.h>
+#include <stdio.h>
+#include <strings.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gretel/lists.h"
+#include "gretel/util.h"
+
+typedef struct {
+    gt_abp_filter f;
+    uint32_t lit, lit_len; /* the longest literal run of the pattern, lower-cased, in
+                              s->lits: a request's lower-cased URL must contain it */
+    gt_slice text; /* the line as written (for $badfilter) */
+    const char *file;
+    unsigned line;
+    uint32_t next; /* bucket chain, UINT32_MAX ends */
+} entry;
+
+struct gt_abp_set {
+    char *lits;
+    size_t lits_len, lits_cap;
+    char **bufs;
+    size_t nbufs;
+    char **files;
+    entry *v;
+    size_t n, cap;
+    uint32_t *tok;  /* token buckets: head index per slot */
+    uint32_t *host; /* host buckets */
+    size_t tok_mask, host_mask;
+    uint32_t always; /* chain of filters tried on every request */
+    size_t stats[4]; /* by host, by token, always, badfiltered */
+};
+
+#define NONE UINT32_MAX
+
+static uint32_t hash_lc(const char *p, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (unsigned char)(c + 32);
+        h = (h ^ c) * 16777619u;
+    }
+    return h;
+}
+
+static bool alnum(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* The host a `||host^...` filter names whole: followed by ^, / or :, or by a right
+ * anchor (`||ads.example` alone matches ads.example.org too, so it is not whole). */
+static bool whole_host(const gt_abp_filter *f, gt_slice *host)
+{
+    if (f->flags & GT_ABP_HOST_ONLY) {
+        *host = f->pattern;
+        return true;
+    }
+    if (!(f->flags & GT_ABP_HOST_ANCHOR) || (f->flags & GT_ABP_REGEX))
+        return false;
+    const char *p = f->pattern.p;
+    size_t n = f->pattern.len, i = 0;
+    while (i < n && (alnum((unsigned char)p[i]) || p[i] == '-' || p[i] == '.' || p[i] == '_'))
+        i++;
+    if (i == 0 || (i < n && p[i] != '^' && p[i] != '/' && p[i] != ':'))
+        return false;
+    if (i == n && !(f->flags & GT_ABP_RIGHT_ANCHOR))
+        return false;
+    *host = gt_slice_make(p, i);
+    return true;
+}
+
+/* The longest token the pattern requires whole; empty when none. */
+static gt_slice best_token(const gt_abp_filter *f)
+{
+    gt_slice best = {0};
+    if (f->flags & GT_ABP_REGEX)
+        return best;
+    const char *p = f->pattern.p;
+    size_t n = f->pattern.len;
+    bool left = f->flags & (GT_ABP_LEFT_ANCHOR | GT_ABP_HOST_ANCHOR);
+    bool right = f->flags & GT_ABP_RIGHT_ANCHOR;
+    for (size_t i = 0; i < n;) {
+        if (!alnum((unsigned char)p[i])) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < n && alnum((unsigned char)p[j]))
+            j++;
+        bool ok_l = i == 0 ? left && !(f->flags & GT_ABP_HOST_ANCHOR) : p[i - 1] != '*';
+        /* after || the first label may start mid-host-label? no: || starts a label */
+        if (i == 0 && (f->flags & GT_ABP_HOST_ANCHOR))
+            ok_l = true;
+        bool ok_r = j == n ? right : p[j] != '*';
+        /* a '%' or '.' etc. inside a URL token is a separator for tokens too */
+        if (ok_l && ok_r && j - i >= 2 && j - i > best.len)
+            best = gt_slice_make(p + i, j - i);
+        i = j;
+    }
+    return best;
+}
+
+static void add_entry(gt_abp_set *s, const gt_abp_filter *f, gt_slice text, const char *file,
+                      unsigned line)
+{
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 4096;
+        s->v = gt_xrealloc(s->v, s->cap * sizeof(*s->v));
+    }
+    entry *e = &s->v[s->n++];
+    e->f = *f;
+    e->text = text;
+    e->file = file;
+    e->line = line;
+    e->next = NONE;
+}
+
+/* The text of a filter without its badfilter option, for comparing with others. */
+static size_t normal_text(gt_slice line, char *out, size_t cap)
+{
+    size_t o = 0;
+    gt_slice s = gt_slice_trim(line);
+    const char *dollar = NULL;
+    for (size_t i = s.len; i-- > 0;)
+        if (s.p[i] == '$') {
+            dollar = s.p + i;
+            break;
+        }
+    size_t head = dollar ? (size_t)(dollar - s.p) : s.len;
+    if (head >= cap)
+        return 0;
+    memcpy(out, s.p, head);
+    o = head;
+    if (dollar) {
+        gt_slice rest = gt_slice_make(dollar + 1, (size_t)(s.p + s.len - dollar - 1)), opt;
+        bool first = true;
+        while (gt_slice_next(&rest, ',', &opt)) {
+            if (gt_slice_caseeq(opt, GT_S("badfilter")) || opt.len == 0)
+                continue;
+            if (o + opt.len + 2 >= cap)
+                return 0;
+            out[o++] = first ? '$' : ',';
+            first = false;
+            memcpy(out + o, opt.p, opt.len);
+            o += opt.len;
+        }
+    }
+    return o;
+}
+
+/* The longest run of the pattern without '*' or '^' (for regex filters: none), kept
+ * lower-cased unless the filter is match-case. */
+static void set_literal(gt_abp_set *s, entry *e)
+{
+    e->lit_len = 0;
+    if (e->f.flags & (GT_ABP_REGEX | GT_ABP_MATCH_CASE))
+        return;
+    const char *p = e->f.pattern.p;
+    size_t n = e->f.pattern.len, bi = 0, bl = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && p[j] != '*' && p[j] != '^')
+            j++;
+        if (j - i > bl) {
+            bi = i;
+            bl = j - i;
+        }
+        i = j + 1;
+    }
+    if (bl < 3)
+        return; /* too short to be worth a search */
+    if (s->lits_len + bl > s->lits_cap) {
+        s->lits_cap = s->lits_cap ? s->lits_cap * 2 : 65536;
+        while (s->lits_cap < s->lits_len + bl)
+            s->lits_cap *= 2;
+        s->lits = gt_xrealloc(s->lits, s->lits_cap);
+    }
+    for (size_t k = 0; k < bl; k++) {
+        char c = p[bi + k];
+        s->lits[s->lits_len + k] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
+    e->lit = (uint32_t)s->lits_len;
+    e->lit_len = (uint32_t)bl;
+    s->lits_len += bl;
+}
+
+typedef struct {
+    uint32_t *h;
+    size_t mask, n;
+} hset;
+
+static void hset_add(hset *t, uint32_t h)
+{
+    if ((t->n + 1) * 2 > t->mask + 1) {
+        size_t cap = (t->mask + 1) * 2;
+        uint32_t *nh = gt_xcalloc(cap, sizeof(uint32_t));
+        for (size_t i = 0; i <= t->mask; i++)
+            if (t->h[i])
+                for (size_t k = t->h[i] & (cap - 1);; k = (k + 1) & (cap - 1))
+                    if (!nh[k]) {
+                        nh[k] = t->h[i];
+                        break;
+                    }
+        free(t->h);
+        t->h = nh;
+        t->mask = cap - 1;
+    }
+    h |= 1;
+    for (size_t k = h & t->mask;; k = (k + 1) & t->mask) {
+        if (t->h[k] == h)
+            return;
+        if (!t->h[k]) {
+            t->h[k] = h;
+            t->n++;
+            return;
+        }
+    }
+}
+
+static bool hset_has(const hset *t, uint32_t h)
+{
+    if (!t->h)
+        return false;
+    h |= 1;
+    for (size_t k = h & t->mask; t->h[k]; k = (k + 1) & t->mask)
+        if (t->h[k] == h)
+            return true;
+    return false;
+}
+
+static size_t pow2(size_t n)
+{
+    size_t p = 1024;
+    while (p < n * 2)
+        p *= 2;
+    return p;
+}
+
+int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, gt_diags *d)
+{
+    gt_abp_set *s = gt_xcalloc(1, sizeof(*s));
+    s->bufs = gt_xcalloc(nfiles ? nfiles : 1, sizeof(char *));
+    s->files = gt_xcalloc(nfiles ? nfiles : 1, sizeof(char *));
+    hset bad = {gt_xcalloc(1024, sizeof(uint32_t)), 1023, 0};
+    /* pass 1: read, parse, remember badfilter texts */
+    for (size_t fi = 0; fi < nfiles; fi++) {
+        FILE *fp = fopen(files[fi], "rb");
+        if (!fp) {
+            gt_diags_add(d, 0, files[fi], 0, 0, "cannot open: %s", strerror(errno));
+            continue;
+        }
+        fseek(fp, 0, SEEK_END);
+        long sz = ftell(fp);
+        fseek(fp, 0, SEEK_SET);
+        char *buf = gt_xmalloc((size_t)(sz > 0 ? sz : 0) + 1);
+        size_t got = fread(buf, 1, (size_t)(sz > 0 ? sz : 0), fp);
+        fclose(fp);
+        buf[got] = 0;
+        s->bufs[s->nbufs] = buf;
+        s->files[s->nbufs] = gt_xstrdup(files[fi]);
+        const char *fname = s->files[s->nbufs++];
+        bool abp = strstr(buf, "[Adblock") || strstr(buf, "\n!") || buf[0] == '!' ||
+                   strstr(buf, "||") || strstr(buf, "##");
+        unsigned lineno = 0;
+        for (char *p = buf; p < buf + got;) {
+            char *nl = memchr(p, '\n', (size_t)(buf + got - p));
+            size_t len = nl ? (size_t)(nl - p) : (size_t)(buf + got - p);
+            gt_slice line = gt_slice_make(p, len);
+            lineno++;
+            p += len + 1;
+            if (len && line.p[len - 1] == '\r')
+                line.len--;
+            char host[256];
+            bool ip_first = len && line.p[0] >= '0' && line.p[0] <= '9' &&
+                            memchr(line.p, ' ', line.len);
+            if (!abp && line.len && line.p[0] == '#')
+                continue;
+            if ((!abp || (ip_first && !memchr(line.p, '#', line.len))) &&
+                gt_hosts_line(line, host, sizeof(host))) {
+                /* a hosts entry: the host and its subdomains, as ||host^ */
+                gt_abp_filter f;
+                memset(&f, 0, sizeof(f));
+                f.flags = GT_ABP_HOST_ANCHOR;
+                const char *hp = NULL; /* the host inside the line (matching ignores case) */
+                for (size_t i = 0; i + strlen(host) <= line.len; i++)
+                    if (strncasecmp(line.p + i, host, strlen(host)) == 0) {
+                        hp = line.p + i;
+                        break;
+                    }
+                if (!hp)
+                    continue;
+                f.pattern = gt_slice_make(hp, strlen(host));
+                f.flags |= GT_ABP_HOST_ONLY;
+                add_entry(s, &f, line, fname, lineno);
+                continue;
+            }
+            gt_abp_filter f;
+            const char *why;
+            if (gt_abp_parse(line, &f, &why) != GT_ABP_NETWORK) {
+                gt_abp_filter_free(&f);
+                continue;
+            }
+            if (f.flags & GT_ABP_BADFILTER) {
+                char t[4096];
+                size_t tl = normal_text(line, t, sizeof(t));
+                if (tl)
+                    hset_add(&bad, hash_lc(t, tl));
+                gt_abp_filter_free(&f);
+                continue;
+            }
+            add_entry(s, &f, line, fname, lineno);
+        }
+    }
+    /* pass 2: drop badfiltered, build the index */
+    s->tok_mask = pow2(s->n) - 1;
+    s->host_mask = pow2(s->n / 2) - 1;
+    s->tok = gt_xmalloc((s->tok_mask + 1) * sizeof(uint32_t));
+    s->host = gt_xmalloc((s->host_mask + 1) * sizeof(uint32_t));
+    memset(s->tok, 0xff, (s->tok_mask + 1) * sizeof(uint32_t));
+    memset(s->host, 0xff, (s->host_mask + 1) * sizeof(uint32_t));
+    s->always = NONE;
+    for (size_t i = s->n; i-- > 0;) {
+        entry *e = &s->v[i];
+        if (bad.n) {
+            /* $badfilter cancels the filter written the same way without it */
+            char t[4096];
+            size_t tl = normal_text(e->text, t, sizeof(t));
+            if (tl && hset_has(&bad, hash_lc(t, tl))) {
+                s->stats[3]++;
+                continue;
+            }
+        }
+        set_literal(s, e);
+        gt_slice host, tok;
+        if (whole_host(&e->f, &host)) {
+            uint32_t h = hash_lc(host.p, host.len) & (uint32_t)s->host_mask;
+            e->next = s->host[h];
+            s->host[h] = (uint32_t)i;
+            s->stats[0]++;
+        } else if ((tok = best_token(&e->f)).len) {
+            uint32_t h = hash_lc(tok.p, tok.len) & (uint32_t)s->tok_mask;
+            e->next = s->tok[h];
+            s->tok[h] = (uint32_t)i;
+            s->stats[1]++;
+        } else {
+            e->next = s->always;
+            s->always = (uint32_t)i;
+            s->stats[2]++;
+        }
+    }
+    free(bad.h);
+    *out = s;
+    return 0;
+}
+
+void gt_abp_set_free(gt_abp_set *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n; i++)
+        gt_abp_filter_free(&s->v[i].f);
+    for (size_t i = 0; i < s->nbufs; i++) {
+        free(s->bufs[i]);
+        free(s->files[i]);
+    }
+    free(s->bufs);
+    free(s->files);
+    free(s->v);
+    free(s->lits);
+    free(s->tok);
+    free(s->host);
+    free(s);
+}
+
+size_t gt_abp_set_count(const gt_abp_set *s)
+{
+    return s->n;
+}
+
+void gt_abp_set_stats(const gt_abp_set *s, size_t *by_host, size_t *by_token, size_t *always)
+{
+    *by_host = s->stats[0];
+    *by_token = s->stats[1];
+    *always = s->stats[2];
+}
+
+typedef struct {
+    const entry *block, *important, *exception;
+    gt_slice lurl; /* the URL lower-cased, for the literal prefilter */
+} verdict;
+
+static void consider(const gt_abp_set *s, uint32_t i, const gt_abp_request *rq, verdict *v)
+{
+    for (; i != NONE; i = s->v[i].next) {
+        const entry *e = &s->v[i];
+        uint32_t fl = e->f.flags;
+        /* skip what cannot change the verdict any more */
+        if (fl & GT_ABP_EXCEPTION) {
+            if (v->exception)
+                continue;
+        } else if (fl & GT_ABP_IMPORTANT) {
+            if (v->important)
+                continue;
+        } else if (v->block) {
+            continue;
+        }
+        if (!e->f.pattern.len && !(fl & GT_ABP_REGEX) && !e->f.domains.len && !e->f.types)
+            continue;
+        if (e->f.removeparam.len)
+            continue; /* rewrites, not decisions */
+        if (e->lit_len && v->lurl.len &&
+            !memmem(v->lurl.p, v->lurl.len, s->lits + e->lit, e->lit_len))
+            continue;
+        if (!gt_abp_match(&e->f, rq))
+            continue;
+        if (fl & GT_ABP_EXCEPTION)
+            v->exception = e;
+        else if (fl & GT_ABP_IMPORTANT)
+            v->important = e;
+        else
+            v->block = e;
+    }
+}
+
+gt_abp_verdict gt_abp_set_decide(const gt_abp_set *s, const gt_abp_request *rq,
+                                 const char **file, unsigned *line)
+{
+    verdict v = {0};
+    char lurl[4096];
+    if (rq->url.len <= sizeof(lurl)) {
+        for (size_t i = 0; i < rq->url.len; i++) {
+            char c = rq->url.p[i];
+            lurl[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+        }
+        v.lurl = gt_slice_make(lurl, rq->url.len);
+    }
+    /* the host and each parent (a.b.example, b.example, example) */
+    gt_slice h = rq->host;
+    while (h.len) {
+        consider(s, s->host[hash_lc(h.p, h.len) & (uint32_t)s->host_mask], rq, &v);
+        const char *dot = memchr(h.p, '.', h.len);
+        if (!dot)
+            break;
+        h = gt_slice_make(dot + 1, h.len - (size_t)(dot + 1 - h.p));
+    }
+    /* every alphanumeric token of the URL */
+    const char *u = rq->url.p;
+    size_t n = rq->url.len;
+    for (size_t i = 0; i < n;) {
+        if (!alnum((unsigned char)u[i])) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < n && alnum((unsigned char)u[j]))
+            j++;
+        if (j - i >= 2)
+            consider(s, s->tok[hash_lc(u + i, j - i) & (uint32_t)s->tok_mask], rq, &v);
+        i = j;
+    }
+    consider(s, s->always, rq, &v);
+    const entry *e = v.important ? v.important
+                     : v.exception && v.block ? v.exception
+                     : v.block;
+    if (e && file) {
+        *file = e->file;
+        *line = e->line;
+    }
+    if (v.important)
+        return GT_ABP_BLOCK;
+    if (v.block)
+        return v.exception ? GT_ABP_ALLOW : GT_ABP_BLOCK;
+    return GT_ABP_PASS;
+}
