@@ -67,6 +67,7 @@ void gt_abp_filter_free(gt_abp_filter *f);
 typedef struct {
     gt_slice url, host, source_host;
     gt_slice method; /* empty: unknown (method= filters then do not match) */
+    gt_slice lurl;   /* optional: url lower-cased (same length), to search in quickly */
     gt_reqtype type;
     gt_party party;
 } gt_abp_request;

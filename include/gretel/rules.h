@@ -42,6 +42,17 @@ typedef struct {
     gt_slice accept, content_type, referer, origin, upgrade, ping_to;
 } gt_reqview;
 
+/* Regex analysis (src/rules/pattern.c), for the rule index and for list filters written
+ * as regexes. The longest literal alphanumeric token any subject matching pat must contain
+ * as a whole token (bounded by non-alphanumerics); copied lower-case into out. Failing
+ * that, the longest literal that must start a token (*is_prefix set). Returns its length,
+ * 0 when there is neither. */
+size_t gt_rules_required_token(const char *pat, size_t len, char *out, size_t cap,
+                               bool *is_prefix);
+/* The longest run of bytes any subject matching pat must contain, exactly (0 when options
+ * such as (?i) make bytes inexact); copied into out. */
+size_t gt_rules_required_literal(const char *pat, size_t len, char *out, size_t cap);
+
 /* The Adblock Plus name of a type ("xmlhttprequest"). */
 const char *gt_rules_type_name(gt_reqtype t);
 /* Parses a type name or one of its aliases (main_frame, sub_frame, xhr, fetch, beacon,

@@ -313,6 +313,22 @@ static bool pattern_match(const gt_abp_filter *f, const gt_abp_request *rq)
     }
     if (pn == 0)
         return true;
+    /* unanchored: only where the pattern's first byte occurs (memchr over the lower-cased
+     * URL when the caller has one) rather than at every position */
+    const char *s = icase && rq->lurl.len == un ? rq->lurl.p : u;
+    char first = icase ? lc(p[0]) : p[0];
+    if (first != '*' && first != '^') {
+        for (const char *q = s; q < s + un;) {
+            q = memchr(q, first, (size_t)(s + un - q));
+            if (!q)
+                return false;
+            size_t i = (size_t)(q - s);
+            if (match_here(p, pn, u + i, un - i, right, icase))
+                return true;
+            q++;
+        }
+        return false;
+    }
     for (size_t i = 0; i < un; i++)
         if (match_here(p, pn, u + i, un - i, right, icase))
             return true;

@@ -18,6 +18,8 @@ typedef struct {
     gt_abp_filter f;
     uint32_t lit, lit_len; /* the longest literal run of the pattern, lower-cased, in
                               s->lits: a request's lower-cased URL must contain it */
+    uint32_t key;          /* full hash of the host or token it is filed under: other keys
+                              sharing the bucket are skipped without a look */
     gt_slice text; /* the line as written (for $badfilter) */
     const char *file;
     unsigned line;
@@ -80,12 +82,22 @@ static bool whole_host(const gt_abp_filter *f, gt_slice *host)
     return true;
 }
 
-/* The longest token the pattern requires whole; empty when none. */
-static gt_slice best_token(const gt_abp_filter *f)
+/* Calls fn for every token the pattern requires whole: an alphanumeric run of 2+ bytes
+ * delimited by separators or anchors (never by '*', which could extend it). Regex filters
+ * offer the token the rule index would file them under (src/rules/pattern.c). */
+typedef void (*tok_fn)(void *arg, const char *t, size_t n);
+
+static void each_token(const gt_abp_filter *f, tok_fn fn, void *arg)
 {
-    gt_slice best = {0};
-    if (f->flags & GT_ABP_REGEX)
-        return best;
+    if (f->flags & GT_ABP_REGEX) {
+        char buf[128];
+        bool prefix = false;
+        size_t tl = gt_rules_required_token(f->pattern.p + 1, f->pattern.len - 2, buf,
+                                            sizeof(buf), &prefix);
+        if (tl >= 2 && !prefix)
+            fn(arg, buf, tl);
+        return;
+    }
     const char *p = f->pattern.p;
     size_t n = f->pattern.len;
     bool left = f->flags & (GT_ABP_LEFT_ANCHOR | GT_ABP_HOST_ANCHOR);
@@ -98,17 +110,84 @@ static gt_slice best_token(const gt_abp_filter *f)
         size_t j = i;
         while (j < n && alnum((unsigned char)p[j]))
             j++;
-        bool ok_l = i == 0 ? left && !(f->flags & GT_ABP_HOST_ANCHOR) : p[i - 1] != '*';
-        /* after || the first label may start mid-host-label? no: || starts a label */
-        if (i == 0 && (f->flags & GT_ABP_HOST_ANCHOR))
-            ok_l = true;
+        bool ok_l = i == 0 ? left : p[i - 1] != '*';
         bool ok_r = j == n ? right : p[j] != '*';
-        /* a '%' or '.' etc. inside a URL token is a separator for tokens too */
-        if (ok_l && ok_r && j - i >= 2 && j - i > best.len)
-            best = gt_slice_make(p + i, j - i);
+        if (ok_l && ok_r && j - i >= 2)
+            fn(arg, p + i, j - i);
         i = j;
     }
-    return best;
+}
+
+/* How many filters offer each token (a small open-addressing count table). */
+typedef struct {
+    uint32_t *key, *count;
+    size_t mask, n;
+} tcount;
+
+static void tcount_add(tcount *t, uint32_t h)
+{
+    if ((t->n + 1) * 2 > t->mask + 1) {
+        size_t cap = (t->mask + 1) * 2;
+        uint32_t *nk = gt_xcalloc(cap, sizeof(uint32_t)), *nc = gt_xcalloc(cap, sizeof(uint32_t));
+        for (size_t i = 0; i <= t->mask; i++)
+            if (t->key[i])
+                for (size_t k = t->key[i] & (cap - 1);; k = (k + 1) & (cap - 1))
+                    if (!nk[k]) {
+                        nk[k] = t->key[i];
+                        nc[k] = t->count[i];
+                        break;
+                    }
+        free(t->key);
+        free(t->count);
+        t->key = nk;
+        t->count = nc;
+        t->mask = cap - 1;
+    }
+    h |= 1;
+    for (size_t k = h & t->mask;; k = (k + 1) & t->mask) {
+        if (t->key[k] == h) {
+            t->count[k]++;
+            return;
+        }
+        if (!t->key[k]) {
+            t->key[k] = h;
+            t->count[k] = 1;
+            t->n++;
+            return;
+        }
+    }
+}
+
+static uint32_t tcount_get(const tcount *t, uint32_t h)
+{
+    h |= 1;
+    for (size_t k = h & t->mask; t->key[k]; k = (k + 1) & t->mask)
+        if (t->key[k] == h)
+            return t->count[k];
+    return 0;
+}
+
+static void count_tok(void *arg, const char *t, size_t n)
+{
+    tcount_add(arg, hash_lc(t, n));
+}
+
+typedef struct {
+    const tcount *counts;
+    uint32_t best_key, best_count;
+    size_t best_len;
+} tok_choice;
+
+/* The rarest token among the filters (ties: the longer), so that buckets stay small. */
+static void choose_tok(void *arg, const char *t, size_t n)
+{
+    tok_choice *c = arg;
+    uint32_t h = hash_lc(t, n), cnt = tcount_get(c->counts, h);
+    if (!c->best_len || cnt < c->best_count || (cnt == c->best_count && n > c->best_len)) {
+        c->best_key = h;
+        c->best_count = cnt;
+        c->best_len = n;
+    }
 }
 
 static void add_entry(gt_abp_set *s, const gt_abp_filter *f, gt_slice text, const char *file,
@@ -164,19 +243,28 @@ static size_t normal_text(gt_slice line, char *out, size_t cap)
 static void set_literal(gt_abp_set *s, entry *e)
 {
     e->lit_len = 0;
-    if (e->f.flags & (GT_ABP_REGEX | GT_ABP_MATCH_CASE))
+    if (e->f.flags & GT_ABP_MATCH_CASE)
         return;
     const char *p = e->f.pattern.p;
     size_t n = e->f.pattern.len, bi = 0, bl = 0;
-    for (size_t i = 0; i < n;) {
-        size_t j = i;
-        while (j < n && p[j] != '*' && p[j] != '^')
-            j++;
-        if (j - i > bl) {
-            bi = i;
-            bl = j - i;
+    char rlit[256];
+    if (e->f.flags & GT_ABP_REGEX) {
+        /* a regex filter: the bytes every match contains (the regex is caseless, so they
+         * are compared lower-cased, like the URL) */
+        bl = gt_rules_required_literal(p + 1, n - 2, rlit, sizeof(rlit));
+        p = rlit;
+        bi = 0;
+    } else {
+        for (size_t i = 0; i < n;) {
+            size_t j = i;
+            while (j < n && p[j] != '*' && p[j] != '^')
+                j++;
+            if (j - i > bl) {
+                bi = i;
+                bl = j - i;
+            }
+            i = j + 1;
         }
-        i = j + 1;
     }
     if (bl < 3)
         return; /* too short to be worth a search */
@@ -330,6 +418,13 @@ int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, g
     memset(s->tok, 0xff, (s->tok_mask + 1) * sizeof(uint32_t));
     memset(s->host, 0xff, (s->host_mask + 1) * sizeof(uint32_t));
     s->always = NONE;
+    tcount counts = {gt_xcalloc(1024, sizeof(uint32_t)), gt_xcalloc(1024, sizeof(uint32_t)), 1023,
+                     0};
+    for (size_t i = 0; i < s->n; i++) {
+        gt_slice host;
+        if (!whole_host(&s->v[i].f, &host))
+            each_token(&s->v[i].f, count_tok, &counts);
+    }
     for (size_t i = s->n; i-- > 0;) {
         entry *e = &s->v[i];
         if (bad.n) {
@@ -342,14 +437,17 @@ int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, g
             }
         }
         set_literal(s, e);
-        gt_slice host, tok;
+        gt_slice host;
+        tok_choice tc = {&counts, 0, 0, 0};
         if (whole_host(&e->f, &host)) {
-            uint32_t h = hash_lc(host.p, host.len) & (uint32_t)s->host_mask;
+            e->key = hash_lc(host.p, host.len);
+            uint32_t h = e->key & (uint32_t)s->host_mask;
             e->next = s->host[h];
             s->host[h] = (uint32_t)i;
             s->stats[0]++;
-        } else if ((tok = best_token(&e->f)).len) {
-            uint32_t h = hash_lc(tok.p, tok.len) & (uint32_t)s->tok_mask;
+        } else if ((each_token(&e->f, choose_tok, &tc), tc.best_len)) {
+            e->key = tc.best_key;
+            uint32_t h = e->key & (uint32_t)s->tok_mask;
             e->next = s->tok[h];
             s->tok[h] = (uint32_t)i;
             s->stats[1]++;
@@ -360,6 +458,8 @@ int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, g
         }
     }
     free(bad.h);
+    free(counts.key);
+    free(counts.count);
     *out = s;
     return 0;
 }
@@ -400,10 +500,14 @@ typedef struct {
     gt_slice lurl; /* the URL lower-cased, for the literal prefilter */
 } verdict;
 
-static void consider(const gt_abp_set *s, uint32_t i, const gt_abp_request *rq, verdict *v)
+/* key: the full hash the bucket was looked up by (0 for the always list). */
+static void consider(const gt_abp_set *s, uint32_t i, uint32_t key, const gt_abp_request *rq,
+                     verdict *v)
 {
     for (; i != NONE; i = s->v[i].next) {
         const entry *e = &s->v[i];
+        if (key && e->key != key)
+            continue;
         uint32_t fl = e->f.flags;
         /* skip what cannot change the verdict any more */
         if (fl & GT_ABP_EXCEPTION) {
@@ -433,10 +537,12 @@ static void consider(const gt_abp_set *s, uint32_t i, const gt_abp_request *rq, 
     }
 }
 
-gt_abp_verdict gt_abp_set_decide(const gt_abp_set *s, const gt_abp_request *rq,
+gt_abp_verdict gt_abp_set_decide(const gt_abp_set *s, const gt_abp_request *rq_in,
                                  const char **file, unsigned *line)
 {
     verdict v = {0};
+    gt_abp_request rqc = *rq_in;
+    const gt_abp_request *rq = &rqc;
     char lurl[4096];
     if (rq->url.len <= sizeof(lurl)) {
         for (size_t i = 0; i < rq->url.len; i++) {
@@ -444,11 +550,13 @@ gt_abp_verdict gt_abp_set_decide(const gt_abp_set *s, const gt_abp_request *rq,
             lurl[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
         }
         v.lurl = gt_slice_make(lurl, rq->url.len);
+        rqc.lurl = v.lurl;
     }
     /* the host and each parent (a.b.example, b.example, example) */
     gt_slice h = rq->host;
     while (h.len) {
-        consider(s, s->host[hash_lc(h.p, h.len) & (uint32_t)s->host_mask], rq, &v);
+        uint32_t hk = hash_lc(h.p, h.len);
+        consider(s, s->host[hk & (uint32_t)s->host_mask], hk, rq, &v);
         const char *dot = memchr(h.p, '.', h.len);
         if (!dot)
             break;
@@ -465,11 +573,13 @@ gt_abp_verdict gt_abp_set_decide(const gt_abp_set *s, const gt_abp_request *rq,
         size_t j = i;
         while (j < n && alnum((unsigned char)u[j]))
             j++;
-        if (j - i >= 2)
-            consider(s, s->tok[hash_lc(u + i, j - i) & (uint32_t)s->tok_mask], rq, &v);
+        if (j - i >= 2) {
+            uint32_t tk = hash_lc(u + i, j - i);
+            consider(s, s->tok[tk & (uint32_t)s->tok_mask], tk, rq, &v);
+        }
         i = j;
     }
-    consider(s, s->always, rq, &v);
+    consider(s, s->always, 0, rq, &v);
     const entry *e = v.important ? v.important
                      : v.exception && v.block ? v.exception
                      : v.block;

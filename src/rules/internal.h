@@ -240,12 +240,6 @@ void gt_rules_rule_free(gt_rule *r);
 /* pattern.c */
 pcre2_code *gt_rules_compile_re(const char *pat, size_t len, const char *file, unsigned line,
                                 unsigned col, gt_diags *d, bool *jit);
-/* The longest literal alphanumeric token any subject matching pat must contain as a whole
- * token (bounded by non-alphanumerics); copied lower-case into out. Failing that, the longest
- * literal that must start a token (*is_prefix set; at least GT_PREFIX_SHORT bytes). Returns
- * its length, 0 when there is neither. */
-size_t gt_rules_required_token(const char *pat, size_t len, char *out, size_t cap,
-                               bool *is_prefix);
 
 /* Prefix tokens are filed under their first GT_PREFIX_LONG bytes when they have that many,
  * else their first GT_PREFIX_SHORT; a request's tokens are looked up by both prefixes. */
@@ -304,9 +298,6 @@ static inline uint64_t gt_rules_token_key(uint64_t h)
 /* How selective a token is: longer is better, a prefix slightly worse than a whole token
  * of the same length, and tokens on most URLs ("js", "www", "images") worst. */
 unsigned gt_rules_token_score(const char *t, size_t n, bool is_prefix);
-/* The longest run of bytes any subject matching pat must contain, exactly (0 when options
- * such as (?i) make bytes inexact); copied into out. */
-size_t gt_rules_required_literal(const char *pat, size_t len, char *out, size_t cap);
 /* Heuristic: a quantified group that itself contains an unbounded quantifier, such as
  * (a+)+ or (\w+\s?)*, which backtracks exponentially on a near-miss. */
 bool gt_rules_re_risky(const char *pat, size_t len);
