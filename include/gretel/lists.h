@@ -63,17 +63,22 @@ gt_abp_kind gt_abp_parse(gt_slice line, gt_abp_filter *f, const char **why);
 void gt_abp_filter_free(gt_abp_filter *f);
 
 /* A request as list filters see it. url is the full URL; host its host; source_host the
- * page's host (empty when unknown); party first/third. */
+ * page's host (empty when unknown); party first/third, or GT_PARTY_UNKNOWN with psl and
+ * source_url set: then it is worked out (registrable domains) the first time a filter
+ * with a party option needs it, and kept. */
 typedef struct {
     gt_slice url, host, source_host;
     gt_slice method; /* empty: unknown (method= filters then do not match) */
     gt_slice lurl;   /* optional: url lower-cased (same length), to search in quickly */
     gt_reqtype type;
     gt_party party;
+    const gt_psl *psl;
+    gt_slice source_url;
 } gt_abp_request;
 
-/* Whether the filter applies to the request (for an exception: whether it excepts it). */
-bool gt_abp_match(const gt_abp_filter *f, const gt_abp_request *rq);
+/* Whether the filter applies to the request (for an exception: whether it excepts it).
+ * May fill rq->party. */
+bool gt_abp_match(const gt_abp_filter *f, gt_abp_request *rq);
 
 /* A hosts-file line ("0.0.0.0 host", "127.0.0.1 host") or a plain domain-list line:
  * the host to block (lower-case, into out), or 0 when the line names none. */

@@ -400,12 +400,18 @@ static bool methods_ok(const gt_abp_filter *f, gt_slice method)
     return any_include ? hit : true;
 }
 
-bool gt_abp_match(const gt_abp_filter *f, const gt_abp_request *rq)
+bool gt_abp_match(const gt_abp_filter *f, gt_abp_request *rq)
 {
     if (!methods_ok(f, rq->method))
         return false;
     if (f->types && !(f->types & (1u << rq->type)))
         return false;
+    if ((f->flags & (GT_ABP_THIRD_PARTY | GT_ABP_FIRST_PARTY)) && rq->party == GT_PARTY_UNKNOWN &&
+        rq->psl) {
+        /* only now: most requests never meet a filter that asks */
+        gt_reqview v = {.host = rq->host, .referer = rq->source_url};
+        rq->party = gt_rules_party_of(rq->psl, &v);
+    }
     if ((f->flags & GT_ABP_THIRD_PARTY) && rq->party != GT_PARTY_THIRD)
         return false;
     if ((f->flags & GT_ABP_FIRST_PARTY) && rq->party != GT_PARTY_FIRST)

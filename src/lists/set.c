@@ -501,7 +501,7 @@ typedef struct {
 } verdict;
 
 /* key: the full hash the bucket was looked up by (0 for the always list). */
-static void consider(const gt_abp_set *s, uint32_t i, uint32_t key, const gt_abp_request *rq,
+static void consider(const gt_abp_set *s, uint32_t i, uint32_t key, gt_abp_request *rq,
                      verdict *v)
 {
     for (; i != NONE; i = s->v[i].next) {
@@ -542,7 +542,7 @@ gt_abp_verdict gt_abp_set_decide(const gt_abp_set *s, const gt_abp_request *rq_i
 {
     verdict v = {0};
     gt_abp_request rqc = *rq_in;
-    const gt_abp_request *rq = &rqc;
+    gt_abp_request *rq = &rqc;
     char lurl[4096];
     if (rq->url.len <= sizeof(lurl)) {
         for (size_t i = 0; i < rq->url.len; i++) {
