@@ -101,4 +101,12 @@ void gt_abp_set_stats(const gt_abp_set *s, size_t *by_host, size_t *by_token, si
 gt_abp_verdict gt_abp_set_decide(const gt_abp_set *s, const gt_abp_request *rq,
                                  const char **file, unsigned *line);
 
+/* The lists' part of a decision, after gretel's rules (one precedence table, docs/LISTS.md):
+ * a request the rules passed or only rewrote is blocked (or redirected, for $redirect= to
+ * a resource gretel has) when the lists block it; the rules' own block, redirect or allow
+ * stands. CONNECT requests (host_only) are left to the rules. psl: for the party, when a
+ * filter asks and rq->party is unknown. */
+void gt_lists_apply(const gt_abp_set *s, const gt_rules_request *rq, const gt_psl *psl,
+                    gt_decision *d);
+
 #endif

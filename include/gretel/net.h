@@ -26,15 +26,18 @@ struct evbuffer;
 
 /* An immutable, refcounted generation of config and ruleset. A request keeps the snapshot
  * it started with; the last release frees it. */
+struct gt_abp_set;
+
 typedef struct gt_snapshot {
     atomic_uint refs;
     gt_config *cfg;
     gt_ruleset *rules; /* never NULL once running (an empty ruleset has no rules) */
+    struct gt_abp_set *lists; /* the `lists` files compiled (src/lists), or NULL */
 } gt_snapshot;
 
-/* Takes ownership of cfg and of the reference on rules; returns a snapshot holding one
- * reference. */
-gt_snapshot *gt_snapshot_new(gt_config *cfg, gt_ruleset *rules);
+/* Takes ownership of cfg, of the reference on rules and of lists (may be NULL); returns a
+ * snapshot holding one reference. */
+gt_snapshot *gt_snapshot_new(gt_config *cfg, gt_ruleset *rules, struct gt_abp_set *lists);
 gt_snapshot *gt_snapshot_ref(gt_snapshot *s);
 void gt_snapshot_release(gt_snapshot *s); /* NULL-safe */
 
@@ -178,16 +181,17 @@ void gt_upstream_free(gt_upstream *up); /* NULL-safe; closes the socket */
 
 /* --- workers and the server (src/net/server.c) --- */
 
-/* Reads a new config and ruleset (on SIGHUP, or when a rule file changed); returns 0 with
- * both, or an error with diags and neither. */
+/* Reads a new config, ruleset and lists (on SIGHUP, or when a rule file changed); returns 0
+ * with all three (lists may be NULL: none configured), or an error with diags and none. */
 typedef int (*gt_reload_fn)(void *arg, const gt_psl *psl, gt_config **out, gt_ruleset **rules,
-                            gt_diags *diags);
+                            struct gt_abp_set **lists, gt_diags *diags);
 
 /* Runs the proxy until SIGTERM/SIGINT: binds cfg's listeners (errors are printed and the
  * function returns 2), starts the workers, handles SIGHUP by calling reload and swapping the
  * snapshot when it succeeds. Takes ownership of cfg. Returns the process exit code. */
-int gt_server_run(gt_config *cfg, gt_ruleset *rules, const gt_psl *psl, struct gt_store *store,
-                  struct gt_tls *tls, gt_reload_fn reload, void *reload_arg);
+int gt_server_run(gt_config *cfg, gt_ruleset *rules, struct gt_abp_set *lists, const gt_psl *psl,
+                  struct gt_store *store, struct gt_tls *tls, gt_reload_fn reload,
+                  void *reload_arg);
 
 /* Called by a worker when its session count drops, to finish a drain. */
 void gt_worker_session_gone(gt_worker *w);

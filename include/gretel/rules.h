@@ -236,6 +236,9 @@ typedef struct {
     const gt_rule *logs[GT_DECISION_MAX_LOGS]; /* `log` rules that matched */
     size_t nlogs;
     unsigned candidates; /* rules evaluated (for explain and benchmarks) */
+    /* decided by a list filter (src/lists) rather than a rule: its file and line */
+    const char *list_file;
+    unsigned list_line;
 } gt_decision;
 
 /* Decides one request. The decision's slices point into the scratch and stay valid until
@@ -247,6 +250,15 @@ void gt_rules_decide(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rules_
 /* Rule identity and text, for X-Gretel, logs and explain. */
 const char *gt_rule_file(const gt_rule *r);
 unsigned gt_rule_line(const gt_rule *r);
+/* Where a decision came from: a list filter's file and line, else the deciding rule's. */
+static inline const char *gt_decision_file(const gt_decision *d)
+{
+    return d->list_file ? d->list_file : gt_rule_file(d->rule);
+}
+static inline unsigned gt_decision_line(const gt_decision *d)
+{
+    return d->list_file ? d->list_line : gt_rule_line(d->rule);
+}
 const char *gt_rule_text(const gt_rule *r);
 const char *gt_decide_action_name(gt_decide_action a);
 

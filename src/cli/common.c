@@ -1,10 +1,12 @@
 /* Option parsing shared by every command: `-c FILE`, `-o KEY=VALUE` (repeatable), then
  * positional arguments. Owns the arrays in gt_cli_opts until gt_cli_opts_free. */
+#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "gretel/lists.h"
 #include "gretel/util.h"
 
 int gt_cli_parse(int argc, char **argv, gt_cli_opts *o)
@@ -160,3 +162,35 @@ int gt_cli_build_request(gt_slice url, gt_slice source, gt_slice type, gt_slice 
     return 0;
 }
 
+
+int gt_cli_load_lists(const gt_config *cfg, struct gt_abp_set **out, gt_diags *diags)
+{
+    *out = NULL;
+    if (cfg->lists.n == 0)
+        return 0;
+    char **files = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->lists.n; i++) {
+        glob_t g;
+        if (glob(cfg->lists.v[i], GLOB_NOCHECK, NULL, &g) != 0) {
+            gt_diags_add(diags, 0, cfg->lists.v[i], 0, 0, "cannot expand pattern");
+            continue;
+        }
+        for (size_t k = 0; k < g.gl_pathc; k++) {
+            files = gt_xrealloc(files, (n + 1) * sizeof(*files));
+            files[n++] = gt_xstrdup(g.gl_pathv[k]);
+        }
+        globfree(&g);
+    }
+    size_t before = diags->errors;
+    gt_abp_set_load(out, (const char *const *)files, n, diags);
+    for (size_t i = 0; i < n; i++)
+        free(files[i]);
+    free(files);
+    if (diags->errors > before) {
+        gt_abp_set_free(*out);
+        *out = NULL;
+        return GT_EINVAL;
+    }
+    return 0;
+}

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "gretel/lists.h"
 #include "gretel/rules.h"
 #include "gretel/store.h"
 #include "gretel/util.h"
@@ -28,7 +29,8 @@ static bool bought_cb(void *arg, gt_slice key)
     return gt_store_is_bought(arg, key);
 }
 
-static int run_batch(const char *path, const gt_ruleset *rs, const gt_psl *psl, gt_store *st)
+static int run_batch(const char *path, const gt_ruleset *rs, const gt_abp_set *lists,
+                     const gt_psl *psl, gt_store *st)
 {
     FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
     if (!in) {
@@ -61,9 +63,10 @@ static int run_batch(const char *path, const gt_ruleset *rs, const gt_psl *psl, 
             continue;
         }
         gt_rules_decide(rs, sc, &rq, st ? bought_cb : NULL, st, &d);
+        gt_lists_apply(lists, &rq, psl, &d); /* as the proxy does (NULL: no lists) */
         fputs(gt_decide_action_name(d.action), stdout);
-        if (d.rule)
-            printf("\t%s:%u\t", gt_rule_file(d.rule), gt_rule_line(d.rule));
+        if (d.rule || d.list_file)
+            printf("\t%s:%u\t", gt_decision_file(&d), gt_decision_line(&d));
         else
             fputs("\t-\t", stdout);
         print_keys(stdout, &d);
@@ -79,11 +82,13 @@ static int run_batch(const char *path, const gt_ruleset *rs, const gt_psl *psl, 
     return rv;
 }
 
-static void explain_one(const gt_ruleset *rs, gt_store *st, gt_rules_request *rq, gt_slice url)
+static void explain_one(const gt_ruleset *rs, const gt_abp_set *lists, const gt_psl *psl,
+                        gt_store *st, gt_rules_request *rq, gt_slice url)
 {
     gt_rules_scratch *sc = gt_rules_scratch_new();
     gt_decision d;
     gt_rules_decide(rs, sc, rq, st ? bought_cb : NULL, st, &d);
+    gt_lists_apply(lists, rq, psl, &d);
     printf("url       %.*s\n", (int)url.len, url.p);
     printf("request   %.*s type=%s party=%s source=%.*s\n", (int)rq->method.len, rq->method.p,
            gt_rules_type_name(rq->type),
@@ -99,6 +104,9 @@ static void explain_one(const gt_ruleset *rs, gt_store *st, gt_rules_request *rq
                gt_rule_text(d.rule));
         gt_rules_explain_rule(rs, sc, d.rule, rq, buf, sizeof(buf));
         fputs(buf, stdout);
+    } else if (d.list_file) {
+        printf("list      %s:%u (a list filter; the rules passed this request)\n", d.list_file,
+               d.list_line);
     } else {
         printf("rule      - (no block, allow, redirect or rewrite rule matched)\n");
     }
@@ -149,6 +157,7 @@ int gt_cmd_explain(int argc, char **argv)
     gt_config *cfg = NULL;
     gt_ruleset *rs = NULL;
     gt_psl *psl = NULL;
+    gt_abp_set *lists = NULL;
     gt_store *store = NULL;
     gt_diags d;
     gt_diags_init(&d);
@@ -187,7 +196,8 @@ int gt_cmd_explain(int argc, char **argv)
     }
     psl = gt_rules_psl_load();
     if (gt_cli_load_config(&o, &cfg, &d) < 0 ||
-        gt_cli_load_rules(cfg, NULL, 0, psl, false, &rs, &d) < 0) {
+        gt_cli_load_rules(cfg, NULL, 0, psl, false, &rs, &d) < 0 ||
+        gt_cli_load_lists(cfg, &lists, &d) < 0) {
         gt_diags_print(&d, stderr);
         fprintf(stderr, "gretel explain: cannot load the configuration or rules (%zu errors)\n",
                 d.errors);
@@ -200,7 +210,7 @@ int gt_cmd_explain(int argc, char **argv)
     if (stat(cfg->store, &sst) == 0 && gt_store_open(&store, cfg->store, serr, sizeof(serr)) < 0)
         fprintf(stderr, "gretel explain: %s; showing nothing as bought\n", serr);
     if (batch) {
-        code = run_batch(batch, rs, psl, store);
+        code = run_batch(batch, rs, lists, psl, store);
         goto out;
     }
     gt_rules_request rq;
@@ -213,10 +223,11 @@ int gt_cmd_explain(int argc, char **argv)
         code = 2;
         goto out;
     }
-    explain_one(rs, store, &rq, su);
+    explain_one(rs, lists, psl, store, &rq, su);
     code = 0;
 out:
     gt_store_close(store);
+    gt_abp_set_free(lists);
     gt_ruleset_release(rs);
     gt_rules_psl_free(psl);
     gt_config_free(cfg);

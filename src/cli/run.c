@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "cli.h"
+#include "gretel/lists.h"
 #include "gretel/log.h"
 #include "gretel/net.h"
 #include "gretel/store.h"
@@ -15,13 +16,18 @@ typedef struct {
 } run_ctx;
 
 static int load_all(const gt_cli_opts *o, const gt_psl *psl, gt_config **cfg,
-                    gt_ruleset **rules, gt_diags *d)
+                    gt_ruleset **rules, struct gt_abp_set **lists, gt_diags *d)
 {
     *cfg = NULL;
     *rules = NULL;
+    *lists = NULL;
     int rv = gt_cli_load_config(o, cfg, d);
     if (rv == 0)
         rv = gt_cli_load_rules(*cfg, NULL, 0, psl, false, rules, d);
+    if (rv == 0 && (rv = gt_cli_load_lists(*cfg, lists, d)) < 0) {
+        gt_ruleset_release(*rules);
+        *rules = NULL;
+    }
     if (rv < 0) {
         gt_config_free(*cfg);
         *cfg = NULL;
@@ -30,18 +36,20 @@ static int load_all(const gt_cli_opts *o, const gt_psl *psl, gt_config **cfg,
 }
 
 static int reload(void *arg, const gt_psl *psl, gt_config **out, gt_ruleset **rules,
-                  gt_diags *diags)
+                  struct gt_abp_set **lists, gt_diags *diags)
 {
     run_ctx *rc = arg;
-    int rv = load_all(rc->o, psl, out, rules, diags);
+    int rv = load_all(rc->o, psl, out, rules, lists, diags);
     if (rv == 0 && (*out)->mitm && !rc->have_tls) {
         gt_diags_add(diags, 0, rc->o->conf_file ? rc->o->conf_file : "-o", 0, 0,
                      "mitm = on, but gretel started without a CA: run `gretel ca init`, then "
                      "restart gretel");
         gt_config_free(*out);
         gt_ruleset_release(*rules);
+        gt_abp_set_free(*lists);
         *out = NULL;
         *rules = NULL;
+        *lists = NULL;
         return GT_EINVAL;
     }
     return rv;
@@ -55,6 +63,7 @@ int gt_cmd_run(int argc, char **argv)
     gt_psl *psl = NULL;
     gt_store *store = NULL;
     gt_tls *tls = NULL;
+    struct gt_abp_set *lists = NULL;
     gt_diags d;
     gt_diags_init(&d);
     int code = gt_cli_parse(argc, argv, &o);
@@ -72,7 +81,7 @@ int gt_cmd_run(int argc, char **argv)
         code = 2;
         goto out;
     }
-    if (load_all(&o, psl, &cfg, &rules, &d) < 0) {
+    if (load_all(&o, psl, &cfg, &rules, &lists, &d) < 0) {
         gt_diags_print(&d, stderr);
         fprintf(stderr, "gretel: bad configuration or rules (%zu errors), not starting\n",
                 d.errors);
@@ -97,6 +106,7 @@ int gt_cmd_run(int argc, char **argv)
             fprintf(stderr, "gretel: TLS interception: %s\n", terr);
         gt_config_free(cfg);
         gt_ruleset_release(rules);
+        gt_abp_set_free(lists);
         code = 2;
         goto out;
     }
@@ -107,6 +117,8 @@ int gt_cmd_run(int argc, char **argv)
         gt_log(GT_LOG_INFO, "no -c given: running with the embedded defaults");
     gt_log(GT_LOG_INFO, "rules: %zu loaded (%zu KiB compiled)", gt_ruleset_count(rules),
            gt_ruleset_memory(rules) / 1024);
+    if (lists)
+        gt_log(GT_LOG_INFO, "lists: %zu filters loaded", gt_abp_set_count(lists));
     /* A store that cannot be opened must not stop the proxy: bought checks fail open
      * (nothing counts as bought) and every other rule still applies. */
     char err[512];
@@ -115,7 +127,8 @@ int gt_cmd_run(int argc, char **argv)
                             "will not fire)",
                err);
     run_ctx rc = {&o, tls != NULL};
-    code = gt_server_run(cfg, rules, psl, store, tls, reload, &rc); /* takes cfg and rules */
+    code = gt_server_run(cfg, rules, lists, psl, store, tls, reload, &rc); /* takes cfg,
+                                                                          rules and lists */
 out:
     gt_tls_free(tls);
     gt_store_close(store);

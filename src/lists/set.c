@@ -537,8 +537,24 @@ static void consider(const gt_abp_set *s, uint32_t i, uint32_t key, gt_abp_reque
     }
 }
 
-gt_abp_verdict gt_abp_set_decide(const gt_abp_set *s, const gt_abp_request *rq_in,
+/* The verdict and the deciding entry (NULL for PASS). */
+static gt_abp_verdict decide_entry(const gt_abp_set *s, const gt_abp_request *rq_in,
+                                   const entry **out);
+
+gt_abp_verdict gt_abp_set_decide(const gt_abp_set *s, const gt_abp_request *rq,
                                  const char **file, unsigned *line)
+{
+    const entry *e = NULL;
+    gt_abp_verdict v = decide_entry(s, rq, &e);
+    if (e && file) {
+        *file = e->file;
+        *line = e->line;
+    }
+    return v;
+}
+
+static gt_abp_verdict decide_entry(const gt_abp_set *s, const gt_abp_request *rq_in,
+                                   const entry **out)
 {
     verdict v = {0};
     gt_abp_request rqc = *rq_in;
@@ -580,16 +596,73 @@ gt_abp_verdict gt_abp_set_decide(const gt_abp_set *s, const gt_abp_request *rq_i
         i = j;
     }
     consider(s, s->always, 0, rq, &v);
-    const entry *e = v.important ? v.important
-                     : v.exception && v.block ? v.exception
-                     : v.block;
-    if (e && file) {
-        *file = e->file;
-        *line = e->line;
-    }
+    *out = v.important ? v.important : v.exception && v.block ? v.exception : v.block;
     if (v.important)
         return GT_ABP_BLOCK;
     if (v.block)
         return v.exception ? GT_ABP_ALLOW : GT_ABP_BLOCK;
     return GT_ABP_PASS;
+}
+
+/* A list filter's $redirect= resource as one of gretel's, by its kind (noop.js,
+ * 1x1.gif, noopframe, ...); GT_RESP_DEFAULT when gretel has nothing like it. */
+static gt_resp_kind redirect_kind(gt_slice r)
+{
+    static const struct {
+        const char *suffix;
+        gt_resp_kind k;
+    } map[] = {{".js", GT_RESP_JS},     {"noopjs", GT_RESP_JS},    {".gif", GT_RESP_GIF},
+               {"1x1", GT_RESP_GIF},    {".png", GT_RESP_PNG},     {"2x2", GT_RESP_PNG},
+               {".css", GT_RESP_CSS},   {".json", GT_RESP_JSON},   {".html", GT_RESP_HTML},
+               {"noopframe", GT_RESP_HTML}, {".txt", GT_RESP_TEXT}, {"nooptext", GT_RESP_TEXT},
+               {"empty", GT_RESP_204}};
+    /* a ":priority" suffix (uBlock's) is not part of the name */
+    const char *colon = memchr(r.p, ':', r.len);
+    if (colon)
+        r.len = (size_t)(colon - r.p);
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+        size_t n = strlen(map[i].suffix);
+        if (r.len >= n && strncasecmp(r.p + r.len - n, map[i].suffix, n) == 0)
+            return map[i].k;
+    }
+    return GT_RESP_DEFAULT;
+}
+
+void gt_lists_apply(const gt_abp_set *s, const gt_rules_request *rq, const gt_psl *psl,
+                    gt_decision *d)
+{
+    if (!s || rq->host_only || (d->action != GT_DECIDE_PASS && d->action != GT_DECIDE_REWRITE))
+        return;
+    char url[8192];
+    gt_slice scheme = rq->scheme.len ? rq->scheme : GT_S("http");
+    bool dflt = rq->port == 0 || (rq->port == 80 && gt_slice_eq(scheme, GT_S("http"))) ||
+                (rq->port == 443 && gt_slice_eq(scheme, GT_S("https")));
+    char port[8] = "";
+    if (!dflt)
+        snprintf(port, sizeof(port), ":%u", rq->port);
+    int n = snprintf(url, sizeof(url), "%.*s://%.*s%s%.*s", (int)scheme.len, scheme.p,
+                     (int)rq->host.len, rq->host.p, port, (int)rq->path.len, rq->path.p);
+    if (n < 0 || (size_t)n >= sizeof(url))
+        return; /* longer than any list filter reasonably looks at */
+    gt_abp_request ar = {.url = gt_slice_make(url, (size_t)n),
+                         .host = gt_slice_make(url + scheme.len + 3, rq->host.len),
+                         .source_host = gt_rules_url_host(rq->source),
+                         .method = rq->method.len ? rq->method : GT_S("GET"),
+                         .type = rq->type,
+                         .party = rq->party,
+                         .psl = psl,
+                         .source_url = rq->source};
+    const entry *e = NULL;
+    if (decide_entry(s, &ar, &e) != GT_ABP_BLOCK || !e)
+        return;
+    /* the deciding filter's redirect, when it names one */
+    gt_resp_kind rk = e->f.redirect.len ? redirect_kind(e->f.redirect) : GT_RESP_DEFAULT;
+    d->action = rk != GT_RESP_DEFAULT ? GT_DECIDE_REDIRECT : GT_DECIDE_BLOCK;
+    d->resp = rk;
+    d->rule = NULL;
+    d->list_file = e->file;
+    d->list_line = e->line;
+    /* a blocked request is not forwarded: its rewrites no longer matter */
+    d->path_changed = false;
+    d->nhdr_ops = 0;
 }

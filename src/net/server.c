@@ -17,15 +17,17 @@
 #include "gretel/log.h"
 #include "gretel/net.h"
 #include "gretel/tls.h"
+#include "gretel/lists.h"
 #include "gretel/store.h"
 #include "gretel/util.h"
 
-gt_snapshot *gt_snapshot_new(gt_config *cfg, gt_ruleset *rules)
+gt_snapshot *gt_snapshot_new(gt_config *cfg, gt_ruleset *rules, struct gt_abp_set *lists)
 {
     gt_snapshot *s = gt_xcalloc(1, sizeof(*s));
     atomic_init(&s->refs, 1);
     s->cfg = cfg;
     s->rules = rules;
+    s->lists = lists;
     return s;
 }
 
@@ -42,6 +44,7 @@ void gt_snapshot_release(gt_snapshot *s)
     if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
         gt_config_free(s->cfg);
         gt_ruleset_release(s->rules);
+        gt_abp_set_free(s->lists);
         free(s);
     }
 }
@@ -344,10 +347,11 @@ static void do_reload(server *s, const char *why)
 {
     gt_config *cfg = NULL;
     gt_ruleset *rules = NULL;
+    struct gt_abp_set *lists = NULL;
     gt_diags d;
     gt_diags_init(&d);
     uint64_t t0 = gt_now_ms();
-    if (s->reload(s->reload_arg, s->sh.psl, &cfg, &rules, &d) < 0) {
+    if (s->reload(s->reload_arg, s->sh.psl, &cfg, &rules, &lists, &d) < 0) {
         for (size_t i = 0; i < d.n; i++)
             gt_log(d.v[i].is_warning ? GT_LOG_WARN : GT_LOG_ERROR, "reload: %s:%u:%u: %s",
                    d.v[i].file, d.v[i].line, d.v[i].col, d.v[i].msg);
@@ -368,7 +372,7 @@ static void do_reload(server *s, const char *why)
     gt_log_set_level((enum gt_log_level)cfg->log_level);
     s->rules_stamp = gt_ruleset_stamp(rules);
     size_t nrules = gt_ruleset_count(rules);
-    gt_snapshot *ns = gt_snapshot_new(cfg, rules);
+    gt_snapshot *ns = gt_snapshot_new(cfg, rules, lists);
     pthread_mutex_lock(&s->sh.snap_lock);
     gt_snapshot *old = s->sh.snap;
     s->sh.snap = ns;
@@ -433,8 +437,9 @@ static void on_sigterm(evutil_socket_t sig, short what, void *arg)
     notify_all(s, false, true, false);
 }
 
-int gt_server_run(gt_config *cfg, gt_ruleset *rules, const gt_psl *psl, struct gt_store *store,
-                  struct gt_tls *tls, gt_reload_fn reload, void *reload_arg)
+int gt_server_run(gt_config *cfg, gt_ruleset *rules, struct gt_abp_set *lists, const gt_psl *psl,
+                  struct gt_store *store, struct gt_tls *tls, gt_reload_fn reload,
+                  void *reload_arg)
 {
     server s;
     memset(&s, 0, sizeof(s));
@@ -447,7 +452,7 @@ int gt_server_run(gt_config *cfg, gt_ruleset *rules, const gt_psl *psl, struct g
     evthread_use_pthreads();
     signal(SIGPIPE, SIG_IGN);
     pthread_mutex_init(&s.sh.snap_lock, NULL);
-    s.sh.snap = gt_snapshot_new(cfg, rules);
+    s.sh.snap = gt_snapshot_new(cfg, rules, lists);
     s.sh.psl = psl;
     s.sh.store = store;
     s.sh.tls = tls;

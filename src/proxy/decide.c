@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "gretel/lists.h"
 #include "gretel/log.h"
 #include "gretel/net.h"
 #include "gretel/proxy.h"
@@ -90,6 +91,10 @@ void gt_proxy_decide(gt_worker *w, const gt_snapshot *snap, const gt_http1_reque
     *type = rq.type;
     gt_store *store = w->sh->store;
     gt_rules_decide(snap->rules, w->scratch, &rq, store ? bought_cb : NULL, store, d);
+    d->list_file = NULL;
+    /* the lists decide what the rules passed (docs/LISTS.md: one precedence table) */
+    if (snap->lists)
+        gt_lists_apply(snap->lists, &rq, w->sh->psl, d);
     /* A completed purchase seen on the wire: its products are marked bought, locally, by
      * the store's writer thread (this worker never waits for the disk). */
     if (d->purchase && w->sh->writer && snap->cfg->auto_mark_purchases) {

@@ -70,6 +70,8 @@ struct h2stream {
     uint64_t t0;
     char method_s[24], host[260];
     const gt_rule *rule;
+    const char *list_file; /* or a list filter decided: its file and line */
+    unsigned list_line;
     const char *decision;
     gt_reqtype type;
     int status;
@@ -127,7 +129,8 @@ static void log_stream(h2stream *h)
                     h->c->peer.id, h->c->peer.client, h->method_s[0] ? h->method_s : "-",
                     h->host[0] ? h->host : "-", h->status, (unsigned long long)h->bytes_out,
                     (unsigned long long)(gt_now_ms() - h->t0), h->decision ? h->decision : "pass",
-                    gt_rule_file(h->rule), gt_rule_line(h->rule), h->id);
+                    h->list_file ? h->list_file : gt_rule_file(h->rule),
+                    h->list_file ? h->list_line : gt_rule_line(h->rule), h->id);
 }
 
 static void stream_free(h2stream *h)
@@ -731,12 +734,14 @@ static void stream_request(h2stream *h)
     gt_proxy_decide(w, h->snap, &req, gt_slice_cstr(h->host), &uri, GT_S(""), c->peer.id, d,
                     &h->type);
     h->rule = d->rule;
+    h->list_file = d->list_file;
+    h->list_line = d->list_line;
     if (d->action == GT_DECIDE_BLOCK || d->action == GT_DECIDE_REDIRECT) {
         const gt_resource *res = gt_rules_resource(d->resp, h->type);
         const char *action = gt_decide_action_name(d->action);
         char xg[400];
-        snprintf(xg, sizeof(xg), "%s; rule=%s:%u%s", action, gt_rule_file(d->rule),
-                 gt_rule_line(d->rule), d->bought ? "; bought" : "");
+        snprintf(xg, sizeof(xg), "%s; rule=%s:%u%s", action, gt_decision_file(d),
+                 gt_decision_line(d), d->bought ? "; bought" : "");
         h->decision = action;
         atomic_fetch_add_explicit(&w->sh->counters.blocked, 1, memory_order_relaxed);
         respond_local(h, res->status, res->content_type, res->body ? res->body : "",

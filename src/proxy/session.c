@@ -98,6 +98,8 @@ struct gt_session {
     uint64_t bytes_out;
     const char *decision;
     const gt_rule *rule; /* the deciding rule (lives in snap's ruleset), or NULL */
+    const char *list_file; /* or the deciding list filter's file (in snap's lists) and line */
+    unsigned list_line;
     gt_reqtype type;
     gt_slice body_view; /* the request body read ahead for body~ rules (in the input) */
 
@@ -172,15 +174,17 @@ static void log_request(gt_session *s)
                         "decision=%s rule=%s:%u url=%s",
                         s->id, s->client, s->method, s->host[0] ? s->host : "-", s->status,
                         (unsigned long long)s->bytes_out, (unsigned long long)ms, s->decision,
-                        gt_rule_file(s->rule), gt_rule_line(s->rule), s->url);
+                        s->list_file ? s->list_file : gt_rule_file(s->rule),
+                        s->list_file ? s->list_line : gt_rule_line(s->rule), s->url);
     else if (gt_log_enabled(GT_LOG_INFO))
         gt_logbuf_write(&s->w->logbuf, GT_LOG_INFO,
                         "req conn=%u client=%s method=%s host=%s status=%d bytes=%llu ms=%llu "
                         "decision=%s rule=%s:%u",
                         s->id, s->client, s->method[0] ? s->method : "-",
                         s->host[0] ? s->host : "-", s->status, (unsigned long long)s->bytes_out,
-                        (unsigned long long)ms, s->decision, gt_rule_file(s->rule),
-                        gt_rule_line(s->rule));
+                        (unsigned long long)ms, s->decision,
+                        s->list_file ? s->list_file : gt_rule_file(s->rule),
+                        s->list_file ? s->list_line : gt_rule_line(s->rule));
 }
 
 /* Ends the current request: logs it and resets per-request state. */
@@ -205,6 +209,7 @@ static void end_request(gt_session *s)
     s->bytes_out = 0;
     s->decision = "pass";
     s->rule = NULL;
+    s->list_file = NULL;
     s->type = GT_TYPE_OTHER;
     s->scanned = 0;
     if (s->head)
@@ -413,8 +418,8 @@ static void respond_blocked(gt_session *s, const gt_decision *d, bool tunnel)
                                     : gt_rules_resource(d->resp, s->type);
     const char *action = tunnel ? "block" : gt_decide_action_name(d->action);
     char xg[400];
-    snprintf(xg, sizeof(xg), "%s; rule=%s:%u%s", action, gt_rule_file(d->rule),
-             gt_rule_line(d->rule), d->bought ? "; bought" : "");
+    snprintf(xg, sizeof(xg), "%s; rule=%s:%u%s", action, gt_decision_file(d),
+             gt_decision_line(d), d->bought ? "; bought" : "");
     struct evbuffer *out = gt_stream_output(s->cs);
     size_t before = evbuffer_get_length(out);
     bool close = tunnel || (s->rq.framing != GT_BODY_NONE && !body_discardable(s)) ||
@@ -427,6 +432,8 @@ static void respond_blocked(gt_session *s, const gt_decision *d, bool tunnel)
     s->status = res->status;
     s->decision = action;
     s->rule = d->rule;
+    s->list_file = d->list_file;
+    s->list_line = d->list_line;
     atomic_fetch_add_explicit(&s->w->sh->counters.local_responses, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->w->sh->counters.blocked, 1, memory_order_relaxed);
     finish_local(s);
@@ -439,6 +446,8 @@ static void decide(gt_session *s, const gt_http1_request *req, const gt_http1_ur
     gt_proxy_decide(s->w, s->snap, req, gt_slice_cstr(s->host), uri, s->body_view, s->id, d,
                     &s->type);
     s->rule = d->rule;
+    s->list_file = d->list_file;
+    s->list_line = d->list_line;
     if (d->action != GT_DECIDE_PASS)
         s->decision = gt_decide_action_name(d->action);
 }

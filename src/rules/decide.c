@@ -256,6 +256,8 @@ void gt_rules_decide(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rules_
 {
     d->action = GT_DECIDE_PASS;
     d->rule = NULL;
+    d->list_file = NULL;
+    d->list_line = 0;
     d->overridden = NULL;
     d->resp = GT_RESP_DEFAULT;
     d->bought = false;

@@ -121,6 +121,19 @@ if [ -r "$el/easylist.txt" ] && [ -r "$el/easyprivacy.txt" ]; then
     ok "check EasyList+EasyPrivacy: $nets network filters, 0 invalid"
   else bad "check EasyList+EasyPrivacy"; echo "$out" | head -4; fi
 else echo "[  SKIPPED ] EasyList not installed (scripts/deps.sh test installs it)"; fi
+# 7. the lists decide like the reference engine: explain --batch (the proxy's own decision
+# path) with EasyList+EasyPrivacy and no gretel rules, over requests-dev, against the
+# reference decisions on block/not-block (target >= 99.5%)
+if [ -r "$el/easylist.txt" ] && [ -f "$data/requests-dev.tsv.gz" ]; then
+  zcat "$data/requests-dev.tsv.gz" | "$bin" explain -o rules= -o "store=$tmp/store" \
+    -o "lists=$el/easylist.txt" -o "lists=$el/easyprivacy.txt" --batch - >"$tmp/lists.tsv" 2>/dev/null
+  agree=$(paste <(cut -f1 "$tmp/lists.tsv") <(zcat "$data/requests-dev.ghostery-decisions.tsv.gz" | cut -f1) \
+    | awk '{o=($1=="block"||$1=="redirect"); r=($2=="block"); a+=(o==r); n++} END {printf "%d %d", a, n}')
+  read -r a n <<<"$agree"
+  if [ "${n:-0}" -gt 13000 ] && [ $((a * 1000)) -ge $((n * 995)) ]; then
+    ok "lists agree with the reference engine on $a of $n requests"
+  else bad "lists agreement $a of $n"; fi
+fi
 printf '# a hosts file\n0.0.0.0 ads.example\n127.0.0.1 t.example # note\nmetrics.example\n' >"$tmp/hosts.txt"
 printf '[Adblock Plus 2.0]\n! t\n||ads.example^$third-party\nexample.org##.ad\n/[a-/\n' >"$tmp/list.txt"
 out=$("$bin" check -o "lists=$tmp/hosts.txt" -o "lists=$tmp/list.txt" 2>&1)

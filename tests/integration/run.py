@@ -763,6 +763,42 @@ def rules_block_answered_locally_never_arrives(env):
 
 
 @test
+def lists_block_redirect_and_rules_first(env):
+    """An Adblock Plus list in the proxy: blocked and redirected requests are answered
+    locally with the list's FILE:LINE, never reach nginx; gretel's own allow rule wins."""
+    lst = _rules_file(env, "test-list.txt",
+                      "[Adblock Plus 2.0]\n! test\n||px.ads.test^\n"
+                      "||cdn.test/noop/*.js$script,redirect=noop.js\n||trk.test^$image\n")
+    rules = _rules_file(env, "allow.rules", "allow host=trk.test path~^/keep\n")
+    with env.own_gretel([f"lists={lst}", f"rules={rules}",
+                         f"resolve=*.test=127.0.0.1:{env.nginx.port}"]) as g:
+        rc, out, err = curl("-i", "http://px.ads.test/1k?x=1", proxy=g.proxy)
+        expect(f"X-Gretel: block; rule={lst}:3".encode() in out, out[:300])
+        rc, out, err = curl("-i", "-H", "Sec-Fetch-Dest: script", "http://cdn.test/noop/a.js",
+                            proxy=g.proxy)
+        expect(status_of(out) == 200 and f"X-Gretel: redirect; rule={lst}:4".encode() in out
+               and out.endswith(b"(function(){})();\n"), out[:300])
+        rc, out, err = curl("-i", "-H", "Sec-Fetch-Dest: image", "http://trk.test/p.gif",
+                            proxy=g.proxy)
+        expect(f"X-Gretel: block; rule={lst}:5".encode() in out, out[:300])
+        # the rules decide first: an own allow keeps what a list would block
+        rc, out, err = curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                            "Sec-Fetch-Dest: image", "http://trk.test/keep.gif", proxy=g.proxy)
+        expect(out == b"404", out)
+        expect(g.wait_log(f"decision=block rule={lst}:3"), g.log()[-500:])
+        expect("lists: 3 filters loaded" in g.log(), g.log()[:400])
+        time.sleep(0.2)
+        expect(not _nginx_lines(env, 'host="px.ads.test"'), "a list-blocked request arrived")
+        expect(not _nginx_lines(env, "/noop/a.js"), "a list-redirected request arrived")
+        expect(_nginx_lines(env, "/keep.gif"), "the allowed request did not arrive")
+    # an unreadable list: exit 2 at start
+    p = subprocess.run([env.args.gretel, "run", "-o", f"listen=127.0.0.1:{free_port()}",
+                        "-o", f"store={env.tmp}/liststore", "-o", "lists=/nonexistent/list.txt"],
+                       capture_output=True, text=True, timeout=20)
+    expect(p.returncode == 2 and "/nonexistent/list.txt" in p.stderr, p.stderr)
+
+
+@test
 def rules_block_connect_by_host(env):
     rules = _rules_file(env, "connect.rules",
                         "block domain=trk.test\n"
