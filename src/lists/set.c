@@ -20,8 +20,11 @@ typedef struct {
                               s->lits: a request's lower-cased URL must contain it */
     uint32_t key;          /* full hash of the host or token it is filed under: other keys
                               sharing the bucket are skipped without a look */
-    gt_slice text; /* the line as written (for $badfilter) */
-    const char *file;
+    /* where it was written: file index, line, and the line's bytes in that file's buffer
+     * (for $badfilter), compact because there are a hundred thousand of these */
+    uint32_t text_off;
+    uint16_t text_len; /* 0 for lines past 64 KiB: never cancelled by a badfilter */
+    uint16_t fileix;
     unsigned line;
     uint32_t next; /* bucket chain, UINT32_MAX ends */
 } entry;
@@ -190,7 +193,7 @@ static void choose_tok(void *arg, const char *t, size_t n)
     }
 }
 
-static void add_entry(gt_abp_set *s, const gt_abp_filter *f, gt_slice text, const char *file,
+static void add_entry(gt_abp_set *s, const gt_abp_filter *f, gt_slice text, size_t fileix,
                       unsigned line)
 {
     if (s->n == s->cap) {
@@ -199,8 +202,9 @@ static void add_entry(gt_abp_set *s, const gt_abp_filter *f, gt_slice text, cons
     }
     entry *e = &s->v[s->n++];
     e->f = *f;
-    e->text = text;
-    e->file = file;
+    e->text_off = (uint32_t)(text.p - s->bufs[fileix]);
+    e->text_len = text.len < 65536 ? (uint16_t)text.len : 0;
+    e->fileix = (uint16_t)fileix;
     e->line = line;
     e->next = NONE;
 }
@@ -355,9 +359,14 @@ int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, g
         size_t got = fread(buf, 1, (size_t)(sz > 0 ? sz : 0), fp);
         fclose(fp);
         buf[got] = 0;
+        if (s->nbufs >= 65535 || got >= UINT32_MAX) {
+            gt_diags_add(d, 0, files[fi], 0, 0, "too many or too large list files");
+            free(buf);
+            continue;
+        }
         s->bufs[s->nbufs] = buf;
         s->files[s->nbufs] = gt_xstrdup(files[fi]);
-        const char *fname = s->files[s->nbufs++];
+        size_t fileix = s->nbufs++;
         bool abp = strstr(buf, "[Adblock") || strstr(buf, "\n!") || buf[0] == '!' ||
                    strstr(buf, "||") || strstr(buf, "##");
         unsigned lineno = 0;
@@ -390,7 +399,7 @@ int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, g
                     continue;
                 f.pattern = gt_slice_make(hp, strlen(host));
                 f.flags |= GT_ABP_HOST_ONLY;
-                add_entry(s, &f, line, fname, lineno);
+                add_entry(s, &f, line, fileix, lineno);
                 continue;
             }
             gt_abp_filter f;
@@ -407,7 +416,7 @@ int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, g
                 gt_abp_filter_free(&f);
                 continue;
             }
-            add_entry(s, &f, line, fname, lineno);
+            add_entry(s, &f, line, fileix, lineno);
         }
     }
     /* pass 2: drop badfiltered, build the index */
@@ -430,7 +439,8 @@ int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, g
         if (bad.n) {
             /* $badfilter cancels the filter written the same way without it */
             char t[4096];
-            size_t tl = normal_text(e->text, t, sizeof(t));
+            gt_slice text = gt_slice_make(s->bufs[e->fileix] + e->text_off, e->text_len);
+            size_t tl = e->text_len ? normal_text(text, t, sizeof(t)) : 0;
             if (tl && hset_has(&bad, hash_lc(t, tl))) {
                 s->stats[3]++;
                 continue;
@@ -547,7 +557,7 @@ gt_abp_verdict gt_abp_set_decide(const gt_abp_set *s, const gt_abp_request *rq,
     const entry *e = NULL;
     gt_abp_verdict v = decide_entry(s, rq, &e);
     if (e && file) {
-        *file = e->file;
+        *file = s->files[e->fileix];
         *line = e->line;
     }
     return v;
@@ -660,7 +670,7 @@ void gt_lists_apply(const gt_abp_set *s, const gt_rules_request *rq, const gt_ps
     d->action = rk != GT_RESP_DEFAULT ? GT_DECIDE_REDIRECT : GT_DECIDE_BLOCK;
     d->resp = rk;
     d->rule = NULL;
-    d->list_file = e->file;
+    d->list_file = s->files[e->fileix];
     d->list_line = e->line;
     /* a blocked request is not forwarded: its rewrites no longer matter */
     d->path_changed = false;
