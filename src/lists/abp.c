@@ -315,7 +315,7 @@ static bool pattern_match(const gt_abp_filter *f, const gt_abp_request *rq)
         return true;
     /* unanchored: only where the pattern's first byte occurs (memchr over the lower-cased
      * URL when the caller has one) rather than at every position */
-    const char *s = icase && rq->lurl.len == un ? rq->lurl.p : u;
+    const char *s = icase && rq->lurl.p && rq->lurl.len == un ? rq->lurl.p : u;
     char first = icase ? lc(p[0]) : p[0];
     if (first != '*' && first != '^') {
         for (const char *q = s; q < s + un;) {
