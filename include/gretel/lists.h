@@ -104,8 +104,9 @@ gt_abp_verdict gt_abp_set_decide(const gt_abp_set *s, const gt_abp_request *rq,
 /* The lists' part of a decision, after gretel's rules (one precedence table, docs/LISTS.md):
  * a request the rules passed or only rewrote is blocked (or redirected, for $redirect= to
  * a resource gretel has) when the lists block it; the rules' own block, redirect or allow
- * stands. CONNECT requests (host_only) are left to the rules. psl: for the party, when a
- * filter asks and rq->party is unknown. */
+ * stands. A CONNECT (host_only) is judged only by filters that name nothing but a host
+ * (`||host^`, hosts entries). psl: for the party, when a filter asks and rq->party is
+ * unknown. */
 void gt_lists_apply(const gt_abp_set *s, const gt_rules_request *rq, const gt_psl *psl,
                     gt_decision *d);
 

@@ -114,7 +114,10 @@ static void explain_one(const gt_ruleset *rs, const gt_abp_set *lists, const gt_
         printf("overrides %s:%u: %s\n", gt_rule_file(d.overridden), gt_rule_line(d.overridden),
                gt_rule_text(d.overridden));
     if (d.action == GT_DECIDE_BLOCK || d.action == GT_DECIDE_REDIRECT) {
-        const gt_resource *res = gt_rules_resource(d.resp, rq->type);
+        /* a refused CONNECT gets a 403, whatever the rule's response (the proxy does so:
+         * nothing can be answered inside a tunnel) */
+        const gt_resource *res = rq->host_only ? gt_rules_resource(GT_RESP_403, GT_TYPE_OTHER)
+                                               : gt_rules_resource(d.resp, rq->type);
         printf("response  %d %s (%zu bytes%s%s)\n", res->status, res->name, res->body_len,
                res->content_type ? ", " : "", res->content_type ? res->content_type : "");
     }

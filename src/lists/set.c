@@ -638,11 +638,73 @@ static gt_resp_kind redirect_kind(gt_slice r)
     return GT_RESP_DEFAULT;
 }
 
+/* Whether a filter says nothing but "this host": `||host^` (or `||host^|`) or a hosts
+ * entry, with no type, party, domain or method condition. Only those can judge a CONNECT,
+ * where nothing but the host is known. */
+static bool pure_host(const entry *e)
+{
+    const gt_abp_filter *f = &e->f;
+    if (f->types || f->domains.len || f->methods.len || f->redirect.len || f->removeparam.len ||
+        (f->flags & (GT_ABP_THIRD_PARTY | GT_ABP_FIRST_PARTY | GT_ABP_REGEX | GT_ABP_MATCH_CASE)))
+        return false;
+    if (f->flags & GT_ABP_HOST_ONLY)
+        return true;
+    if (!(f->flags & GT_ABP_HOST_ANCHOR) || f->pattern.len < 2)
+        return false;
+    /* the host, then exactly one '^' */
+    return f->pattern.p[f->pattern.len - 1] == '^' &&
+           !memchr(f->pattern.p, '^', f->pattern.len - 1) &&
+           !memchr(f->pattern.p, '/', f->pattern.len) && !memchr(f->pattern.p, '*', f->pattern.len);
+}
+
+/* A CONNECT: the host and each parent, pure host filters only. */
+static const entry *decide_host_only(const gt_abp_set *s, gt_slice host, bool *allowed)
+{
+    const entry *block = NULL, *important = NULL, *exception = NULL;
+    gt_slice h = host;
+    while (h.len) {
+        uint32_t hk = hash_lc(h.p, h.len);
+        for (uint32_t i = s->host[hk & (uint32_t)s->host_mask]; i != NONE; i = s->v[i].next) {
+            const entry *e = &s->v[i];
+            gt_slice eh;
+            if (e->key != hk || !pure_host(e) || !whole_host(&e->f, &eh) || eh.len != h.len ||
+                strncasecmp(eh.p, h.p, h.len) != 0)
+                continue;
+            if (e->f.flags & GT_ABP_EXCEPTION)
+                exception = exception ? exception : e;
+            else if (e->f.flags & GT_ABP_IMPORTANT)
+                important = important ? important : e;
+            else
+                block = block ? block : e;
+        }
+        const char *dot = memchr(h.p, '.', h.len);
+        if (!dot)
+            break;
+        h = gt_slice_make(dot + 1, h.len - (size_t)(dot + 1 - h.p));
+    }
+    *allowed = !important && block && exception;
+    return important ? important : exception && block ? NULL : block;
+}
+
 void gt_lists_apply(const gt_abp_set *s, const gt_rules_request *rq, const gt_psl *psl,
                     gt_decision *d)
 {
-    if (!s || rq->host_only || (d->action != GT_DECIDE_PASS && d->action != GT_DECIDE_REWRITE))
+    if (!s || (d->action != GT_DECIDE_PASS && d->action != GT_DECIDE_REWRITE))
         return;
+    if (rq->host_only) {
+        /* HTTPS without interception: a tracker's host refused before any byte goes out,
+         * by the filters that name nothing but the host */
+        bool allowed;
+        const entry *e = decide_host_only(s, rq->host, &allowed);
+        if (e) {
+            d->action = GT_DECIDE_BLOCK;
+            d->resp = GT_RESP_DEFAULT;
+            d->rule = NULL;
+            d->list_file = s->files[e->fileix];
+            d->list_line = e->line;
+        }
+        return;
+    }
     char url[8192];
     gt_slice scheme = rq->scheme.len ? rq->scheme : GT_S("http");
     bool dflt = rq->port == 0 || (rq->port == 80 && gt_slice_eq(scheme, GT_S("http"))) ||

@@ -791,6 +791,18 @@ def lists_block_redirect_and_rules_first(env):
         expect(not _nginx_lines(env, 'host="px.ads.test"'), "a list-blocked request arrived")
         expect(not _nginx_lines(env, "/noop/a.js"), "a list-redirected request arrived")
         expect(_nginx_lines(env, "/keep.gif"), "the allowed request did not arrive")
+    # HTTPS without interception: a CONNECT to a host a list names whole is refused, one a
+    # list names only with a path (or a type) is not
+    lst2 = _rules_file(env, "connect-list.txt",
+                       "[Adblock Plus 2.0]\n||tls.test^\n||cdn.test/ads/\n||img.test^$image\n")
+    with env.own_gretel([f"lists={lst2}", "rules=", "resolve=*.test=127.0.0.1"]) as g:
+        rc, out, err = curl("-v", "--cacert", env.ca, f"https://tls.test:{env.nginx.tls_port}/hello",
+                            proxy=g.proxy)
+        expect(rc != 0 and "403" in err and f"X-Gretel: block; rule={lst2}:2" in err, err[-600:])
+        for host in ("cdn.test", "img.test"):
+            p = raw_exchange(g.port, f"CONNECT {host}:{env.nginx.tls_port} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode(),
+                             read_timeout=2, until_close=False)
+            expect(p.startswith(b"HTTP/1.1 200"), f"{host}: {p[:200]}")
     # an unreadable list: exit 2 at start
     p = subprocess.run([env.args.gretel, "run", "-o", f"listen=127.0.0.1:{free_port()}",
                         "-o", f"store={env.tmp}/liststore", "-o", "lists=/nonexistent/list.txt"],
