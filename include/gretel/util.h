@@ -64,6 +64,10 @@ void gt_diags_print(const gt_diags *d, void *stream);
 uint64_t gt_now_ms(void);
 uint64_t gt_now_us(void);
 
+/* mkdir -p with every missing level mode 0700 (stores, the CA and caches hold private
+ * data). 0, or -1 with errno. */
+int gt_mkdir_private(const char *dir);
+
 /* Parses a decimal unsigned integer that must fill the whole slice. */
 int gt_parse_u64(gt_slice s, uint64_t max, uint64_t *out);
 

@@ -29,6 +29,20 @@ def run(*a, **kw):
     return subprocess.run(a, check=True, capture_output=True, **kw)
 
 
+def make_pki(d, cn, sans):
+    """A throwaway CA (d/ca.pem) and a server certificate for cn with the given SAN names
+    (d/srv.pem, d/srv.key), EC P-256, valid two days."""
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+        "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=bench CA",
+        cwd=d)
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "srv.key", "-out", "srv.csr", "-subj", f"/CN={cn}", cwd=d)
+    with open(os.path.join(d, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=" + ",".join(f"DNS:{n}" for n in sans) + "\n")
+    run("openssl", "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "srv.pem", "-days", "2", "-extfile", "ext.cnf", cwd=d)
+
+
 def cpu_s(pid):
     """User + system CPU seconds of a process (all its threads)."""
     try:

@@ -11,7 +11,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import cpu_s, free_port, rss_kb, run, wait_port  # noqa: E402
+from benchlib import cpu_s, free_port, make_pki, rss_kb, run, wait_port  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 GRETEL = os.environ.get("GRETEL", os.path.join(ROOT, "build", "gretel"))
@@ -121,15 +121,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="gretel-h2page-")
     procs = []
     try:
-        run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=bench CA",
-            cwd=tmp)
-        run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=shop.test", cwd=tmp)
-        with open(os.path.join(tmp, "ext.cnf"), "w") as f:
-            f.write("subjectAltName=DNS:shop.test\n")
-        run("openssl", "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "srv.pem", "-days", "2", "-extfile", "ext.cnf", cwd=tmp)
+        make_pki(tmp, "shop.test", ["shop.test"])
         www = os.path.join(tmp, "www")
         os.makedirs(os.path.join(www, "img"))
         gif = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"

@@ -13,7 +13,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import cpu_s, free_port, rss_kb, run, wait_port  # noqa: E402
+from benchlib import cpu_s, free_port, make_pki, rss_kb, run, wait_port  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BENCH = os.path.join(ROOT, "build", "bench", "tls_bench")
@@ -21,18 +21,6 @@ GRETEL = os.environ.get("GRETEL", os.path.join(ROOT, "build", "gretel"))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 DURATION = int(os.environ.get("DURATION", "5"))
 THREADS = int(os.environ.get("THREADS", "8"))
-
-
-def pki(d):
-    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-        "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=bench CA",
-        cwd=d)
-    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=localhost", cwd=d)
-    with open(os.path.join(d, "ext.cnf"), "w") as f:
-        f.write("subjectAltName=DNS:localhost,DNS:*.bench.test\n")
-    run("openssl", "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "srv.pem", "-days", "2", "-extfile", "ext.cnf", cwd=d)
 
 
 def bench(*args):
@@ -58,7 +46,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="gretel-tlsbench-")
     procs = []
     try:
-        pki(tmp)
+        make_pki(tmp, "localhost", ["localhost", "*.bench.test"])
         www = os.path.join(tmp, "www")
         os.makedirs(www)
         with open(os.path.join(www, "small"), "wb") as f:

@@ -126,17 +126,9 @@ int gt_store_open(gt_store **out, const char *dir, char *err, size_t errlen)
     MDB_txn *txn = NULL;
     gt_store *s = gt_xcalloc(1, sizeof(*s));
     struct stat st;
-    /* like mkdir -p, each missing level private (0700): the list of what you bought is
-     * nobody else's business on a shared machine */
-    char path[4096];
-    snprintf(path, sizeof(path), "%s", dir);
-    for (char *q = path + 1; *q; q++)
-        if (*q == '/') {
-            *q = 0;
-            mkdir(path, 0700);
-            *q = '/';
-        }
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+    /* each missing level private: the list of what you bought is nobody else's business
+     * on a shared machine */
+    if (gt_mkdir_private(dir) < 0) {
         snprintf(err, errlen, "store %s: cannot create: %s", dir, strerror(errno));
         goto fail;
     }

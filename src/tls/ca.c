@@ -136,16 +136,7 @@ int gt_ca_init(const char *dir, unsigned curve_bits, bool force, char *err, size
         snprintf(err, errlen, "curve must be P-256 or P-384");
         return GT_EINVAL;
     }
-    /* mkdir -p, private */
-    char p[4096];
-    snprintf(p, sizeof(p), "%s", dir);
-    for (char *q = p + 1; *q; q++)
-        if (*q == '/') {
-            *q = 0;
-            mkdir(p, 0700);
-            *q = '/';
-        }
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+    if (gt_mkdir_private(dir) < 0) {
         snprintf(err, errlen, "%s: %s", dir, strerror(errno));
         return GT_EIO;
     }

@@ -74,16 +74,8 @@ static void open_cache(gt_certs *c, const char *dir, char *err, size_t errlen)
 {
     int rc;
     MDB_txn *txn = NULL;
-    /* like mkdir -p, private: the store directory may not exist yet on a first run */
-    char p[4096];
-    snprintf(p, sizeof(p), "%s", dir);
-    for (char *q = p + 1; *q; q++)
-        if (*q == '/') {
-            *q = 0;
-            mkdir(p, 0700);
-            *q = '/';
-        }
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+    /* the store directory may not exist yet on a first run */
+    if (gt_mkdir_private(dir) < 0) {
         snprintf(err, errlen, "certificate cache %s: %s", dir, strerror(errno));
         return;
     }

@@ -1,7 +1,9 @@
 /* Allocation wrappers, the diagnostics list and small parsing helpers shared by every
  * subsystem. Owns nothing long-lived; never logs (callers decide what to print). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "gretel/util.h"
@@ -104,6 +106,19 @@ uint64_t gt_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int gt_mkdir_private(const char *dir)
+{
+    char p[4096];
+    snprintf(p, sizeof(p), "%s", dir);
+    for (char *q = p + 1; *q; q++)
+        if (*q == '/') {
+            *q = 0;
+            mkdir(p, 0700); /* an existing level is fine; a real failure shows below */
+            *q = '/';
+        }
+    return mkdir(dir, 0700) < 0 && errno != EEXIST ? -1 : 0;
 }
 
 uint64_t gt_now_us(void)
