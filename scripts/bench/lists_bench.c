@@ -117,6 +117,10 @@ int main(int argc, char **argv)
     double total = 0;
     for (size_t i = 0; i < n; i++)
         total += ns[i];
+    if (getenv("GT_SHOW_SLOW")) /* the slowest requests, to see what costs */
+        for (size_t i = 0; i < n; i++)
+            if (ns[i] > atof(getenv("GT_SHOW_SLOW")))
+                fprintf(stderr, "%.0f\t%s\t%s\t%s\n", ns[i], rs[i].url, rs[i].src, rs[i].type);
     qsort(ns, n, sizeof(double), cmp_d);
     size_t blocks = 0, allows = 0;
     for (size_t i = 0; i < n; i++) {

@@ -1,10 +1,16 @@
 /* A compiled set of list filters with the index the leading engines use: `||host^`
- * filters in a table by host (looked up by every suffix of the request's host), the
+ * filters in a table by host (looked up by every suffix of the request's host), filters
+ * bound to positive `domain=` sources and nothing else in a table by source domain, the
  * others filed under one token their pattern requires (an alphanumeric run that cannot be
  * part of a longer one: delimited by separators or anchors, not by `*`), and the few with
- * no such token tried on every request. A request's URL is tokenised once; each token's
+ * none of these tried on every request. A request's URL is tokenised once; each token's
  * bucket is checked. Decision: an `important` block wins, then an exception cancels a
- * block, then a block. Owns the list files' text (filters point into it). */
+ * block, then a block. Owns the list files' text (filters point into it).
+ *
+ * Layout, for a request's few cache misses: each bucket is a contiguous run of small
+ * "hot" records (entry index, types, literal) so that a candidate is usually turned
+ * down by its types or by a literal the URL lacks without touching the filter itself;
+ * filters are stored compactly (offsets into their line) and expanded only to match. */
 #include <errno.h>
 #include <stdio.h>
 #include <strings.h>
@@ -14,37 +20,119 @@
 #include "gretel/lists.h"
 #include "gretel/util.h"
 
+/* A filter as stored: gt_abp_filter's slices as offsets into its line. */
+enum { F_PATTERN, F_DOMAINS, F_REDIRECT, F_METHODS, F_REMOVEPARAM, F_NSLICES };
+
 typedef struct {
-    gt_abp_filter f;
-    uint32_t lit, lit_len; /* the longest literal run of the pattern, lower-cased, in
-                              s->lits: a request's lower-cased URL must contain it */
-    uint32_t key;          /* full hash of the host or token it is filed under: other keys
-                              sharing the bucket are skipped without a look */
-    /* where it was written: file index, line, and the line's bytes in that file's buffer
-     * (for $badfilter), compact because there are a hundred thousand of these */
-    uint32_t text_off;
-    uint16_t text_len; /* 0 for lines past 64 KiB: never cancelled by a badfilter */
-    uint16_t fileix;
-    unsigned line;
-    uint32_t next; /* bucket chain, UINT32_MAX ends */
+    uint32_t flags, types;
+    uint32_t text_off; /* the line in bufs[fileix] */
+    uint32_t line;
+    uint16_t text_len, fileix;
+    uint16_t off[F_NSLICES], len[F_NSLICES]; /* within the line */
+    uint32_t re; /* 1 + index in res (regex filters), 0 for none */
 } entry;
 
+enum { V_BLOCK, V_EXCEPTION, V_IMPORTANT };
+
+/* A candidate in a bucket: what turns most candidates down without a look at the entry. */
+typedef struct {
+    uint32_t ix;    /* the entry */
+    uint32_t types; /* the entry's types (0: every type) */
+    uint32_t lit;   /* its longest literal (lower-cased) in lits: the URL must contain it */
+    uint16_t lit_len;
+    uint8_t verdict; /* V_* */
+    uint8_t unused;
+} hot;
+
+/* One key (a host's, token's or source domain's full hash) and its run in the hot array.
+ * Open addressing keyed by the full hash: a token no filter offers is answered by the
+ * table alone (most tokens are such). */
+typedef struct {
+    uint32_t key; /* 0: empty slot (keys are never 0, see key_of) */
+    uint32_t start, count;
+} slot;
+
+typedef struct {
+    slot *s;
+    size_t mask;
+} ktable;
+
 struct gt_abp_set {
-    char *lits;
-    size_t lits_len, lits_cap;
     char **bufs;
     size_t nbufs;
     char **files;
     entry *v;
     size_t n, cap;
-    uint32_t *tok;  /* token buckets: head index per slot */
-    uint32_t *host; /* host buckets */
-    size_t tok_mask, host_mask;
-    uint32_t always; /* chain of filters tried on every request */
-    size_t stats[4]; /* by host, by token, always, badfiltered */
+    void **res; /* compiled regexes (pcre2_code), owned */
+    size_t nres, res_cap;
+    hot *hot;
+    size_t nhot;
+    char *lits;
+    ktable tok, host, dom;
+    uint32_t always, nalways;   /* run of filters tried on every request */
+    uint32_t rmparam, nrmparam; /* run of $removeparam= filters (rewrites, not verdicts) */
+    size_t stats[5];            /* by host, by token, always, badfiltered, by domain */
 };
 
 #define NONE UINT32_MAX
+
+static gt_slice eslice(const gt_abp_set *s, const entry *e, int k)
+{
+    return gt_slice_make(s->bufs[e->fileix] + e->text_off + e->off[k], e->len[k]);
+}
+
+/* The filter as gt_abp_match takes it (slices into the list file's text). */
+static void expand(const gt_abp_set *s, const entry *e, gt_abp_filter *f)
+{
+    f->flags = e->flags;
+    f->types = e->types;
+    f->pattern = eslice(s, e, F_PATTERN);
+    f->domains = eslice(s, e, F_DOMAINS);
+    f->redirect = eslice(s, e, F_REDIRECT);
+    f->methods = eslice(s, e, F_METHODS);
+    f->removeparam = eslice(s, e, F_REMOVEPARAM);
+    f->re = e->re ? s->res[e->re - 1] : NULL;
+}
+
+/* Stores a parsed filter; false when a slice lies past what the compact form holds (a
+ * line over 64 KiB). Takes the filter's regex. */
+static bool add_entry(gt_abp_set *s, gt_abp_filter *f, gt_slice text, size_t fileix,
+                      unsigned line)
+{
+    if (text.len > UINT16_MAX) {
+        gt_abp_filter_free(f);
+        return false;
+    }
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 4096;
+        s->v = gt_xrealloc(s->v, s->cap * sizeof(*s->v));
+    }
+    entry *e = &s->v[s->n++];
+    memset(e, 0, sizeof(*e));
+    e->flags = f->flags;
+    e->types = f->types;
+    e->text_off = (uint32_t)(text.p - s->bufs[fileix]);
+    e->text_len = (uint16_t)text.len;
+    e->fileix = (uint16_t)fileix;
+    e->line = line;
+    const gt_slice *sl[F_NSLICES] = {&f->pattern, &f->domains, &f->redirect, &f->methods,
+                                     &f->removeparam};
+    for (int k = 0; k < F_NSLICES; k++)
+        if (sl[k]->len) {
+            e->off[k] = (uint16_t)(sl[k]->p - text.p);
+            e->len[k] = (uint16_t)sl[k]->len;
+        }
+    if (f->re) {
+        if (s->nres == s->res_cap) {
+            s->res_cap = s->res_cap ? s->res_cap * 2 : 256;
+            s->res = gt_xrealloc(s->res, s->res_cap * sizeof(void *));
+        }
+        s->res[s->nres++] = f->re;
+        e->re = (uint32_t)s->nres;
+        f->re = NULL;
+    }
+    return true;
+}
 
 static uint32_t hash_lc(const char *p, size_t n)
 {
@@ -61,6 +149,71 @@ static uint32_t hash_lc(const char *p, size_t n)
 static bool alnum(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* A hash as a table key: never 0, which marks an empty slot. */
+static uint32_t key_of(uint32_t h)
+{
+    return h ? h : 1;
+}
+
+static const slot *kt_find(const ktable *t, uint32_t key)
+{
+    for (size_t k = key & t->mask;; k = (k + 1) & t->mask) {
+        if (t->s[k].key == key)
+            return &t->s[k];
+        if (!t->s[k].key)
+            return NULL;
+    }
+}
+
+/* The slot of key, made when missing (the table was sized for every key: never full). */
+static slot *kt_slot(ktable *t, uint32_t key)
+{
+    size_t k = key & t->mask;
+    while (t->s[k].key && t->s[k].key != key)
+        k = (k + 1) & t->mask;
+    t->s[k].key = key;
+    return &t->s[k];
+}
+
+static void kt_init(ktable *t, size_t nkeys)
+{
+    size_t cap = 16;
+    while (cap < nkeys * 2)
+        cap *= 2;
+    t->s = gt_xcalloc(cap, sizeof(slot));
+    t->mask = cap - 1;
+}
+
+/* Lays the table's runs out from *at on (counts known), leaving each count at 0 for
+ * placement to fill again. */
+static void kt_layout(ktable *t, uint32_t *at)
+{
+    for (size_t k = 0; k <= t->mask; k++)
+        if (t->s[k].key) {
+            t->s[k].start = *at;
+            *at += t->s[k].count;
+            t->s[k].count = 0;
+        }
+}
+
+/* Whether hay contains needle: the first byte by memchr, then the rest. For the short
+ * needles and URLs here this beats memmem, whose set-up is paid on every call. */
+static bool contains(const char *hay, size_t hn, const char *needle, size_t nn)
+{
+    if (nn > hn)
+        return false;
+    const char *p = hay, *end = hay + (hn - nn) + 1;
+    while (p < end) {
+        p = memchr(p, needle[0], (size_t)(end - p));
+        if (!p)
+            return false;
+        if (memcmp(p + 1, needle + 1, nn - 1) == 0)
+            return true;
+        p++;
+    }
+    return false;
 }
 
 /* The host a `||host^...` filter names whole: followed by ^, / or :, or by a right
@@ -193,22 +346,6 @@ static void choose_tok(void *arg, const char *t, size_t n)
     }
 }
 
-static void add_entry(gt_abp_set *s, const gt_abp_filter *f, gt_slice text, size_t fileix,
-                      unsigned line)
-{
-    if (s->n == s->cap) {
-        s->cap = s->cap ? s->cap * 2 : 4096;
-        s->v = gt_xrealloc(s->v, s->cap * sizeof(*s->v));
-    }
-    entry *e = &s->v[s->n++];
-    e->f = *f;
-    e->text_off = (uint32_t)(text.p - s->bufs[fileix]);
-    e->text_len = text.len < 65536 ? (uint16_t)text.len : 0;
-    e->fileix = (uint16_t)fileix;
-    e->line = line;
-    e->next = NONE;
-}
-
 /* The text of a filter without its badfilter option, for comparing with others. */
 static size_t normal_text(gt_slice line, char *out, size_t cap)
 {
@@ -240,51 +377,6 @@ static size_t normal_text(gt_slice line, char *out, size_t cap)
         }
     }
     return o;
-}
-
-/* The longest run of the pattern without '*' or '^' (for regex filters: none), kept
- * lower-cased unless the filter is match-case. */
-static void set_literal(gt_abp_set *s, entry *e)
-{
-    e->lit_len = 0;
-    if (e->f.flags & GT_ABP_MATCH_CASE)
-        return;
-    const char *p = e->f.pattern.p;
-    size_t n = e->f.pattern.len, bi = 0, bl = 0;
-    char rlit[256];
-    if (e->f.flags & GT_ABP_REGEX) {
-        /* a regex filter: the bytes every match contains (the regex is caseless, so they
-         * are compared lower-cased, like the URL) */
-        bl = gt_rules_required_literal(p + 1, n - 2, rlit, sizeof(rlit));
-        p = rlit;
-        bi = 0;
-    } else {
-        for (size_t i = 0; i < n;) {
-            size_t j = i;
-            while (j < n && p[j] != '*' && p[j] != '^')
-                j++;
-            if (j - i > bl) {
-                bi = i;
-                bl = j - i;
-            }
-            i = j + 1;
-        }
-    }
-    if (bl < 3)
-        return; /* too short to be worth a search */
-    if (s->lits_len + bl > s->lits_cap) {
-        s->lits_cap = s->lits_cap ? s->lits_cap * 2 : 65536;
-        while (s->lits_cap < s->lits_len + bl)
-            s->lits_cap *= 2;
-        s->lits = gt_xrealloc(s->lits, s->lits_cap);
-    }
-    for (size_t k = 0; k < bl; k++) {
-        char c = p[bi + k];
-        s->lits[s->lits_len + k] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
-    }
-    e->lit = (uint32_t)s->lits_len;
-    e->lit_len = (uint32_t)bl;
-    s->lits_len += bl;
 }
 
 typedef struct {
@@ -331,12 +423,82 @@ static bool hset_has(const hset *t, uint32_t h)
     return false;
 }
 
-static size_t pow2(size_t n)
+/* The longest run of the pattern without '*' or '^' (for regex filters: the bytes every
+ * match contains), lower-cased, into out; 0 when under 3 bytes or the filter is
+ * match-case (then the URL is not searched lower-cased). */
+static size_t literal(const gt_abp_filter *f, char *out, size_t cap)
 {
-    size_t p = 1024;
-    while (p < n * 2)
-        p *= 2;
-    return p;
+    if (f->flags & (GT_ABP_MATCH_CASE | GT_ABP_HOST_ONLY))
+        return 0;
+    const char *p = f->pattern.p;
+    size_t n = f->pattern.len, bi = 0, bl = 0;
+    char rlit[256];
+    if (f->flags & GT_ABP_REGEX) {
+        /* the regex is caseless, so its literal is compared lower-cased, like the URL */
+        bl = n >= 2 ? gt_rules_required_literal(p + 1, n - 2, rlit, sizeof(rlit)) : 0;
+        p = rlit;
+    } else {
+        for (size_t i = 0; i < n;) {
+            size_t j = i;
+            while (j < n && p[j] != '*' && p[j] != '^')
+                j++;
+            if (j - i > bl) {
+                bi = i;
+                bl = j - i;
+            }
+            i = j + 1;
+        }
+    }
+    if (bl < 3 || bl > cap || bl > UINT16_MAX)
+        return 0; /* too short to be worth a search */
+    for (size_t k = 0; k < bl; k++) {
+        char c = p[bi + k];
+        out[k] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
+    return bl;
+}
+
+/* Calls fn with each positive domain= entry, when the filter can be filed by them: it
+ * has at least one, and none is an entity ("example.*") that no exact key could find. */
+typedef void (*dom_fn)(void *arg, uint32_t key);
+
+static bool each_domain(const gt_abp_filter *f, dom_fn fn, void *arg)
+{
+    gt_slice rest = f->domains, d;
+    size_t pos = 0;
+    while (gt_slice_next(&rest, '|', &d)) {
+        if (!d.len || d.p[0] == '~')
+            continue;
+        if (memchr(d.p, '*', d.len))
+            return false;
+        pos++;
+    }
+    if (!pos)
+        return false;
+    rest = f->domains;
+    while (fn && gt_slice_next(&rest, '|', &d))
+        if (d.len && d.p[0] != '~')
+            fn(arg, key_of(hash_lc(d.p, d.len)));
+    return true;
+}
+
+typedef struct {
+    ktable *t;
+    hot *hot;
+    uint32_t ix;
+    const hot *tmpl;
+} placer;
+
+static void count_dom(void *arg, uint32_t key)
+{
+    kt_slot(((placer *)arg)->t, key)->count++;
+}
+
+static void place_dom(void *arg, uint32_t key)
+{
+    placer *p = arg;
+    slot *sl = kt_slot(p->t, key);
+    p->hot[sl->start + sl->count++] = *p->tmpl;
 }
 
 int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, gt_diags *d)
@@ -383,12 +545,12 @@ int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, g
                             memchr(line.p, ' ', line.len);
             if (!abp && line.len && line.p[0] == '#')
                 continue;
+            gt_abp_filter f;
             if ((!abp || (ip_first && !memchr(line.p, '#', line.len))) &&
                 gt_hosts_line(line, host, sizeof(host))) {
                 /* a hosts entry: the host and its subdomains, as ||host^ */
-                gt_abp_filter f;
                 memset(&f, 0, sizeof(f));
-                f.flags = GT_ABP_HOST_ANCHOR;
+                f.flags = GT_ABP_HOST_ANCHOR | GT_ABP_HOST_ONLY;
                 const char *hp = NULL; /* the host inside the line (matching ignores case) */
                 for (size_t i = 0; i + strlen(host) <= line.len; i++)
                     if (strncasecmp(line.p + i, host, strlen(host)) == 0) {
@@ -398,78 +560,186 @@ int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, g
                 if (!hp)
                     continue;
                 f.pattern = gt_slice_make(hp, strlen(host));
-                f.flags |= GT_ABP_HOST_ONLY;
-                add_entry(s, &f, line, fileix, lineno);
-                continue;
+            } else {
+                const char *why;
+                if (gt_abp_parse(line, &f, &why) != GT_ABP_NETWORK) {
+                    gt_abp_filter_free(&f);
+                    continue;
+                }
+                if (f.flags & GT_ABP_BADFILTER) {
+                    char t[4096];
+                    size_t tl = normal_text(line, t, sizeof(t));
+                    if (tl)
+                        hset_add(&bad, hash_lc(t, tl));
+                    gt_abp_filter_free(&f);
+                    continue;
+                }
             }
-            gt_abp_filter f;
-            const char *why;
-            if (gt_abp_parse(line, &f, &why) != GT_ABP_NETWORK) {
-                gt_abp_filter_free(&f);
-                continue;
-            }
-            if (f.flags & GT_ABP_BADFILTER) {
-                char t[4096];
-                size_t tl = normal_text(line, t, sizeof(t));
-                if (tl)
-                    hset_add(&bad, hash_lc(t, tl));
-                gt_abp_filter_free(&f);
-                continue;
-            }
-            add_entry(s, &f, line, fileix, lineno);
+            if (!add_entry(s, &f, line, fileix, lineno))
+                gt_diags_add(d, 1, files[fi], lineno, 1, "filter longer than 65535 bytes: skipped");
         }
     }
-    /* pass 2: drop badfiltered, build the index */
-    s->tok_mask = pow2(s->n) - 1;
-    s->host_mask = pow2(s->n / 2) - 1;
-    s->tok = gt_xmalloc((s->tok_mask + 1) * sizeof(uint32_t));
-    s->host = gt_xmalloc((s->host_mask + 1) * sizeof(uint32_t));
-    memset(s->tok, 0xff, (s->tok_mask + 1) * sizeof(uint32_t));
-    memset(s->host, 0xff, (s->host_mask + 1) * sizeof(uint32_t));
-    s->always = NONE;
+    /* pass 2: drop badfiltered, choose each filter's place and key */
     tcount counts = {gt_xcalloc(1024, sizeof(uint32_t)), gt_xcalloc(1024, sizeof(uint32_t)), 1023,
                      0};
     for (size_t i = 0; i < s->n; i++) {
+        gt_abp_filter f;
         gt_slice host;
-        if (!whole_host(&s->v[i].f, &host))
-            each_token(&s->v[i].f, count_tok, &counts);
+        expand(s, &s->v[i], &f);
+        if (!whole_host(&f, &host))
+            each_token(&f, count_tok, &counts);
     }
-    for (size_t i = s->n; i-- > 0;) {
+    enum { C_DROP, C_HOST, C_TOK, C_DOM, C_ALWAYS, C_RMPARAM };
+    size_t nn = s->n ? s->n : 1;
+    uint8_t *cls = gt_xcalloc(nn, 1);
+    uint32_t *key = gt_xcalloc(nn, sizeof(uint32_t)), *litoff = gt_xcalloc(nn, sizeof(uint32_t));
+    uint16_t *litlen = gt_xcalloc(nn, sizeof(uint16_t));
+    char *tlits = NULL;
+    size_t tl_len = 0, tl_cap = 0, nhost = 0, ntok = 0, ndom = 0, nhot = 0, lits_total = 0;
+    for (size_t i = 0; i < s->n; i++) {
         entry *e = &s->v[i];
+        gt_abp_filter f;
+        expand(s, e, &f);
         if (bad.n) {
             /* $badfilter cancels the filter written the same way without it */
             char t[4096];
             gt_slice text = gt_slice_make(s->bufs[e->fileix] + e->text_off, e->text_len);
-            size_t tl = e->text_len ? normal_text(text, t, sizeof(t)) : 0;
+            size_t tl = normal_text(text, t, sizeof(t));
             if (tl && hset_has(&bad, hash_lc(t, tl))) {
                 s->stats[3]++;
                 continue;
             }
         }
-        set_literal(s, e);
+        /* a filter with nothing to match on would block everything: never a verdict */
+        if (!f.pattern.len && !(f.flags & GT_ABP_REGEX) && !f.domains.len && !f.types &&
+            !f.removeparam.len)
+            continue;
+        char lit[512];
+        size_t ll = literal(&f, lit, sizeof(lit));
+        if (tl_len + ll > tl_cap) {
+            tl_cap = tl_cap ? tl_cap * 2 : 65536;
+            tlits = gt_xrealloc(tlits, tl_cap);
+        }
+        memcpy(tlits + tl_len, lit, ll);
+        litoff[i] = (uint32_t)tl_len;
+        litlen[i] = (uint16_t)ll;
+        tl_len += ll;
         gt_slice host;
         tok_choice tc = {&counts, 0, 0, 0};
-        if (whole_host(&e->f, &host)) {
-            e->key = hash_lc(host.p, host.len);
-            uint32_t h = e->key & (uint32_t)s->host_mask;
-            e->next = s->host[h];
-            s->host[h] = (uint32_t)i;
-            s->stats[0]++;
-        } else if ((each_token(&e->f, choose_tok, &tc), tc.best_len)) {
-            e->key = tc.best_key;
-            uint32_t h = e->key & (uint32_t)s->tok_mask;
-            e->next = s->tok[h];
-            s->tok[h] = (uint32_t)i;
-            s->stats[1]++;
+        size_t copies = 1;
+        if (f.removeparam.len) {
+            cls[i] = C_RMPARAM;
+        } else if (whole_host(&f, &host)) {
+            key[i] = key_of(hash_lc(host.p, host.len));
+            cls[i] = C_HOST;
+            nhost++;
+        } else if ((each_token(&f, choose_tok, &tc), tc.best_len)) {
+            key[i] = key_of(tc.best_key);
+            cls[i] = C_TOK;
+            ntok++;
+        } else if (each_domain(&f, NULL, NULL)) {
+            cls[i] = C_DOM;
+            copies = 0;
+            gt_slice rest = f.domains, dm;
+            while (gt_slice_next(&rest, '|', &dm))
+                copies += dm.len && dm.p[0] != '~';
+            ndom += copies;
         } else {
-            e->next = s->always;
-            s->always = (uint32_t)i;
-            s->stats[2]++;
+            cls[i] = C_ALWAYS;
+        }
+        nhot += copies;
+        lits_total += copies * ll;
+    }
+    /* pass 3: count each key's filters, lay the runs out, then place (in list order) */
+    kt_init(&s->host, nhost);
+    kt_init(&s->tok, ntok);
+    kt_init(&s->dom, ndom);
+    placer pl = {&s->dom, NULL, 0, NULL};
+    for (size_t i = 0; i < s->n; i++) {
+        gt_abp_filter f;
+        switch (cls[i]) {
+        case C_HOST: kt_slot(&s->host, key[i])->count++; break;
+        case C_TOK: kt_slot(&s->tok, key[i])->count++; break;
+        case C_DOM:
+            expand(s, &s->v[i], &f);
+            each_domain(&f, count_dom, &pl);
+            break;
+        case C_ALWAYS: s->nalways++; break;
+        case C_RMPARAM: s->nrmparam++; break;
+        default: break;
         }
     }
+    uint32_t at = 0;
+    kt_layout(&s->host, &at);
+    kt_layout(&s->tok, &at);
+    kt_layout(&s->dom, &at);
+    s->always = at;
+    at += s->nalways;
+    s->rmparam = at;
+    at += s->nrmparam;
+    s->nhot = at;
+    s->hot = gt_xcalloc(at ? at : 1, sizeof(hot));
+    pl.hot = s->hot;
+    uint32_t na = 0, nr = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        if (cls[i] == C_DROP)
+            continue;
+        const entry *e = &s->v[i];
+        hot h = {.ix = (uint32_t)i, .types = e->types, .lit = litoff[i], .lit_len = litlen[i],
+                 .verdict = (e->flags & GT_ABP_EXCEPTION)   ? V_EXCEPTION
+                            : (e->flags & GT_ABP_IMPORTANT) ? V_IMPORTANT
+                                                            : V_BLOCK};
+        slot *sl;
+        gt_abp_filter f;
+        switch (cls[i]) {
+        case C_HOST:
+            sl = kt_slot(&s->host, key[i]);
+            s->hot[sl->start + sl->count++] = h;
+            s->stats[0]++;
+            break;
+        case C_TOK:
+            sl = kt_slot(&s->tok, key[i]);
+            s->hot[sl->start + sl->count++] = h;
+            s->stats[1]++;
+            break;
+        case C_DOM:
+            expand(s, e, &f);
+            pl.tmpl = &h;
+            each_domain(&f, place_dom, &pl);
+            s->stats[4]++;
+            break;
+        case C_ALWAYS:
+            s->hot[s->always + na++] = h;
+            s->stats[2]++;
+            break;
+        case C_RMPARAM:
+            s->hot[s->rmparam + nr++] = h;
+            break;
+        default: break;
+        }
+    }
+    /* the literals in bucket order, next to each other for the request's searches */
+    s->lits = gt_xmalloc(lits_total ? lits_total : 1);
+    size_t lo = 0;
+    for (size_t k = 0; k < s->nhot; k++) {
+        hot *h = &s->hot[k];
+        memcpy(s->lits + lo, tlits + h->lit, h->lit_len);
+        h->lit = (uint32_t)lo;
+        lo += h->lit_len;
+    }
+    free(tlits);
+    free(cls);
+    free(key);
+    free(litoff);
+    free(litlen);
     free(bad.h);
     free(counts.key);
     free(counts.count);
+    /* the entries' array at its size: a hundred thousand of them */
+    if (s->n && s->n < s->cap) {
+        s->v = gt_xrealloc(s->v, s->n * sizeof(*s->v));
+        s->cap = s->n;
+    }
     *out = s;
     return 0;
 }
@@ -478,18 +748,23 @@ void gt_abp_set_free(gt_abp_set *s)
 {
     if (!s)
         return;
-    for (size_t i = 0; i < s->n; i++)
-        gt_abp_filter_free(&s->v[i].f);
+    for (size_t i = 0; i < s->nres; i++) {
+        gt_abp_filter f = {.re = s->res[i]};
+        gt_abp_filter_free(&f);
+    }
     for (size_t i = 0; i < s->nbufs; i++) {
         free(s->bufs[i]);
         free(s->files[i]);
     }
+    free(s->res);
     free(s->bufs);
     free(s->files);
     free(s->v);
+    free(s->hot);
     free(s->lits);
-    free(s->tok);
-    free(s->host);
+    free(s->tok.s);
+    free(s->host.s);
+    free(s->dom.s);
     free(s);
 }
 
@@ -502,7 +777,7 @@ void gt_abp_set_stats(const gt_abp_set *s, size_t *by_host, size_t *by_token, si
 {
     *by_host = s->stats[0];
     *by_token = s->stats[1];
-    *always = s->stats[2];
+    *always = s->stats[2] + s->stats[4];
 }
 
 typedef struct {
@@ -510,59 +785,42 @@ typedef struct {
     gt_slice lurl; /* the URL lower-cased, for the literal prefilter */
 } verdict;
 
-/* key: the full hash the bucket was looked up by (0 for the always list). */
-static void consider(const gt_abp_set *s, uint32_t i, uint32_t key, gt_abp_request *rq,
+/* Tries a run of candidates. */
+static void consider(const gt_abp_set *s, const hot *h, uint32_t n, gt_abp_request *rq,
                      verdict *v)
 {
-    for (; i != NONE; i = s->v[i].next) {
-        const entry *e = &s->v[i];
-        if (key && e->key != key)
-            continue;
-        uint32_t fl = e->f.flags;
+    for (const hot *end = h + n; h < end; h++) {
         /* skip what cannot change the verdict any more */
-        if (fl & GT_ABP_EXCEPTION) {
-            if (v->exception)
-                continue;
-        } else if (fl & GT_ABP_IMPORTANT) {
-            if (v->important)
-                continue;
-        } else if (v->block) {
+        if (h->verdict == V_EXCEPTION ? v->exception != NULL
+            : h->verdict == V_IMPORTANT ? v->important != NULL
+                                        : v->block != NULL)
             continue;
-        }
-        if (!e->f.pattern.len && !(fl & GT_ABP_REGEX) && !e->f.domains.len && !e->f.types)
+        if (h->types && !(h->types & (1u << rq->type)))
             continue;
-        if (e->f.removeparam.len)
-            continue; /* rewrites, not decisions */
-        if (e->lit_len && v->lurl.len &&
-            !memmem(v->lurl.p, v->lurl.len, s->lits + e->lit, e->lit_len))
+        if (h->lit_len && v->lurl.len &&
+            !contains(v->lurl.p, v->lurl.len, s->lits + h->lit, h->lit_len))
             continue;
-        if (!gt_abp_match(&e->f, rq))
+        const entry *e = &s->v[h->ix];
+        gt_abp_filter f;
+        expand(s, e, &f);
+        if (!gt_abp_match(&f, rq))
             continue;
-        if (fl & GT_ABP_EXCEPTION)
+        if (h->verdict == V_EXCEPTION)
             v->exception = e;
-        else if (fl & GT_ABP_IMPORTANT)
+        else if (h->verdict == V_IMPORTANT)
             v->important = e;
         else
             v->block = e;
     }
 }
 
-/* The verdict and the deciding entry (NULL for PASS). */
-static gt_abp_verdict decide_entry(const gt_abp_set *s, const gt_abp_request *rq_in,
-                                   const entry **out);
-
-gt_abp_verdict gt_abp_set_decide(const gt_abp_set *s, const gt_abp_request *rq,
-                                 const char **file, unsigned *line)
+static void consider_slot(const gt_abp_set *s, const slot *sl, gt_abp_request *rq, verdict *v)
 {
-    const entry *e = NULL;
-    gt_abp_verdict v = decide_entry(s, rq, &e);
-    if (e && file) {
-        *file = s->files[e->fileix];
-        *line = e->line;
-    }
-    return v;
+    if (sl)
+        consider(s, s->hot + sl->start, sl->count, rq, v);
 }
 
+/* The verdict and the deciding entry (NULL for PASS). */
 static gt_abp_verdict decide_entry(const gt_abp_set *s, const gt_abp_request *rq_in,
                                    const entry **out)
 {
@@ -579,16 +837,25 @@ static gt_abp_verdict decide_entry(const gt_abp_set *s, const gt_abp_request *rq
         rqc.lurl = v.lurl;
     }
     /* the host and each parent (a.b.example, b.example, example) */
-    gt_slice h = rq->host;
-    while (h.len) {
-        uint32_t hk = hash_lc(h.p, h.len);
-        consider(s, s->host[hk & (uint32_t)s->host_mask], hk, rq, &v);
+    for (gt_slice h = rq->host; h.len;) {
+        consider_slot(s, kt_find(&s->host, key_of(hash_lc(h.p, h.len))), rq, &v);
         const char *dot = memchr(h.p, '.', h.len);
         if (!dot)
             break;
         h = gt_slice_make(dot + 1, h.len - (size_t)(dot + 1 - h.p));
     }
-    /* every alphanumeric token of the URL */
+    /* the source page's host and each parent, for filters bound to domain= only */
+    for (gt_slice h = rq->source_host; h.len && s->stats[4];) {
+        consider_slot(s, kt_find(&s->dom, key_of(hash_lc(h.p, h.len))), rq, &v);
+        const char *dot = memchr(h.p, '.', h.len);
+        if (!dot)
+            break;
+        h = gt_slice_make(dot + 1, h.len - (size_t)(dot + 1 - h.p));
+    }
+    /* every alphanumeric token of the URL; a token that comes back (".js" forty times in
+     * a combo URL) is tried once */
+    const slot *seen[64];
+    size_t nseen = 0;
     const char *u = rq->url.p;
     size_t n = rq->url.len;
     for (size_t i = 0; i < n;) {
@@ -599,19 +866,38 @@ static gt_abp_verdict decide_entry(const gt_abp_set *s, const gt_abp_request *rq
         size_t j = i;
         while (j < n && alnum((unsigned char)u[j]))
             j++;
-        if (j - i >= 2) {
-            uint32_t tk = hash_lc(u + i, j - i);
-            consider(s, s->tok[tk & (uint32_t)s->tok_mask], tk, rq, &v);
-        }
+        const slot *sl = j - i >= 2 ? kt_find(&s->tok, key_of(hash_lc(u + i, j - i))) : NULL;
         i = j;
+        if (!sl)
+            continue;
+        bool again = false;
+        for (size_t k = 0; k < nseen && !again; k++)
+            again = seen[k] == sl;
+        if (again)
+            continue;
+        if (nseen < sizeof(seen) / sizeof(seen[0]))
+            seen[nseen++] = sl;
+        consider_slot(s, sl, rq, &v);
     }
-    consider(s, s->always, 0, rq, &v);
+    consider(s, s->hot + s->always, s->nalways, rq, &v);
     *out = v.important ? v.important : v.exception && v.block ? v.exception : v.block;
     if (v.important)
         return GT_ABP_BLOCK;
     if (v.block)
         return v.exception ? GT_ABP_ALLOW : GT_ABP_BLOCK;
     return GT_ABP_PASS;
+}
+
+gt_abp_verdict gt_abp_set_decide(const gt_abp_set *s, const gt_abp_request *rq,
+                                 const char **file, unsigned *line)
+{
+    const entry *e = NULL;
+    gt_abp_verdict v = decide_entry(s, rq, &e);
+    if (e && file) {
+        *file = s->files[e->fileix];
+        *line = e->line;
+    }
+    return v;
 }
 
 /* A list filter's $redirect= resource as one of gretel's, by its kind (noop.js,
@@ -641,9 +927,8 @@ static gt_resp_kind redirect_kind(gt_slice r)
 /* Whether a filter says nothing but "this host": `||host^` (or `||host^|`) or a hosts
  * entry, with no type, party, domain or method condition. Only those can judge a CONNECT,
  * where nothing but the host is known. */
-static bool pure_host(const entry *e)
+static bool pure_host(const gt_abp_filter *f)
 {
-    const gt_abp_filter *f = &e->f;
     if (f->types || f->domains.len || f->methods.len || f->redirect.len || f->removeparam.len ||
         (f->flags & (GT_ABP_THIRD_PARTY | GT_ABP_FIRST_PARTY | GT_ABP_REGEX | GT_ABP_MATCH_CASE)))
         return false;
@@ -661,18 +946,19 @@ static bool pure_host(const entry *e)
 static const entry *decide_host_only(const gt_abp_set *s, gt_slice host, bool *allowed)
 {
     const entry *block = NULL, *important = NULL, *exception = NULL;
-    gt_slice h = host;
-    while (h.len) {
-        uint32_t hk = hash_lc(h.p, h.len);
-        for (uint32_t i = s->host[hk & (uint32_t)s->host_mask]; i != NONE; i = s->v[i].next) {
-            const entry *e = &s->v[i];
+    for (gt_slice h = host; h.len;) {
+        const slot *sl = kt_find(&s->host, key_of(hash_lc(h.p, h.len)));
+        for (uint32_t k = 0; sl && k < sl->count; k++) {
+            const entry *e = &s->v[s->hot[sl->start + k].ix];
+            gt_abp_filter f;
             gt_slice eh;
-            if (e->key != hk || !pure_host(e) || !whole_host(&e->f, &eh) || eh.len != h.len ||
+            expand(s, e, &f);
+            if (!pure_host(&f) || !whole_host(&f, &eh) || eh.len != h.len ||
                 strncasecmp(eh.p, h.p, h.len) != 0)
                 continue;
-            if (e->f.flags & GT_ABP_EXCEPTION)
+            if (e->flags & GT_ABP_EXCEPTION)
                 exception = exception ? exception : e;
-            else if (e->f.flags & GT_ABP_IMPORTANT)
+            else if (e->flags & GT_ABP_IMPORTANT)
                 important = important ? important : e;
             else
                 block = block ? block : e;
@@ -728,7 +1014,9 @@ void gt_lists_apply(const gt_abp_set *s, const gt_rules_request *rq, const gt_ps
     if (decide_entry(s, &ar, &e) != GT_ABP_BLOCK || !e)
         return;
     /* the deciding filter's redirect, when it names one */
-    gt_resp_kind rk = e->f.redirect.len ? redirect_kind(e->f.redirect) : GT_RESP_DEFAULT;
+    gt_abp_filter f;
+    expand(s, e, &f);
+    gt_resp_kind rk = f.redirect.len ? redirect_kind(f.redirect) : GT_RESP_DEFAULT;
     d->action = rk != GT_RESP_DEFAULT ? GT_DECIDE_REDIRECT : GT_DECIDE_BLOCK;
     d->resp = rk;
     d->rule = NULL;
