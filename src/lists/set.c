@@ -48,11 +48,13 @@ typedef struct {
  * Open addressing keyed by the full hash: a token no filter offers is answered by the
  * table alone (most tokens are such). */
 typedef struct {
-    uint32_t key; /* 0: empty slot (keys are never 0, see key_of) */
     uint32_t start, count;
 } slot;
 
+/* The keys apart from their runs: a probe reads 4 bytes a slot, so the token table's
+ * keys (the most probed) stay in the near caches. */
 typedef struct {
+    uint32_t *keys; /* 0: empty slot (keys are never 0, see key_of) */
     slot *s;
     size_t mask;
 } ktable;
@@ -134,21 +136,48 @@ static bool add_entry(gt_abp_set *s, gt_abp_filter *f, gt_slice text, size_t fil
     return true;
 }
 
+/* Alphanumeric bytes to their lower case, every other byte to 0: the URL is lower-cased,
+ * cut into tokens and hashed in one pass with it. */
+#define LC2(c) [c] = (uint8_t)((c) >= 'A' && (c) <= 'Z' ? (c) + 32 : (c))
+#define LC_RANGE10(c) LC2(c), LC2(c + 1), LC2(c + 2), LC2(c + 3), LC2(c + 4), LC2(c + 5), \
+                      LC2(c + 6), LC2(c + 7), LC2(c + 8), LC2(c + 9)
+static const uint8_t tok_lc[256] = {
+    LC_RANGE10('0'),
+    LC_RANGE10('A'), LC_RANGE10('A' + 10), LC2('U'), LC2('V'), LC2('W'), LC2('X'), LC2('Y'), LC2('Z'),
+    LC_RANGE10('a'), LC_RANGE10('a' + 10), LC2('u'), LC2('v'), LC2('w'), LC2('x'), LC2('y'), LC2('z'),
+};
+
+/* The running hash of a token or host, one (lower-cased) byte at a time: a short
+ * dependency chain per byte; hash_end mixes the bits for the tables' low-bit indexing. */
+#define HASH_INIT 5381u
+static inline uint32_t hash_step(uint32_t h, uint8_t c)
+{
+    return (h << 5) + h + c;
+}
+
+static inline uint32_t hash_end(uint32_t h)
+{
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
+    return h;
+}
+
 static uint32_t hash_lc(const char *p, size_t n)
 {
-    uint32_t h = 2166136261u;
+    uint32_t h = HASH_INIT;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
-        if (c >= 'A' && c <= 'Z')
-            c = (unsigned char)(c + 32);
-        h = (h ^ c) * 16777619u;
+        h = hash_step(h, c >= 'A' && c <= 'Z' ? (uint8_t)(c + 32) : c);
     }
-    return h;
+    return hash_end(h);
 }
 
 static bool alnum(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    return tok_lc[c] != 0;
 }
 
 /* A hash as a table key: never 0, which marks an empty slot. */
@@ -160,9 +189,9 @@ static uint32_t key_of(uint32_t h)
 static const slot *kt_find(const ktable *t, uint32_t key)
 {
     for (size_t k = key & t->mask;; k = (k + 1) & t->mask) {
-        if (t->s[k].key == key)
+        if (t->keys[k] == key)
             return &t->s[k];
-        if (!t->s[k].key)
+        if (!t->keys[k])
             return NULL;
     }
 }
@@ -171,9 +200,9 @@ static const slot *kt_find(const ktable *t, uint32_t key)
 static slot *kt_slot(ktable *t, uint32_t key)
 {
     size_t k = key & t->mask;
-    while (t->s[k].key && t->s[k].key != key)
+    while (t->keys[k] && t->keys[k] != key)
         k = (k + 1) & t->mask;
-    t->s[k].key = key;
+    t->keys[k] = key;
     return &t->s[k];
 }
 
@@ -182,8 +211,15 @@ static void kt_init(ktable *t, size_t nkeys)
     size_t cap = 16;
     while (cap < nkeys * 2)
         cap *= 2;
+    t->keys = gt_xcalloc(cap, sizeof(uint32_t));
     t->s = gt_xcalloc(cap, sizeof(slot));
     t->mask = cap - 1;
+}
+
+static void kt_free(ktable *t)
+{
+    free(t->keys);
+    free(t->s);
 }
 
 /* Lays the table's runs out from *at on (counts known), leaving each count at 0 for
@@ -191,7 +227,7 @@ static void kt_init(ktable *t, size_t nkeys)
 static void kt_layout(ktable *t, uint32_t *at)
 {
     for (size_t k = 0; k <= t->mask; k++)
-        if (t->s[k].key) {
+        if (t->keys[k]) {
             t->s[k].start = *at;
             *at += t->s[k].count;
             t->s[k].count = 0;
@@ -762,9 +798,9 @@ void gt_abp_set_free(gt_abp_set *s)
     free(s->v);
     free(s->hot);
     free(s->lits);
-    free(s->tok.s);
-    free(s->host.s);
-    free(s->dom.s);
+    kt_free(&s->tok);
+    kt_free(&s->host);
+    kt_free(&s->dom);
     free(s);
 }
 
@@ -828,13 +864,44 @@ static gt_abp_verdict decide_entry(const gt_abp_set *s, const gt_abp_request *rq
     gt_abp_request rqc = *rq_in;
     gt_abp_request *rq = &rqc;
     char lurl[4096];
-    if (rq->url.len <= sizeof(lurl)) {
-        for (size_t i = 0; i < rq->url.len; i++) {
-            char c = rq->url.p[i];
-            lurl[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
-        }
+    bool lower = rq->url.len <= sizeof(lurl);
+    if (lower) {
         v.lurl = gt_slice_make(lurl, rq->url.len);
         rqc.lurl = v.lurl;
+    }
+    /* every alphanumeric token of the URL (lower-cased into lurl on the way); a token that
+     * comes back (".js" forty times in a combo URL) is tried once. The candidates wait
+     * until the whole URL is lower-cased: their literals are searched in it. */
+    const slot *hits[64];
+    size_t nhits = 0;
+    const unsigned char *u = (const unsigned char *)rq->url.p;
+    size_t n = rq->url.len, tlen = 0;
+    uint32_t th = HASH_INIT;
+    for (size_t i = 0; i <= n; i++) {
+        uint8_t c = i < n ? u[i] : 0, l = tok_lc[c];
+        if (lower && i < n)
+            lurl[i] = l ? (char)l : (char)c;
+        if (l) {
+            th = hash_step(th, l);
+            tlen++;
+            continue;
+        }
+        if (tlen >= 2) {
+            const slot *sl = kt_find(&s->tok, key_of(hash_end(th)));
+            bool again = false;
+            for (size_t k = 0; sl && k < nhits && !again; k++)
+                again = hits[k] == sl;
+            if (sl && !again) {
+                if (nhits == sizeof(hits) / sizeof(hits[0])) {
+                    for (size_t k = 0; k < nhits; k++)
+                        consider_slot(s, hits[k], rq, &v);
+                    nhits = 0;
+                }
+                hits[nhits++] = sl;
+            }
+        }
+        th = HASH_INIT;
+        tlen = 0;
     }
     /* the host and each parent (a.b.example, b.example, example) */
     for (gt_slice h = rq->host; h.len;) {
@@ -852,33 +919,8 @@ static gt_abp_verdict decide_entry(const gt_abp_set *s, const gt_abp_request *rq
             break;
         h = gt_slice_make(dot + 1, h.len - (size_t)(dot + 1 - h.p));
     }
-    /* every alphanumeric token of the URL; a token that comes back (".js" forty times in
-     * a combo URL) is tried once */
-    const slot *seen[64];
-    size_t nseen = 0;
-    const char *u = rq->url.p;
-    size_t n = rq->url.len;
-    for (size_t i = 0; i < n;) {
-        if (!alnum((unsigned char)u[i])) {
-            i++;
-            continue;
-        }
-        size_t j = i;
-        while (j < n && alnum((unsigned char)u[j]))
-            j++;
-        const slot *sl = j - i >= 2 ? kt_find(&s->tok, key_of(hash_lc(u + i, j - i))) : NULL;
-        i = j;
-        if (!sl)
-            continue;
-        bool again = false;
-        for (size_t k = 0; k < nseen && !again; k++)
-            again = seen[k] == sl;
-        if (again)
-            continue;
-        if (nseen < sizeof(seen) / sizeof(seen[0]))
-            seen[nseen++] = sl;
-        consider_slot(s, sl, rq, &v);
-    }
+    for (size_t k = 0; k < nhits; k++)
+        consider_slot(s, hits[k], rq, &v);
     consider(s, s->hot + s->always, s->nalways, rq, &v);
     *out = v.important ? v.important : v.exception && v.block ? v.exception : v.block;
     if (v.important)
