@@ -42,7 +42,12 @@ typedef struct {
     uint16_t lit_len;
     uint8_t verdict; /* V_* */
     uint8_t anchor;  /* the literal's byte to search for (anchor_of) */
+    uint16_t lit_at; /* where the key (token, host) starts in the literal, AT_NONE when it
+                        is not in it: then the literal is searched for, else compared where
+                        the key was found in the URL */
 } hot;
+
+#define AT_NONE UINT16_MAX
 
 /* One key (a host's, token's or source domain's full hash) and its run in the hot array.
  * Open addressing keyed by the full hash: a token no filter offers is answered by the
@@ -387,6 +392,7 @@ typedef struct {
     const tcount *counts;
     uint32_t best_key, best_count;
     size_t best_len;
+    const char *best_p; /* where it is in the pattern (regex filters: elsewhere) */
 } tok_choice;
 
 /* The rarest token among the filters (ties: the longer), so that buckets stay small. */
@@ -398,6 +404,7 @@ static void choose_tok(void *arg, const char *t, size_t n)
         c->best_key = h;
         c->best_count = cnt;
         c->best_len = n;
+        c->best_p = t;
     }
 }
 
@@ -481,8 +488,9 @@ static bool hset_has(const hset *t, uint32_t h)
 /* The longest run of the pattern without '*' or '^' (for regex filters: the bytes every
  * match contains), lower-cased, into out; 0 when under 3 bytes or the filter is
  * match-case (then the URL is not searched lower-cased). */
-static size_t literal(const gt_abp_filter *f, char *out, size_t cap)
+static size_t literal(const gt_abp_filter *f, char *out, size_t cap, size_t *at)
 {
+    *at = SIZE_MAX; /* its offset in the pattern, when it is a run of the pattern */
     if (f->flags & (GT_ABP_MATCH_CASE | GT_ABP_HOST_ONLY))
         return 0;
     const char *p = f->pattern.p;
@@ -506,6 +514,8 @@ static size_t literal(const gt_abp_filter *f, char *out, size_t cap)
     }
     if (bl < 3 || bl > cap || bl > UINT16_MAX)
         return 0; /* too short to be worth a search */
+    if (!(f->flags & GT_ABP_REGEX))
+        *at = bi;
     for (size_t k = 0; k < bl; k++) {
         char c = p[bi + k];
         out[k] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
@@ -648,7 +658,7 @@ int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, g
     size_t nn = s->n ? s->n : 1;
     uint8_t *cls = gt_xcalloc(nn, 1);
     uint32_t *key = gt_xcalloc(nn, sizeof(uint32_t)), *litoff = gt_xcalloc(nn, sizeof(uint32_t));
-    uint16_t *litlen = gt_xcalloc(nn, sizeof(uint16_t));
+    uint16_t *litlen = gt_xcalloc(nn, sizeof(uint16_t)), *litat = gt_xcalloc(nn, sizeof(uint16_t));
     char *tlits = NULL;
     size_t tl_len = 0, tl_cap = 0, nhost = 0, ntok = 0, ndom = 0, nhot = 0, lits_total = 0;
     for (size_t i = 0; i < s->n; i++) {
@@ -670,7 +680,8 @@ int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, g
             !f.removeparam.len)
             continue;
         char lit[512];
-        size_t ll = literal(&f, lit, sizeof(lit));
+        size_t lat, ll = literal(&f, lit, sizeof(lit), &lat);
+        litat[i] = AT_NONE;
         if (tl_len + ll > tl_cap) {
             tl_cap = tl_cap ? tl_cap * 2 : 65536;
             tlits = gt_xrealloc(tlits, tl_cap);
@@ -686,10 +697,16 @@ int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, g
             cls[i] = C_RMPARAM;
         } else if (whole_host(&f, &host)) {
             key[i] = key_of(hash_lc(host.p, host.len));
+            if (ll && lat == 0 && host.p == f.pattern.p)
+                litat[i] = 0; /* the literal starts with the host */
             cls[i] = C_HOST;
             nhost++;
         } else if ((each_token(&f, choose_tok, &tc), tc.best_len)) {
             key[i] = key_of(tc.best_key);
+            size_t to = (size_t)(tc.best_p - f.pattern.p);
+            if (ll && lat != SIZE_MAX && !(f.flags & GT_ABP_REGEX) && to >= lat &&
+                to + tc.best_len <= lat + ll && to - lat < AT_NONE)
+                litat[i] = (uint16_t)(to - lat); /* the token inside the literal */
             cls[i] = C_TOK;
             ntok++;
         } else if (each_domain(&f, NULL, NULL)) {
@@ -741,6 +758,7 @@ int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, g
             continue;
         const entry *e = &s->v[i];
         hot h = {.ix = (uint32_t)i, .types = e->types, .lit = litoff[i], .lit_len = litlen[i],
+                 .lit_at = litat[i],
                  .verdict = (e->flags & GT_ABP_EXCEPTION)   ? V_EXCEPTION
                             : (e->flags & GT_ABP_IMPORTANT) ? V_IMPORTANT
                                                             : V_BLOCK};
@@ -788,6 +806,7 @@ int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, g
     free(key);
     free(litoff);
     free(litlen);
+    free(litat);
     free(bad.h);
     free(counts.key);
     free(counts.count);
@@ -841,11 +860,21 @@ typedef struct {
     gt_slice lurl; /* the URL lower-cased, for the literal prefilter */
 } verdict;
 
-/* Tries a run of candidates. */
+#ifdef GT_LISTS_STATS
+unsigned long gt_st_visit, gt_st_match, gt_st_hit, gt_st_lit;
+#define ST(x) (x++)
+#else
+#define ST(x) ((void)0)
+#endif
+
+/* Tries a run of candidates. pos: where the run's key (token or host) was found in the
+ * lower-cased URL (SIZE_MAX: not known); repeat: the key was tried before at another
+ * place (then only candidates whose literal is checked at pos can differ). */
 static void consider(const gt_abp_set *s, const hot *h, uint32_t n, gt_abp_request *rq,
-                     verdict *v)
+                     verdict *v, size_t pos, bool repeat)
 {
     for (const hot *end = h + n; h < end; h++) {
+        ST(gt_st_visit);
         /* skip what cannot change the verdict any more */
         if (h->verdict == V_EXCEPTION ? v->exception != NULL
             : h->verdict == V_IMPORTANT ? v->important != NULL
@@ -853,14 +882,26 @@ static void consider(const gt_abp_set *s, const hot *h, uint32_t n, gt_abp_reque
             continue;
         if (h->types && !(h->types & (1u << rq->type)))
             continue;
-        if (h->lit_len && v->lurl.len &&
-            !contains(v->lurl.p, v->lurl.len, s->lits + h->lit, h->lit_len, h->anchor))
+        ST(gt_st_lit);
+        bool at_pos = h->lit_len && h->lit_at != AT_NONE && pos != SIZE_MAX && v->lurl.len;
+        if (repeat && !at_pos)
             continue;
+        if (at_pos) {
+            /* the literal where the key is: one comparison instead of a search */
+            if (pos < h->lit_at || pos - h->lit_at + h->lit_len > v->lurl.len ||
+                memcmp(v->lurl.p + pos - h->lit_at, s->lits + h->lit, h->lit_len) != 0)
+                continue;
+        } else if (h->lit_len && v->lurl.len &&
+                   !contains(v->lurl.p, v->lurl.len, s->lits + h->lit, h->lit_len, h->anchor)) {
+            continue;
+        }
         const entry *e = &s->v[h->ix];
         gt_abp_filter f;
         expand(s, e, &f);
+        ST(gt_st_match);
         if (!gt_abp_match(&f, rq))
             continue;
+        ST(gt_st_hit);
         if (h->verdict == V_EXCEPTION)
             v->exception = e;
         else if (h->verdict == V_IMPORTANT)
@@ -870,10 +911,11 @@ static void consider(const gt_abp_set *s, const hot *h, uint32_t n, gt_abp_reque
     }
 }
 
-static void consider_slot(const gt_abp_set *s, const slot *sl, gt_abp_request *rq, verdict *v)
+static void consider_slot(const gt_abp_set *s, const slot *sl, gt_abp_request *rq, verdict *v,
+                          size_t pos, bool repeat)
 {
     if (sl)
-        consider(s, s->hot + sl->start, sl->count, rq, v);
+        consider(s, s->hot + sl->start, sl->count, rq, v, pos, repeat);
 }
 
 /* The verdict and the deciding entry (NULL for PASS). */
@@ -884,48 +926,23 @@ static gt_abp_verdict decide_entry(const gt_abp_set *s, const gt_abp_request *rq
     gt_abp_request rqc = *rq_in;
     gt_abp_request *rq = &rqc;
     char lurl[4096];
-    bool lower = rq->url.len <= sizeof(lurl);
-    if (lower) {
-        v.lurl = gt_slice_make(lurl, rq->url.len);
-        rqc.lurl = v.lurl;
-    }
-    /* every alphanumeric token of the URL (lower-cased into lurl on the way); a token that
-     * comes back (".js" forty times in a combo URL) is tried once. The candidates wait
-     * until the whole URL is lower-cased: their literals are searched in it. */
-    const slot *hits[64];
-    size_t nhits = 0;
     const unsigned char *u = (const unsigned char *)rq->url.p;
-    size_t n = rq->url.len, tlen = 0;
-    uint32_t th = HASH_INIT;
-    for (size_t i = 0; i <= n; i++) {
-        uint8_t c = i < n ? u[i] : 0, l = tok_lc[c];
-        if (lower && i < n)
-            lurl[i] = l ? (char)l : (char)c;
-        if (l) {
-            th = hash_step(th, l);
-            tlen++;
-            continue;
-        }
-        if (tlen >= 2) {
-            const slot *sl = kt_find(&s->tok, key_of(hash_end(th)));
-            bool again = false;
-            for (size_t k = 0; sl && k < nhits && !again; k++)
-                again = hits[k] == sl;
-            if (sl && !again) {
-                if (nhits == sizeof(hits) / sizeof(hits[0])) {
-                    for (size_t k = 0; k < nhits; k++)
-                        consider_slot(s, hits[k], rq, &v);
-                    nhits = 0;
-                }
-                hits[nhits++] = sl;
-            }
-        }
-        th = HASH_INIT;
-        tlen = 0;
+    size_t n = rq->url.len;
+    if (n <= sizeof(lurl)) {
+        for (size_t i = 0; i < n; i++)
+            lurl[i] = tok_lc[u[i]] ? (char)tok_lc[u[i]] : (char)u[i];
+        v.lurl = gt_slice_make(lurl, n);
+        rqc.lurl = v.lurl;
+        u = (const unsigned char *)lurl;
     }
-    /* the host and each parent (a.b.example, b.example, example) */
+    /* the host and each parent (a.b.example, b.example, example), with where each
+     * starts in the URL when the host is a part of it */
+    size_t hpos = rq->host.p >= rq->url.p && rq->host.p + rq->host.len <= rq->url.p + n
+                      ? (size_t)(rq->host.p - rq->url.p)
+                      : SIZE_MAX;
     for (gt_slice h = rq->host; h.len;) {
-        consider_slot(s, kt_find(&s->host, key_of(hash_lc(h.p, h.len))), rq, &v);
+        consider_slot(s, kt_find(&s->host, key_of(hash_lc(h.p, h.len))), rq, &v,
+                      hpos == SIZE_MAX ? SIZE_MAX : hpos + (size_t)(h.p - rq->host.p), false);
         const char *dot = memchr(h.p, '.', h.len);
         if (!dot)
             break;
@@ -933,15 +950,39 @@ static gt_abp_verdict decide_entry(const gt_abp_set *s, const gt_abp_request *rq
     }
     /* the source page's host and each parent, for filters bound to domain= only */
     for (gt_slice h = rq->source_host; h.len && s->stats[4];) {
-        consider_slot(s, kt_find(&s->dom, key_of(hash_lc(h.p, h.len))), rq, &v);
+        consider_slot(s, kt_find(&s->dom, key_of(hash_lc(h.p, h.len))), rq, &v, SIZE_MAX, false);
         const char *dot = memchr(h.p, '.', h.len);
         if (!dot)
             break;
         h = gt_slice_make(dot + 1, h.len - (size_t)(dot + 1 - h.p));
     }
-    for (size_t k = 0; k < nhits; k++)
-        consider_slot(s, hits[k], rq, &v);
-    consider(s, s->hot + s->always, s->nalways, rq, &v);
+    /* every alphanumeric token of the URL, at each place it is found (a token that comes
+     * back, ".js" forty times in a combo URL, costs a comparison per candidate) */
+    const slot *seen[64];
+    size_t nseen = 0, tlen = 0;
+    uint32_t th = HASH_INIT;
+    for (size_t i = 0; i <= n; i++) {
+        uint8_t l = i < n ? tok_lc[u[i]] : 0;
+        if (l) {
+            th = hash_step(th, l);
+            tlen++;
+            continue;
+        }
+        if (tlen >= 2) {
+            const slot *sl = kt_find(&s->tok, key_of(hash_end(th)));
+            if (sl) {
+                bool again = false;
+                for (size_t k = 0; k < nseen && !again; k++)
+                    again = seen[k] == sl;
+                if (!again && nseen < sizeof(seen) / sizeof(seen[0]))
+                    seen[nseen++] = sl;
+                consider_slot(s, sl, rq, &v, i - tlen, again);
+            }
+        }
+        th = HASH_INIT;
+        tlen = 0;
+    }
+    consider(s, s->hot + s->always, s->nalways, rq, &v, SIZE_MAX, false);
     *out = v.important ? v.important : v.exception && v.block ? v.exception : v.block;
     if (v.important)
         return GT_ABP_BLOCK;
