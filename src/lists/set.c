@@ -20,6 +20,10 @@
 #include "gretel/lists.h"
 #include "gretel/util.h"
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 /* A filter as stored: gt_abp_filter's slices as offsets into its line. */
 enum { F_PATTERN, F_DOMAINS, F_REDIRECT, F_METHODS, F_REMOVEPARAM, F_NSLICES };
 
@@ -62,6 +66,11 @@ typedef struct {
     uint32_t *keys; /* 0: empty slot (keys are never 0, see key_of) */
     slot *s;
     size_t mask;
+    /* two bits per key in a bitmap of 4 bits per slot: most absent keys (a request's
+     * hosts and parents that no filter names) are answered from it, which stays in the
+     * near caches while the keys of a hundred thousand hosts do not */
+    uint64_t *bloom;
+    size_t bloom_mask; /* in bits */
 } ktable;
 
 struct gt_abp_set {
@@ -152,32 +161,103 @@ static const uint8_t tok_lc[256] = {
     LC_RANGE10('a'), LC_RANGE10('a' + 10), LC2('u'), LC2('v'), LC2('w'), LC2('x'), LC2('y'), LC2('z'),
 };
 
-/* The running hash of a token or host, one (lower-cased) byte at a time: a short
- * dependency chain per byte; hash_end mixes the bits for the tables' low-bit indexing. */
-#define HASH_INIT 5381u
-static inline uint32_t hash_step(uint32_t h, uint8_t c)
+/* A word of 8 bytes with its ASCII capitals lower-cased, all at once (SWAR): hashing
+ * needs no lower-cased copy of what it hashes. */
+static inline uint64_t lower8(uint64_t w)
 {
-    return (h << 5) + h + c;
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    uint64_t low7 = w & ~high;
+    uint64_t ge_a = low7 + 0x3f * ones;       /* high bit: byte >= 'A' */
+    uint64_t gt_z = low7 + 0x25 * ones;       /* high bit: byte > 'Z' */
+    uint64_t upper = ge_a & ~gt_z & ~w & high; /* ASCII only: the byte's own high bit clear */
+    return w | (upper >> 2);                   /* 0x80 >> 2 = 0x20 */
 }
 
-static inline uint32_t hash_end(uint32_t h)
+/* 1 to 8 bytes as a word, without reading past them (overlapping loads). */
+static inline uint64_t load_upto8(const char *p, size_t n)
 {
-    h ^= h >> 16;
-    h *= 0x85ebca6bu;
-    h ^= h >> 13;
-    h *= 0xc2b2ae35u;
-    h ^= h >> 16;
-    return h;
+    if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, p, 4);
+        memcpy(&b, p + n - 4, 4);
+        return ((uint64_t)a << 32) | b;
+    }
+    return ((uint64_t)(uint8_t)p[0] << 16) | ((uint64_t)(uint8_t)p[n >> 1] << 8) |
+           (uint8_t)p[n - 1];
 }
 
+static inline uint64_t mix64(uint64_t x)
+{
+    x *= 0xbf58476d1ce4e5b9ull;
+    return x ^ (x >> 31);
+}
+
+/* The hash of a token, host or filter text, case-insensitive (ASCII): 8 bytes a step,
+ * so that a URL's tokens cost a multiply or two each, not one per byte. Collisions cost
+ * time only: every candidate they bring is matched in full. The values depend on the
+ * machine's byte order; nothing stores them across machines. */
 static uint32_t hash_lc(const char *p, size_t n)
 {
-    uint32_t h = HASH_INIT;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        h = hash_step(h, c >= 'A' && c <= 'Z' ? (uint8_t)(c + 32) : c);
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
+    for (; n > 8; p += 8, n -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = mix64(h ^ lower8(w));
     }
-    return hash_end(h);
+    if (n)
+        h = mix64(h ^ lower8(load_upto8(p, n)));
+    return (uint32_t)(h ^ (h >> 32));
+}
+
+/* The URL lower-cased into out (which has room for n rounded up to 16, plus 16) and
+ * a bit per byte, set for the alphanumeric ones, into mask (n / 64 + 1 words). The
+ * tokeniser then walks bit runs instead of branching on every byte, which on real URLs
+ * mispredicts at each token's end. Bytes past n are zeros: never part of a token. */
+static void lower_and_classify(const unsigned char *u, size_t n, char *out, uint64_t *mask)
+{
+    size_t words = n / 64 + 1;
+    memset(mask, 0, words * sizeof(uint64_t));
+    size_t i = 0;
+#ifdef __SSE2__
+    const __m128i flip = _mm_set1_epi8((char)0x80);
+    const __m128i A1 = _mm_set1_epi8((char)(('A' - 1) ^ 0x80)), Z1 = _mm_set1_epi8((char)(('Z' + 1) ^ 0x80));
+    const __m128i a1 = _mm_set1_epi8((char)(('a' - 1) ^ 0x80)), z1 = _mm_set1_epi8((char)(('z' + 1) ^ 0x80));
+    const __m128i d1 = _mm_set1_epi8((char)(('0' - 1) ^ 0x80)), d9 = _mm_set1_epi8((char)(('9' + 1) ^ 0x80));
+    const __m128i x20 = _mm_set1_epi8(0x20);
+    for (; i + 16 <= n; i += 16) {
+        __m128i c = _mm_loadu_si128((const __m128i *)(u + i));
+        __m128i t = _mm_xor_si128(c, flip); /* signed compares order bytes as unsigned */
+        __m128i up = _mm_and_si128(_mm_cmpgt_epi8(t, A1), _mm_cmplt_epi8(t, Z1));
+        __m128i lo = _mm_or_si128(c, _mm_and_si128(up, x20));
+        _mm_storeu_si128((__m128i *)(out + i), lo);
+        __m128i tl = _mm_xor_si128(lo, flip);
+        __m128i al = _mm_or_si128(_mm_and_si128(_mm_cmpgt_epi8(tl, a1), _mm_cmplt_epi8(tl, z1)),
+                                  _mm_and_si128(_mm_cmpgt_epi8(tl, d1), _mm_cmplt_epi8(tl, d9)));
+        mask[i / 64] |= (uint64_t)(uint32_t)_mm_movemask_epi8(al) << (i % 64);
+    }
+#endif
+    for (; i < n; i++) {
+        uint8_t l = tok_lc[u[i]];
+        out[i] = l ? (char)l : (char)u[i];
+        if (l)
+            mask[i / 64] |= 1ull << (i % 64);
+    }
+    memset(out + n, 0, 16);
+}
+
+/* The first position from i on whose bit is set (want) or clear (!want); n if none. */
+static size_t next_bit(const uint64_t *mask, size_t i, size_t n, bool want)
+{
+    while (i < n) {
+        uint64_t w = want ? mask[i / 64] : ~mask[i / 64];
+        w &= ~0ull << (i % 64);
+        if (w) {
+            size_t j = (i & ~(size_t)63) + (size_t)__builtin_ctzll(w);
+            return j < n ? j : n;
+        }
+        i = (i & ~(size_t)63) + 64;
+    }
+    return n;
 }
 
 static bool alnum(unsigned char c)
@@ -191,8 +271,16 @@ static uint32_t key_of(uint32_t h)
     return h ? h : 1;
 }
 
+static inline uint32_t bloom_b2(uint32_t key)
+{
+    return (key * 0x9e3779b1u) >> 7;
+}
+
 static const slot *kt_find(const ktable *t, uint32_t key)
 {
+    size_t b1 = key & t->bloom_mask, b2 = bloom_b2(key) & t->bloom_mask;
+    if (!((t->bloom[b1 / 64] >> (b1 % 64)) & (t->bloom[b2 / 64] >> (b2 % 64)) & 1))
+        return NULL;
     for (size_t k = key & t->mask;; k = (k + 1) & t->mask) {
         if (t->keys[k] == key)
             return &t->s[k];
@@ -208,6 +296,9 @@ static slot *kt_slot(ktable *t, uint32_t key)
     while (t->keys[k] && t->keys[k] != key)
         k = (k + 1) & t->mask;
     t->keys[k] = key;
+    size_t b1 = key & t->bloom_mask, b2 = bloom_b2(key) & t->bloom_mask;
+    t->bloom[b1 / 64] |= 1ull << (b1 % 64);
+    t->bloom[b2 / 64] |= 1ull << (b2 % 64);
     return &t->s[k];
 }
 
@@ -219,12 +310,16 @@ static void kt_init(ktable *t, size_t nkeys)
     t->keys = gt_xcalloc(cap, sizeof(uint32_t));
     t->s = gt_xcalloc(cap, sizeof(slot));
     t->mask = cap - 1;
+    /* 4 bits per slot (8 or more per key): about 3% of absent keys get through */
+    t->bloom = gt_xcalloc(cap * 4 / 64, sizeof(uint64_t));
+    t->bloom_mask = cap * 4 - 1;
 }
 
 static void kt_free(ktable *t)
 {
     free(t->keys);
     free(t->s);
+    free(t->bloom);
 }
 
 /* Lays the table's runs out from *at on (counts known), leaving each count at 0 for
@@ -861,7 +956,7 @@ typedef struct {
 } verdict;
 
 #ifdef GT_LISTS_STATS
-unsigned long gt_st_visit, gt_st_match, gt_st_hit, gt_st_lit;
+unsigned long gt_st_visit, gt_st_match, gt_st_hit, gt_st_lit, gt_st_cont, gt_st_pos;
 #define ST(x) (x++)
 #else
 #define ST(x) ((void)0)
@@ -888,10 +983,11 @@ static void consider(const gt_abp_set *s, const hot *h, uint32_t n, gt_abp_reque
             continue;
         if (at_pos) {
             /* the literal where the key is: one comparison instead of a search */
+            ST(gt_st_pos);
             if (pos < h->lit_at || pos - h->lit_at + h->lit_len > v->lurl.len ||
                 memcmp(v->lurl.p + pos - h->lit_at, s->lits + h->lit, h->lit_len) != 0)
                 continue;
-        } else if (h->lit_len && v->lurl.len &&
+        } else if (h->lit_len && v->lurl.len && (ST(gt_st_cont), 1) &&
                    !contains(v->lurl.p, v->lurl.len, s->lits + h->lit, h->lit_len, h->anchor)) {
             continue;
         }
@@ -925,12 +1021,13 @@ static gt_abp_verdict decide_entry(const gt_abp_set *s, const gt_abp_request *rq
     verdict v = {0};
     gt_abp_request rqc = *rq_in;
     gt_abp_request *rq = &rqc;
-    char lurl[4096];
+    char lurl[4096 + 32];
+    uint64_t amask[4096 / 64 + 1];
     const unsigned char *u = (const unsigned char *)rq->url.p;
     size_t n = rq->url.len;
-    if (n <= sizeof(lurl)) {
-        for (size_t i = 0; i < n; i++)
-            lurl[i] = tok_lc[u[i]] ? (char)tok_lc[u[i]] : (char)u[i];
+    bool lowered = n <= 4096;
+    if (lowered) {
+        lower_and_classify(u, n, lurl, amask);
         v.lurl = gt_slice_make(lurl, n);
         rqc.lurl = v.lurl;
         u = (const unsigned char *)lurl;
@@ -959,28 +1056,32 @@ static gt_abp_verdict decide_entry(const gt_abp_set *s, const gt_abp_request *rq
     /* every alphanumeric token of the URL, at each place it is found (a token that comes
      * back, ".js" forty times in a combo URL, costs a comparison per candidate) */
     const slot *seen[64];
-    size_t nseen = 0, tlen = 0;
-    uint32_t th = HASH_INIT;
-    for (size_t i = 0; i <= n; i++) {
-        uint8_t l = i < n ? tok_lc[u[i]] : 0;
-        if (l) {
-            th = hash_step(th, l);
-            tlen++;
-            continue;
-        }
-        if (tlen >= 2) {
-            const slot *sl = kt_find(&s->tok, key_of(hash_end(th)));
-            if (sl) {
-                bool again = false;
-                for (size_t k = 0; k < nseen && !again; k++)
-                    again = seen[k] == sl;
-                if (!again && nseen < sizeof(seen) / sizeof(seen[0]))
-                    seen[nseen++] = sl;
-                consider_slot(s, sl, rq, &v, i - tlen, again);
+    size_t nseen = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j;
+        if (lowered) {
+            i = next_bit(amask, i, n, true);
+            j = next_bit(amask, i, n, false);
+        } else {
+            /* a URL past 4 KiB: byte by byte */
+            if (!tok_lc[u[i]]) {
+                i++;
+                continue;
             }
+            for (j = i + 1; j < n && tok_lc[u[j]];)
+                j++;
         }
-        th = HASH_INIT;
-        tlen = 0;
+        const slot *sl = j - i >= 2 ? kt_find(&s->tok, key_of(hash_lc((const char *)u + i, j - i)))
+                                    : NULL;
+        if (sl) {
+            bool again = false;
+            for (size_t k = 0; k < nseen && !again; k++)
+                again = seen[k] == sl;
+            if (!again && nseen < sizeof(seen) / sizeof(seen[0]))
+                seen[nseen++] = sl;
+            consider_slot(s, sl, rq, &v, i, again);
+        }
+        i = j;
     }
     consider(s, s->hot + s->always, s->nalways, rq, &v, SIZE_MAX, false);
     *out = v.important ? v.important : v.exception && v.block ? v.exception : v.block;
