@@ -406,6 +406,10 @@ bool gt_abp_match(const gt_abp_filter *f, gt_abp_request *rq)
         return false;
     if (f->types && !(f->types & (1u << rq->type)))
         return false;
+    /* the source's domains before the party: the party may need two registrable-domain
+     * look-ups, the domains only comparisons */
+    if (!domains_ok(f, rq->source_host))
+        return false;
     if ((f->flags & (GT_ABP_THIRD_PARTY | GT_ABP_FIRST_PARTY)) && rq->party == GT_PARTY_UNKNOWN &&
         rq->psl) {
         /* only now: most requests never meet a filter that asks */
@@ -415,8 +419,6 @@ bool gt_abp_match(const gt_abp_filter *f, gt_abp_request *rq)
     if ((f->flags & GT_ABP_THIRD_PARTY) && rq->party != GT_PARTY_THIRD)
         return false;
     if ((f->flags & GT_ABP_FIRST_PARTY) && rq->party != GT_PARTY_FIRST)
-        return false;
-    if (!domains_ok(f, rq->source_host))
         return false;
     return pattern_match(f, rq);
 }

@@ -788,6 +788,7 @@ int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, g
         gt_slice host;
         tok_choice tc = {&counts, 0, 0, 0};
         size_t copies = 1;
+        bool dom_ok = false;
         if (f.removeparam.len) {
             cls[i] = C_RMPARAM;
         } else if (whole_host(&f, &host)) {
@@ -796,7 +797,8 @@ int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, g
                 litat[i] = 0; /* the literal starts with the host */
             cls[i] = C_HOST;
             nhost++;
-        } else if ((each_token(&f, choose_tok, &tc), tc.best_len)) {
+        } else if (!(dom_ok = each_domain(&f, NULL, NULL)) &&
+                   (each_token(&f, choose_tok, &tc), tc.best_len)) {
             key[i] = key_of(tc.best_key);
             size_t to = (size_t)(tc.best_p - f.pattern.p);
             if (ll && lat != SIZE_MAX && !(f.flags & GT_ABP_REGEX) && to >= lat &&
@@ -804,7 +806,10 @@ int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, g
                 litat[i] = (uint16_t)(to - lat); /* the token inside the literal */
             cls[i] = C_TOK;
             ntok++;
-        } else if (each_domain(&f, NULL, NULL)) {
+        } else if (dom_ok) {
+            /* a filter for some sites only: found by the page's domain, the most selective
+             * key it has (a token as common as "com" would bring it to most requests, and
+             * its domain list is long to check) */
             cls[i] = C_DOM;
             copies = 0;
             gt_slice rest = f.domains, dm;
