@@ -245,6 +245,23 @@ gt_slice gt_rules_url_host(gt_slice url)
     return auth;
 }
 
+static gt_slice trim_dot(gt_slice h)
+{
+    if (h.len && h.p[h.len - 1] == '.')
+        h.len--;
+    return h;
+}
+
+/* "b.example" of "a.b.example"; the host itself when it has fewer labels. */
+static gt_slice last_two_labels(gt_slice h)
+{
+    size_t dots = 0;
+    for (size_t i = h.len; i-- > 0;)
+        if (h.p[i] == '.' && ++dots == 2)
+            return gt_slice_make(h.p + i + 1, h.len - i - 1);
+    return h;
+}
+
 gt_party gt_rules_party_of(const gt_psl *p, const gt_reqview *v)
 {
     gt_slice site = v->sec_fetch_site;
@@ -260,6 +277,16 @@ gt_party gt_rules_party_of(const gt_psl *p, const gt_reqview *v)
         src = gt_rules_url_host(v->origin);
     if (src.len == 0 || v->host.len == 0 || !p)
         return GT_PARTY_UNKNOWN;
+    /* Without the suffix list when the answer is plain: the same host is one party;
+     * hosts whose last two labels differ cannot share a registrable domain (it has two
+     * labels at least and both hosts would end with it). Most requests stop here, before
+     * two public-suffix look-ups. */
+    gt_slice hs = trim_dot(src), hh = trim_dot(v->host);
+    if (gt_slice_caseeq(hs, hh))
+        return GT_PARTY_FIRST;
+    gt_slice ts = last_two_labels(hs), th = last_two_labels(hh);
+    if (!gt_slice_caseeq(ts, th))
+        return GT_PARTY_THIRD;
     char a[256], b[256];
     size_t na = gt_rules_registrable_domain(p, src, a, sizeof(a));
     size_t nb = gt_rules_registrable_domain(p, v->host, b, sizeof(b));
