@@ -85,6 +85,8 @@ struct gt_abp_set {
     size_t nhot;
     char *lits;
     ktable tok, host, dom;
+    size_t tok_max; /* the longest token any filter is filed under: longer URL tokens
+                       (session ids, hashes) need no look-up */
     uint32_t always, nalways;   /* run of filters tried on every request */
     uint32_t rmparam, nrmparam; /* run of $removeparam= filters (rewrites, not verdicts) */
     size_t stats[5];            /* by host, by token, always, badfiltered, by domain */
@@ -800,6 +802,8 @@ int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, g
         } else if (!(dom_ok = each_domain(&f, NULL, NULL)) &&
                    (each_token(&f, choose_tok, &tc), tc.best_len)) {
             key[i] = key_of(tc.best_key);
+            if (tc.best_len > s->tok_max)
+                s->tok_max = tc.best_len;
             size_t to = (size_t)(tc.best_p - f.pattern.p);
             if (ll && lat != SIZE_MAX && !(f.flags & GT_ABP_REGEX) && to >= lat &&
                 to + tc.best_len <= lat + ll && to - lat < AT_NONE)
@@ -1076,8 +1080,9 @@ static gt_abp_verdict decide_entry(const gt_abp_set *s, const gt_abp_request *rq
             for (j = i + 1; j < n && tok_lc[u[j]];)
                 j++;
         }
-        const slot *sl = j - i >= 2 ? kt_find(&s->tok, key_of(hash_lc((const char *)u + i, j - i)))
-                                    : NULL;
+        const slot *sl = j - i >= 2 && j - i <= s->tok_max
+                             ? kt_find(&s->tok, key_of(hash_lc((const char *)u + i, j - i)))
+                             : NULL;
         if (sl) {
             bool again = false;
             for (size_t k = 0; k < nseen && !again; k++)
