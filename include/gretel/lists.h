@@ -92,6 +92,13 @@ typedef enum { GT_ABP_PASS = 0, GT_ABP_BLOCK, GT_ABP_ALLOW } gt_abp_verdict;
 /* Reads and indexes list files (Adblock Plus lists, hosts files, domain lists). Files
  * that cannot be read are reported in d and skipped. */
 int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, gt_diags *d);
+/* The same, through a compiled cache at cache_path (src/lists/cache.c): restored from it
+ * when it was written for exactly these files (names and contents), else built and written
+ * there (a failure to write is a warning in d). from_cache says which. */
+int gt_abp_set_load_cached(gt_abp_set **out, const char *const *files, size_t nfiles,
+                           const char *cache_path, gt_diags *d, bool *from_cache);
+/* Writes the set's compiled form to path (mode 0600, atomically by rename). */
+int gt_abp_set_save(const gt_abp_set *s, const char *path, char *err, size_t errlen);
 void gt_abp_set_free(gt_abp_set *s); /* NULL-safe */
 size_t gt_abp_set_count(const gt_abp_set *s);
 void gt_abp_set_stats(const gt_abp_set *s, size_t *by_host, size_t *by_token, size_t *always);

@@ -40,10 +40,12 @@ int gt_cli_build_request(gt_slice url, gt_slice source, gt_slice type, gt_slice 
                          const gt_psl *psl, gt_rules_request *rq, gt_cli_url_parts *up,
                          const char **why);
 
-/* Compiles cfg's `lists` files (globs expanded) into *out (NULL when none are configured).
- * Returns 0, or GT_EINVAL with an unreadable file in diags. */
+/* Compiles cfg's `lists` files (globs expanded) into *out (NULL when none are configured),
+ * through the compiled cache `<store>/lists.cache` when the store exists (create_store:
+ * made if missing). Returns 0, or GT_EINVAL with an unreadable file in diags. */
 struct gt_abp_set;
-int gt_cli_load_lists(const gt_config *cfg, struct gt_abp_set **out, gt_diags *diags);
+int gt_cli_load_lists(const gt_config *cfg, bool create_store, struct gt_abp_set **out,
+                      gt_diags *diags, bool *from_cache);
 
 int gt_cmd_run(int argc, char **argv);
 int gt_cmd_explain(int argc, char **argv);

@@ -1,6 +1,7 @@
 /* Option parsing shared by every command: `-c FILE`, `-o KEY=VALUE` (repeatable), then
  * positional arguments. Owns the arrays in gt_cli_opts until gt_cli_opts_free. */
 #include <glob.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,9 +164,11 @@ int gt_cli_build_request(gt_slice url, gt_slice source, gt_slice type, gt_slice 
 }
 
 
-int gt_cli_load_lists(const gt_config *cfg, struct gt_abp_set **out, gt_diags *diags)
+int gt_cli_load_lists(const gt_config *cfg, bool create_store, struct gt_abp_set **out,
+                      gt_diags *diags, bool *from_cache)
 {
     *out = NULL;
+    *from_cache = false;
     if (cfg->lists.n == 0)
         return 0;
     char **files = NULL;
@@ -183,7 +186,15 @@ int gt_cli_load_lists(const gt_config *cfg, struct gt_abp_set **out, gt_diags *d
         globfree(&g);
     }
     size_t before = diags->errors;
-    gt_abp_set_load(out, (const char *const *)files, n, diags);
+    /* the compiled cache lives in the store (created by `run`, used by `explain` only when
+     * it exists): a restart with unchanged lists skips parsing and indexing */
+    char cache[4200];
+    struct stat st;
+    bool store_ok = stat(cfg->store, &st) == 0 ||
+                    (create_store && gt_mkdir_private(cfg->store) == 0);
+    snprintf(cache, sizeof(cache), "%s/lists.cache", cfg->store);
+    gt_abp_set_load_cached(out, (const char *const *)files, n, store_ok ? cache : NULL, diags,
+                           from_cache);
     for (size_t i = 0; i < n; i++)
         free(files[i]);
     free(files);

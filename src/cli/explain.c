@@ -161,6 +161,7 @@ int gt_cmd_explain(int argc, char **argv)
     gt_ruleset *rs = NULL;
     gt_psl *psl = NULL;
     gt_abp_set *lists = NULL;
+    bool lists_cached = false;
     gt_store *store = NULL;
     gt_diags d;
     gt_diags_init(&d);
@@ -200,7 +201,7 @@ int gt_cmd_explain(int argc, char **argv)
     psl = gt_rules_psl_load();
     if (gt_cli_load_config(&o, &cfg, &d) < 0 ||
         gt_cli_load_rules(cfg, NULL, 0, psl, false, &rs, &d) < 0 ||
-        gt_cli_load_lists(cfg, &lists, &d) < 0) {
+        gt_cli_load_lists(cfg, false, &lists, &d, &lists_cached) < 0) {
         gt_diags_print(&d, stderr);
         fprintf(stderr, "gretel explain: cannot load the configuration or rules (%zu errors)\n",
                 d.errors);

@@ -24,7 +24,9 @@ static int load_all(const gt_cli_opts *o, const gt_psl *psl, gt_config **cfg,
     int rv = gt_cli_load_config(o, cfg, d);
     if (rv == 0)
         rv = gt_cli_load_rules(*cfg, NULL, 0, psl, false, rules, d);
-    if (rv == 0 && (rv = gt_cli_load_lists(*cfg, lists, d)) < 0) {
+    bool cached = false;
+    uint64_t t0 = gt_now_ms();
+    if (rv == 0 && (rv = gt_cli_load_lists(*cfg, true, lists, d, &cached)) < 0) {
         gt_ruleset_release(*rules);
         *rules = NULL;
     }
@@ -32,6 +34,10 @@ static int load_all(const gt_cli_opts *o, const gt_psl *psl, gt_config **cfg,
         gt_config_free(*cfg);
         *cfg = NULL;
     }
+    if (rv == 0 && *lists)
+        gt_log(GT_LOG_INFO, "lists: %zu filters in %llu ms (%s)", gt_abp_set_count(*lists),
+               (unsigned long long)(gt_now_ms() - t0),
+               cached ? "from the compiled cache" : "compiled from the list files");
     return rv;
 }
 
@@ -117,8 +123,6 @@ int gt_cmd_run(int argc, char **argv)
         gt_log(GT_LOG_INFO, "no -c given: running with the embedded defaults");
     gt_log(GT_LOG_INFO, "rules: %zu loaded (%zu KiB compiled)", gt_ruleset_count(rules),
            gt_ruleset_memory(rules) / 1024);
-    if (lists)
-        gt_log(GT_LOG_INFO, "lists: %zu filters loaded", gt_abp_set_count(lists));
     /* A store that cannot be opened must not stop the proxy: bought checks fail open
      * (nothing counts as bought) and every other rule still applies. */
     char err[512];

@@ -14,85 +14,18 @@
 #include <errno.h>
 #include <stdio.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gretel/lists.h"
 #include "gretel/util.h"
+#include "internal.h"
 
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
 
-/* A filter as stored: gt_abp_filter's slices as offsets into its line. */
-enum { F_PATTERN, F_DOMAINS, F_REDIRECT, F_METHODS, F_REMOVEPARAM, F_NSLICES };
-
-typedef struct {
-    uint32_t flags, types;
-    uint32_t text_off; /* the line in bufs[fileix] */
-    uint32_t line;
-    uint16_t text_len, fileix;
-    uint16_t off[F_NSLICES], len[F_NSLICES]; /* within the line */
-    uint32_t re; /* 1 + index in res (regex filters), 0 for none */
-} entry;
-
-enum { V_BLOCK, V_EXCEPTION, V_IMPORTANT };
-
-/* A candidate in a bucket: what turns most candidates down without a look at the entry. */
-typedef struct {
-    uint32_t ix;    /* the entry */
-    uint32_t types; /* the entry's types (0: every type) */
-    uint32_t lit;   /* its longest literal (lower-cased) in lits: the URL must contain it */
-    uint16_t lit_len;
-    uint8_t verdict; /* V_* */
-    uint8_t anchor;  /* the literal's byte to search for (anchor_of) */
-    uint16_t lit_at; /* where the key (token, host) starts in the literal, AT_NONE when it
-                        is not in it: then the literal is searched for, else compared where
-                        the key was found in the URL */
-} hot;
-
-#define AT_NONE UINT16_MAX
-
-/* One key (a host's, token's or source domain's full hash) and its run in the hot array.
- * Open addressing keyed by the full hash: a token no filter offers is answered by the
- * table alone (most tokens are such). */
-typedef struct {
-    uint32_t start, count;
-} slot;
-
-/* The keys apart from their runs: a probe reads 4 bytes a slot, so the token table's
- * keys (the most probed) stay in the near caches. */
-typedef struct {
-    uint32_t *keys; /* 0: empty slot (keys are never 0, see key_of) */
-    slot *s;
-    size_t mask;
-    /* two bits per key in a bitmap of 4 bits per slot: most absent keys (a request's
-     * hosts and parents that no filter names) are answered from it, which stays in the
-     * near caches while the keys of a hundred thousand hosts do not */
-    uint64_t *bloom;
-    size_t bloom_mask; /* in bits */
-} ktable;
-
-struct gt_abp_set {
-    char **bufs;
-    size_t nbufs;
-    char **files;
-    entry *v;
-    size_t n, cap;
-    void **res; /* compiled regexes (pcre2_code), owned */
-    size_t nres, res_cap;
-    hot *hot;
-    size_t nhot;
-    char *lits;
-    ktable tok, host, dom;
-    size_t tok_max; /* the longest token any filter is filed under: longer URL tokens
-                       (session ids, hashes) need no look-up */
-    uint32_t always, nalways;   /* run of filters tried on every request */
-    uint32_t rmparam, nrmparam; /* run of $removeparam= filters (rewrites, not verdicts) */
-    size_t stats[5];            /* by host, by token, always, badfiltered, by domain */
-};
-
-#define NONE UINT32_MAX
 
 static gt_slice eslice(const gt_abp_set *s, const entry *e, int k)
 {
@@ -663,13 +596,28 @@ static void place_dom(void *arg, uint32_t key)
     p->hot[sl->start + sl->count++] = *p->tmpl;
 }
 
-int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, gt_diags *d)
+/* The 64-bit hash of every byte, 8 at a time (the cache's fingerprint). */
+static uint64_t hash64(uint64_t h, const void *data, size_t n)
+{
+    const char *p = data;
+    h ^= n;
+    for (; n >= 8; p += 8, n -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = mix64(h ^ w) + 0x9e3779b97f4a7c15ull;
+    }
+    if (n)
+        h = mix64(h ^ load_upto8(p, n)) + 0x9e3779b97f4a7c15ull;
+    return h;
+}
+
+gt_abp_set *gt_lists_read_files(const char *const *files, size_t nfiles, gt_diags *d)
 {
     gt_abp_set *s = gt_xcalloc(1, sizeof(*s));
     s->bufs = gt_xcalloc(nfiles ? nfiles : 1, sizeof(char *));
+    s->blen = gt_xcalloc(nfiles ? nfiles : 1, sizeof(size_t));
     s->files = gt_xcalloc(nfiles ? nfiles : 1, sizeof(char *));
-    hset bad = {gt_xcalloc(1024, sizeof(uint32_t)), 1023, 0};
-    /* pass 1: read, parse, remember badfilter texts */
+    uint64_t fp_ = 0x67726574656c4c31ull; /* "gretelL1" */
     for (size_t fi = 0; fi < nfiles; fi++) {
         FILE *fp = fopen(files[fi], "rb");
         if (!fp) {
@@ -689,8 +637,32 @@ int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, g
             continue;
         }
         s->bufs[s->nbufs] = buf;
+        s->blen[s->nbufs] = got;
         s->files[s->nbufs] = gt_xstrdup(files[fi]);
-        size_t fileix = s->nbufs++;
+        s->nbufs++;
+        fp_ = hash64(fp_, files[fi], strlen(files[fi]) + 1);
+        fp_ = hash64(fp_, buf, got);
+    }
+    s->fingerprint = fp_;
+    return s;
+}
+
+int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, gt_diags *d)
+{
+    gt_abp_set *s = gt_lists_read_files(files, nfiles, d);
+    gt_lists_build(s, d);
+    *out = s;
+    return 0;
+}
+
+void gt_lists_build(gt_abp_set *s, gt_diags *d)
+{
+    hset bad = {gt_xcalloc(1024, sizeof(uint32_t)), 1023, 0};
+    /* pass 1: parse, remember badfilter texts */
+    for (size_t fileix = 0; fileix < s->nbufs; fileix++) {
+        char *buf = s->bufs[fileix];
+        size_t got = s->blen[fileix];
+        const char *fname = s->files[fileix];
         bool abp = strstr(buf, "[Adblock") || strstr(buf, "\n!") || buf[0] == '!' ||
                    strstr(buf, "||") || strstr(buf, "##");
         unsigned lineno = 0;
@@ -738,7 +710,7 @@ int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, g
                 }
             }
             if (!add_entry(s, &f, line, fileix, lineno))
-                gt_diags_add(d, 1, files[fi], lineno, 1, "filter longer than 65535 bytes: skipped");
+                gt_diags_add(d, 1, fname, lineno, 1, "filter longer than 65535 bytes: skipped");
         }
     }
     /* pass 2: drop badfiltered, choose each filter's place and key */
@@ -897,6 +869,7 @@ int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, g
     }
     /* the literals in bucket order, next to each other for the request's searches */
     s->lits = gt_xmalloc(lits_total ? lits_total : 1);
+    s->lits_len = lits_total;
     size_t lo = 0;
     for (size_t k = 0; k < s->nhot; k++) {
         hot *h = &s->hot[k];
@@ -919,8 +892,6 @@ int gt_abp_set_load(gt_abp_set **out, const char *const *files, size_t nfiles, g
         s->v = gt_xrealloc(s->v, s->n * sizeof(*s->v));
         s->cap = s->n;
     }
-    *out = s;
-    return 0;
 }
 
 void gt_abp_set_free(gt_abp_set *s)
@@ -937,13 +908,18 @@ void gt_abp_set_free(gt_abp_set *s)
     }
     free(s->res);
     free(s->bufs);
+    free(s->blen);
     free(s->files);
-    free(s->v);
-    free(s->hot);
-    free(s->lits);
-    kt_free(&s->tok);
-    kt_free(&s->host);
-    kt_free(&s->dom);
+    if (s->map) {
+        munmap(s->map, s->map_len); /* the index was the compiled cache, mapped */
+    } else {
+        free(s->v);
+        free(s->hot);
+        free(s->lits);
+        kt_free(&s->tok);
+        kt_free(&s->host);
+        kt_free(&s->dom);
+    }
     free(s);
 }
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -162,7 +163,7 @@ static void test_hosts(void **st)
     assert_int_equal(gt_hosts_line(GT_S("||ads.example^"), out, sizeof(out)), 0);
 }
 
-static gt_abp_verdict decide(gt_abp_set *set, const char *url, const char *src,
+static gt_abp_verdict decide(const gt_abp_set *set, const char *url, const char *src,
                              const char *type, const char **file, unsigned *line)
 {
     gt_abp_request rq = {.url = gt_slice_cstr(url), .host = gt_rules_url_host(gt_slice_cstr(url)),
@@ -176,37 +177,9 @@ static gt_abp_verdict decide(gt_abp_set *set, const char *url, const char *src,
 }
 
 /* A compiled set: host table, token index, precedence, badfilter, hosts files. */
-static void test_set(void **st)
+/* What the set of test_set decides, however it was made (built or restored). */
+static void check_set(const gt_abp_set *set, const char *a, const char *b)
 {
-    (void)st;
-    char dir[] = "/tmp/gretel-lists-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char a[600], b[600];
-    snprintf(a, sizeof(a), "%s/list.txt", dir);
-    snprintf(b, sizeof(b), "%s/hosts.txt", dir);
-    FILE *f = fopen(a, "w");
-    fputs("[Adblock Plus 2.0]\n! test\n"
-          "||ads.example^\n"                       /* 3 */
-          "@@||ads.example/allowed/$image\n"       /* 4 */
-          "||ads.example/forced/$important\n"      /* 5 */
-          "@@||ads.example/forced/\n"              /* 6 */
-          "/banner/*/img^$image\n"                 /* 7 */
-          "||cdn.example/track.js$script,third-party\n" /* 8 */
-          "||cdn.example/track.js$script,third-party,badfilter\n"
-          "-ad-unit-\n"                            /* 10: token "ad" */
-          "$image,domain=imgs.example\n"           /* 11: no token: every request */
-          "example.org##.ad\n",
-          f);
-    fclose(f);
-    f = fopen(b, "w");
-    fputs("# hosts\n0.0.0.0 metrics.example\n", f);
-    fclose(f);
-    const char *files[] = {a, b};
-    gt_abp_set *set = NULL;
-    gt_diags d;
-    gt_diags_init(&d);
-    assert_int_equal(gt_abp_set_load(&set, files, 2, &d), 0);
-    assert_int_equal(d.errors, 0);
     size_t bh, bt, al;
     gt_abp_set_stats(set, &bh, &bt, &al);
     assert_true(bh >= 2 && bt >= 1 && al >= 1);
@@ -254,7 +227,99 @@ static void test_set(void **st)
     assert_int_equal(decide(set, "https://site.example/page", "https://site.example/", "document",
                             NULL, NULL),
                      GT_ABP_PASS);
+}
+
+static void test_set(void **st)
+{
+    (void)st;
+    char dir[] = "/tmp/gretel-lists-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char a[600], b[600];
+    snprintf(a, sizeof(a), "%s/list.txt", dir);
+    snprintf(b, sizeof(b), "%s/hosts.txt", dir);
+    FILE *f = fopen(a, "w");
+    fputs("[Adblock Plus 2.0]\n! test\n"
+          "||ads.example^\n"                       /* 3 */
+          "@@||ads.example/allowed/$image\n"       /* 4 */
+          "||ads.example/forced/$important\n"      /* 5 */
+          "@@||ads.example/forced/\n"              /* 6 */
+          "/banner/*/img^$image\n"                 /* 7 */
+          "||cdn.example/track.js$script,third-party\n" /* 8 */
+          "||cdn.example/track.js$script,third-party,badfilter\n"
+          "-ad-unit-\n"                            /* 10: token "ad" */
+          "$image,domain=imgs.example\n"           /* 11: no token: every request */
+          "example.org##.ad\n",
+          f);
+    fclose(f);
+    f = fopen(b, "w");
+    fputs("# hosts\n0.0.0.0 metrics.example\n", f);
+    fclose(f);
+    const char *files[] = {a, b};
+    gt_abp_set *set = NULL;
+    gt_diags d;
+    gt_diags_init(&d);
+    assert_int_equal(gt_abp_set_load(&set, files, 2, &d), 0);
+    assert_int_equal(d.errors, 0);
+    check_set(set, a, b);
+
+    /* the compiled cache: the same decisions restored from it */
+    char cache[700];
+    snprintf(cache, sizeof(cache), "%s/lists.cache", dir);
+    char err[800];
+    assert_int_equal(gt_abp_set_save(set, cache, err, sizeof(err)), 0);
     gt_abp_set_free(set);
+    bool hit = false;
+    assert_int_equal(gt_abp_set_load_cached(&set, files, 2, cache, &d, &hit), 0);
+    assert_true(hit);
+    check_set(set, a, b);
+    gt_abp_set_free(set);
+
+    /* a list that changed is never matched by the stale index: rebuilt and rewritten */
+    f = fopen(a, "a");
+    fputs("||late.example^\n", f);
+    fclose(f);
+    assert_int_equal(gt_abp_set_load_cached(&set, files, 2, cache, &d, &hit), 0);
+    assert_false(hit);
+    check_set(set, a, b);
+    assert_int_equal(decide(set, "https://late.example/x", "https://news.example/", "script",
+                            NULL, NULL),
+                     GT_ABP_BLOCK);
+    gt_abp_set_free(set);
+    assert_int_equal(gt_abp_set_load_cached(&set, files, 2, cache, &d, &hit), 0);
+    assert_true(hit);
+    assert_int_equal(decide(set, "https://late.example/x", "https://news.example/", "script",
+                            NULL, NULL),
+                     GT_ABP_BLOCK);
+    gt_abp_set_free(set);
+
+    /* a damaged cache (torn, or bytes changed inside) is turned down, never followed */
+    struct stat cst;
+    assert_int_equal(stat(cache, &cst), 0);
+    assert_int_equal(truncate(cache, cst.st_size - 100), 0);
+    assert_int_equal(gt_abp_set_load_cached(&set, files, 2, cache, &d, &hit), 0);
+    assert_false(hit);
+    check_set(set, a, b);
+    gt_abp_set_free(set);
+    FILE *cf = fopen(cache, "r+b");
+    assert_non_null(cf);
+    fseek(cf, 200, SEEK_SET); /* inside the entries: offsets far outside their lines */
+    for (int i = 0; i < 400; i++)
+        fputc(0xff, cf);
+    fclose(cf);
+    assert_int_equal(gt_abp_set_load_cached(&set, files, 2, cache, &d, &hit), 0);
+    assert_false(hit);
+    check_set(set, a, b);
+    gt_abp_set_free(set);
+    /* an unwritable place: a warning, and the set all the same */
+    size_t warn = d.n;
+    assert_int_equal(gt_abp_set_load_cached(&set, files, 2, "/nonexistent-dir/lists.cache", &d, &hit),
+                     0);
+    assert_false(hit);
+    assert_true(d.n > warn && d.v[d.n - 1].is_warning);
+    check_set(set, a, b);
+    gt_abp_set_free(set);
+    assert_int_equal(d.errors, 0);
+    unlink(cache);
     gt_diags_free(&d);
     unlink(a);
     unlink(b);

@@ -134,6 +134,16 @@ static void test_party(void **st)
         {"", "", "null", "a.example", GT_PARTY_UNKNOWN},
         {"", "", "", "a.example", GT_PARTY_UNKNOWN},
         {"", "https://a.github.io/", "", "b.github.io", GT_PARTY_THIRD},
+        /* decided without the suffix list (same host; last two labels differ), and the
+         * cases that need it */
+        {"", "https://Shop.Example./x", "", "shop.example", GT_PARTY_FIRST},
+        {"", "https://a.shop.co.uk/", "", "b.other.co.uk", GT_PARTY_THIRD},
+        {"", "https://github.io/", "", "a.github.io", GT_PARTY_THIRD},
+        {"", "https://10.0.0.1/", "", "11.0.0.1", GT_PARTY_THIRD},
+        {"", "https://10.0.0.1/", "", "10.0.0.1", GT_PARTY_FIRST},
+        {"", "https://[::1]/", "", "::2", GT_PARTY_THIRD},
+        {"", "https://localhost/", "", "x.localhost", GT_PARTY_THIRD},
+        {"", "https://example.com/", "", "www.example.com", GT_PARTY_FIRST},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         gt_reqview v = {.sec_fetch_site = gt_slice_cstr(cases[i].site),
