@@ -100,6 +100,9 @@ int gt_abp_set_load_cached(gt_abp_set **out, const char *const *files, size_t nf
 /* Writes the set's compiled form to path (mode 0600, atomically by rename). */
 int gt_abp_set_save(const gt_abp_set *s, const char *path, char *err, size_t errlen);
 void gt_abp_set_free(gt_abp_set *s); /* NULL-safe */
+/* A fingerprint of the set's files as they are now (stat: inode, size, mtime) and of what
+ * the glob patterns match: the server's watcher reloads when it changes. s may be NULL. */
+uint64_t gt_abp_set_stamp(const gt_abp_set *s, const char *const *patterns, size_t npatterns);
 size_t gt_abp_set_count(const gt_abp_set *s);
 void gt_abp_set_stats(const gt_abp_set *s, size_t *by_host, size_t *by_token, size_t *always);
 /* The verdict of the set for one request: BLOCK (an important block, or a block no

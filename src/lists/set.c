@@ -13,7 +13,9 @@
  * filters are stored compactly (offsets into their line) and expanded only to match. */
 #include <errno.h>
 #include <stdio.h>
+#include <glob.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
@@ -921,6 +923,30 @@ void gt_abp_set_free(gt_abp_set *s)
         kt_free(&s->dom);
     }
     free(s);
+}
+
+/* For the watcher: changes when a list file (or what a pattern matches) changes. */
+uint64_t gt_abp_set_stamp(const gt_abp_set *s, const char *const *patterns, size_t npatterns)
+{
+    uint64_t h = 0x6c69737473ull;
+    for (size_t i = 0; s && i < s->nbufs; i++) {
+        struct stat st;
+        memset(&st, 0, sizeof(st));
+        int r = stat(s->files[i], &st);
+        uint64_t v[5] = {(uint64_t)r, (uint64_t)st.st_ino, (uint64_t)st.st_size,
+                         (uint64_t)st.st_mtim.tv_sec, (uint64_t)st.st_mtim.tv_nsec};
+        h = hash64(h, s->files[i], strlen(s->files[i]));
+        h = hash64(h, v, sizeof(v));
+    }
+    for (size_t i = 0; i < npatterns; i++) {
+        glob_t g;
+        if (!strpbrk(patterns[i], "*?[") || glob(patterns[i], 0, NULL, &g) != 0)
+            continue;
+        for (size_t k = 0; k < g.gl_pathc; k++)
+            h = hash64(h, g.gl_pathv[k], strlen(g.gl_pathv[k]) + 1);
+        globfree(&g);
+    }
+    return h;
 }
 
 size_t gt_abp_set_count(const gt_abp_set *s)

@@ -66,7 +66,8 @@ typedef struct {
     struct event_base *base;
     gt_reload_fn reload;
     void *reload_arg;
-    uint64_t rules_stamp; /* fingerprint of the rule files the current rules came from */
+    uint64_t rules_stamp; /* fingerprint of the rule and list files the current
+                             generation came from (files_stamp) */
     int exit_code;
     unsigned workers_done;
 } server;
@@ -341,6 +342,15 @@ static void notify_all(server *s, bool reload, bool stop, bool force)
     }
 }
 
+/* The rule files' and the list files' fingerprints together: an edit of either reloads. */
+static uint64_t files_stamp(const gt_config *cfg, const gt_ruleset *rules,
+                            const struct gt_abp_set *lists)
+{
+    uint64_t r = gt_ruleset_stamp(rules);
+    uint64_t l = gt_abp_set_stamp(lists, (const char *const *)cfg->lists.v, cfg->lists.n);
+    return r ^ (l * 0x9e3779b97f4a7c15ull + (r << 6) + (r >> 2));
+}
+
 /* Builds a new generation on the main thread, which owns no connections: workers keep
  * serving on the old snapshot meanwhile and switch between two requests. */
 static void do_reload(server *s, const char *why)
@@ -361,7 +371,7 @@ static void do_reload(server *s, const char *why)
         gt_diags_free(&d);
         /* the files as they are now were tried: the watcher waits for the next edit */
         pthread_mutex_lock(&s->sh.snap_lock);
-        s->rules_stamp = gt_ruleset_stamp(s->sh.snap->rules);
+        s->rules_stamp = files_stamp(s->sh.snap->cfg, s->sh.snap->rules, s->sh.snap->lists);
         pthread_mutex_unlock(&s->sh.snap_lock);
         return;
     }
@@ -370,7 +380,7 @@ static void do_reload(server *s, const char *why)
                d.v[i].msg);
     gt_diags_free(&d);
     gt_log_set_level((enum gt_log_level)cfg->log_level);
-    s->rules_stamp = gt_ruleset_stamp(rules);
+    s->rules_stamp = files_stamp(cfg, rules, lists);
     size_t nrules = gt_ruleset_count(rules);
     gt_snapshot *ns = gt_snapshot_new(cfg, rules, lists);
     pthread_mutex_lock(&s->sh.snap_lock);
@@ -416,12 +426,12 @@ static void on_watch(evutil_socket_t fd, short what, void *arg)
     gt_snapshot *cur = gt_snapshot_ref(s->sh.snap);
     pthread_mutex_unlock(&s->sh.snap_lock);
     bool watch = cur->cfg->rules_watch;
-    uint64_t stamp = watch ? gt_ruleset_stamp(cur->rules) : s->rules_stamp;
+    uint64_t stamp = watch ? files_stamp(cur->cfg, cur->rules, cur->lists) : s->rules_stamp;
     gt_snapshot_release(cur);
     if (stamp == s->rules_stamp)
         return;
     s->rules_stamp = stamp;
-    do_reload(s, "rule file changed");
+    do_reload(s, "rule or list file changed");
 }
 
 static void on_sigterm(evutil_socket_t sig, short what, void *arg)
@@ -457,7 +467,7 @@ int gt_server_run(gt_config *cfg, gt_ruleset *rules, struct gt_abp_set *lists, c
     s.sh.store = store;
     s.sh.tls = tls;
     s.sh.writer = store ? gt_store_writer_start(store) : NULL;
-    s.rules_stamp = gt_ruleset_stamp(rules);
+    s.rules_stamp = files_stamp(cfg, rules, lists);
     s.sh.started_ms = gt_now_ms();
     gt_log_set_level((enum gt_log_level)cfg->log_level);
 

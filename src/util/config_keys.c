@@ -395,7 +395,8 @@ const cfg_key gt_config_keys[] = {
     {"rule_groups", "group list", "", set_rule_groups, clear_rule_groups,
      "rule groups to switch: NAME or +NAME enables a group declared off, -NAME disables one"},
     {"rules_watch", "on/off", "on", set_rules_watch, NULL,
-     "reload the rules when a rule file changes (checked every second; SIGHUP always works)"},
+     "reload the rules and lists when a rule or list file changes (checked every second; "
+     "SIGHUP always works)"},
     {"lists", "path list", "", set_lists, clear_lists,
      "Adblock Plus / EasyList / hosts-format list files"},
     {"resolve", "HOST=ADDR list", "", set_resolve, clear_resolve,

@@ -786,11 +786,33 @@ def lists_block_redirect_and_rules_first(env):
                             "Sec-Fetch-Dest: image", "http://trk.test/keep.gif", proxy=g.proxy)
         expect(out == b"404", out)
         expect(g.wait_log(f"decision=block rule={lst}:3"), g.log()[-500:])
-        expect("lists: 3 filters loaded" in g.log(), g.log()[:400])
+        expect("lists: 3 filters in" in g.log() and "compiled from the list files" in g.log(),
+               g.log()[:400])
         time.sleep(0.2)
         expect(not _nginx_lines(env, 'host="px.ads.test"'), "a list-blocked request arrived")
         expect(not _nginx_lines(env, "/noop/a.js"), "a list-redirected request arrived")
         expect(_nginx_lines(env, "/keep.gif"), "the allowed request did not arrive")
+    # the compiled cache: a restart with the same lists and store restores it; an edit of
+    # the list reloads by itself (and rewrites the cache), and the edited list is in force
+    store = os.path.join(env.tmp, "lists-cache-store")
+    for attempt in ("build", "restore"):
+        with env.own_gretel([f"lists={lst}", f"store={store}", "rules=",
+                             f"resolve=*.test=127.0.0.1:{env.nginx.port}"]) as g:
+            expect(g.wait_log("lists: 3 filters in"), g.log()[:400])
+            want = "compiled from the list files" if attempt == "build" else "from the compiled cache"
+            expect(want in g.log(), f"{attempt}: {g.log()[:400]}")
+            rc, out, err = curl("-i", "http://px.ads.test/1k", proxy=g.proxy)
+            expect(f"X-Gretel: block; rule={lst}:3".encode() in out, out[:300])
+            expect(os.stat(os.path.join(store, "lists.cache")).st_mode & 0o077 == 0,
+                   "the cache is readable by others")
+            if attempt == "restore":
+                time.sleep(1.1)  # a new mtime even on coarse clocks
+                with open(lst, "a") as f:
+                    f.write("||late.test^\n")
+                expect(g.wait_log("reload (rule or list file changed) ok", timeout=10),
+                       g.log()[-600:])
+                rc, out, err = curl("-i", "http://late.test/1k", proxy=g.proxy)
+                expect(f"X-Gretel: block; rule={lst}:6".encode() in out, out[:300])
     # HTTPS without interception: a CONNECT to a host a list names whole is refused, one a
     # list names only with a path (or a type) is not
     lst2 = _rules_file(env, "connect-list.txt",
