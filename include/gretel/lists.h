@@ -43,6 +43,8 @@ enum {
     GT_ABP_DOCUMENT = 1 << 10,   /* $document (only "document" requests) */
     GT_ABP_HOST_ONLY = 1 << 11,  /* a hosts-list entry: the pattern is a host, matched
                                     with its subdomains (as ||host^) */
+    GT_ABP_REMOVEPARAM = 1 << 12, /* $removeparam[=...]: a rewrite of the query, not a
+                                     block (removeparam holds the value, maybe empty) */
 };
 
 /* One network filter. Slices point into the line given to gt_abp_parse. */
@@ -114,10 +116,12 @@ gt_abp_verdict gt_abp_set_decide(const gt_abp_set *s, const gt_abp_request *rq,
 /* The lists' part of a decision, after gretel's rules (one precedence table, docs/LISTS.md):
  * a request the rules passed or only rewrote is blocked (or redirected, for $redirect= to
  * a resource gretel has) when the lists block it; the rules' own block, redirect or allow
- * stands. A CONNECT (host_only) is judged only by filters that name nothing but a host
- * (`||host^`, hosts entries). psl: for the party, when a filter asks and rq->party is
- * unknown. */
+ * stands. A request that goes on loses the query parameters the lists' $removeparam
+ * filters remove (the new path in sc's output area, as the rules' rewrites). A CONNECT
+ * (host_only) is judged only by filters that name nothing but a host (`||host^`, hosts
+ * entries). psl: for the party, when a filter asks and rq->party is unknown. sc: the
+ * scratch the rules decided with (NULL: no rewrites). */
 void gt_lists_apply(const gt_abp_set *s, const gt_rules_request *rq, const gt_psl *psl,
-                    gt_decision *d);
+                    gt_rules_scratch *sc, gt_decision *d);
 
 #endif

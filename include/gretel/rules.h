@@ -133,6 +133,9 @@ bool gt_ruleset_wants_body(const gt_ruleset *rs);
  * a decision's rewrites and product keys live in). Not shared between threads. */
 gt_rules_scratch *gt_rules_scratch_new(void);
 void gt_rules_scratch_free(gt_rules_scratch *sc); /* NULL-safe */
+/* n bytes of the scratch's output area, valid as long as the last decision's slices (after
+ * a gt_rules_decide, one request path's worth is always there); NULL when it is used up. */
+char *gt_rules_scratch_take(gt_rules_scratch *sc, size_t n);
 
 /* A header as the engine sees it (same layout as gt_http1_header). */
 typedef struct {

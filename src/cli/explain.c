@@ -63,7 +63,7 @@ static int run_batch(const char *path, const gt_ruleset *rs, const gt_abp_set *l
             continue;
         }
         gt_rules_decide(rs, sc, &rq, st ? bought_cb : NULL, st, &d);
-        gt_lists_apply(lists, &rq, psl, &d); /* as the proxy does (NULL: no lists) */
+        gt_lists_apply(lists, &rq, psl, sc, &d); /* as the proxy does (NULL: no lists) */
         fputs(gt_decide_action_name(d.action), stdout);
         if (d.rule || d.list_file)
             printf("\t%s:%u\t", gt_decision_file(&d), gt_decision_line(&d));
@@ -88,7 +88,7 @@ static void explain_one(const gt_ruleset *rs, const gt_abp_set *lists, const gt_
     gt_rules_scratch *sc = gt_rules_scratch_new();
     gt_decision d;
     gt_rules_decide(rs, sc, rq, st ? bought_cb : NULL, st, &d);
-    gt_lists_apply(lists, rq, psl, &d);
+    gt_lists_apply(lists, rq, psl, sc, &d);
     printf("url       %.*s\n", (int)url.len, url.p);
     printf("request   %.*s type=%s party=%s source=%.*s\n", (int)rq->method.len, rq->method.p,
            gt_rules_type_name(rq->type),
@@ -131,9 +131,12 @@ static void explain_one(const gt_ruleset *rs, const gt_abp_set *lists, const gt_
     bool any_rw = d.path_changed || d.nhdr_ops;
     if (!any_rw || d.action == GT_DECIDE_BLOCK || d.action == GT_DECIDE_REDIRECT)
         printf("rewrites  -\n");
-    if (d.path_changed)
+    if (d.path_changed && (d.rewrite_rule || !d.list_file))
         printf("rewrites  path %.*s (%s:%u)\n", (int)d.new_path.len, d.new_path.p,
                gt_rule_file(d.rewrite_rule), gt_rule_line(d.rewrite_rule));
+    else if (d.path_changed) /* a list's $removeparam alone */
+        printf("rewrites  path %.*s (%s:%u)\n", (int)d.new_path.len, d.new_path.p,
+               d.list_file, d.list_line);
     for (size_t i = 0; i < d.nhdr_ops; i++) {
         const gt_hdr_op *op = &d.hdr_ops[i];
         const char *what = op->kind == GT_HDR_REMOVE          ? "remove header"

@@ -97,6 +97,7 @@ static gt_abp_kind parse_options(gt_slice opts, gt_abp_filter *f, const char **w
             f->methods = value;
         } else if (gt_slice_caseeq(name, GT_S("removeparam"))) {
             f->removeparam = value;
+            f->flags |= GT_ABP_REMOVEPARAM;
         } else if (gt_slice_caseeq(name, GT_S("csp"))) {
             return GT_ABP_CSP;
         } else if (gt_slice_caseeq(name, GT_S("popup")) || gt_slice_caseeq(name, GT_S("popunder"))) {
@@ -201,7 +202,7 @@ gt_abp_kind gt_abp_parse(gt_slice line, gt_abp_filter *f, const char **why)
         pat.len--;
     f->pattern = pat;
     if (pat.len == 0 && f->domains.len == 0 && !(f->flags & GT_ABP_BADFILTER) && !f->types &&
-        !f->removeparam.len) {
+        !(f->flags & GT_ABP_REMOVEPARAM)) {
         *why = "a filter that would match every request";
         return GT_ABP_INVALID;
     }

@@ -18,18 +18,27 @@
 #include "gretel/util.h"
 #include "internal.h"
 
-#define CACHE_MAGIC "GTLISTC1"
+#define CACHE_MAGIC "GTLISTC2"
 
 typedef struct {
     char magic[8];
     uint32_t endian; /* 0x01020304 as written */
     uint32_t sz_entry, sz_hot, sz_slot;
     uint64_t fingerprint;
-    uint64_t n, nhot, lits_len, tok_cap, host_cap, dom_cap, tok_max;
-    uint64_t always, nalways, rmparam, nrmparam;
+    uint64_t n, nhot, lits_len, cap[4], tok_max; /* cap: each key table's, in tables() order */
+    uint64_t always, nalways, rmparam, nrmparam, nrmhost;
     uint64_t stats[5];
     uint64_t payload; /* bytes after the header */
 } head;
+
+/* The set's key tables, in the file's order. */
+static void tables(gt_abp_set *s, ktable *t[4])
+{
+    t[0] = &s->tok;
+    t[1] = &s->host;
+    t[2] = &s->dom;
+    t[3] = &s->rmhost;
+}
 
 static size_t bloom_words(size_t cap)
 {
@@ -74,20 +83,24 @@ int gt_abp_set_save(const gt_abp_set *s, const char *path, char *err, size_t err
     h.n = s->n;
     h.nhot = s->nhot;
     h.lits_len = s->lits_len;
-    h.tok_cap = s->tok.mask + 1;
-    h.host_cap = s->host.mask + 1;
-    h.dom_cap = s->dom.mask + 1;
+    ktable *t[4];
+    tables((gt_abp_set *)s, t);
+    size_t tb = 0;
+    for (int i = 0; i < 4; i++) {
+        h.cap[i] = t[i]->mask + 1;
+        tb += table_bytes(h.cap[i]);
+    }
     h.tok_max = s->tok_max;
     h.always = s->always;
     h.nalways = s->nalways;
     h.rmparam = s->rmparam;
     h.nrmparam = s->nrmparam;
+    h.nrmhost = s->nrmhost;
     for (int i = 0; i < 5; i++)
         h.stats[i] = s->stats[i];
     size_t tat = tables_at(s->n, s->nhot, s->lits_len);
     size_t pad = tat - (sizeof(h) + s->n * sizeof(entry) + s->nhot * sizeof(hot) + s->lits_len);
-    h.payload = tat - sizeof(h) + table_bytes(h.tok_cap) + table_bytes(h.host_cap) +
-                table_bytes(h.dom_cap);
+    h.payload = tat - sizeof(h) + tb;
     static const char zeros[8];
     /* written beside, then renamed over: a reader sees the old file or the whole new one */
     char tmp[4200];
@@ -102,8 +115,9 @@ int gt_abp_set_save(const gt_abp_set *s, const char *path, char *err, size_t err
     }
     bool ok = put(fp, &h, sizeof(h)) && put(fp, s->v, s->n * sizeof(entry)) &&
               put(fp, s->hot, s->nhot * sizeof(hot)) && put(fp, s->lits, s->lits_len) &&
-              put(fp, zeros, pad) &&
-              put_table(fp, &s->tok) && put_table(fp, &s->host) && put_table(fp, &s->dom);
+              put(fp, zeros, pad);
+    for (int i = 0; i < 4; i++)
+        ok = ok && put_table(fp, t[i]);
     ok = fflush(fp) == 0 && ok;
     ok = fsync(fileno(fp)) == 0 && ok;
     ok = fclose(fp) == 0 && ok;
@@ -166,7 +180,7 @@ static bool consistent(const gt_abp_set *s)
             return false;
     }
     return table_ok(&s->tok, s->nhot) && table_ok(&s->host, s->nhot) &&
-           table_ok(&s->dom, s->nhot) && s->always <= s->nhot &&
+           table_ok(&s->dom, s->nhot) && table_ok(&s->rmhost, s->nhot) && s->always <= s->nhot &&
            s->nalways <= s->nhot - s->always && s->rmparam <= s->nhot &&
            s->nrmparam <= s->nhot - s->rmparam;
 }
@@ -187,12 +201,12 @@ static bool restore(gt_abp_set *s, const char *path)
               h.sz_entry == sizeof(entry) && h.sz_hot == sizeof(hot) &&
               h.sz_slot == sizeof(slot) && h.fingerprint == s->fingerprint &&
               h.n < UINT32_MAX && h.nhot < UINT32_MAX && h.lits_len < UINT32_MAX &&
-              pow2(h.tok_cap) && pow2(h.host_cap) && pow2(h.dom_cap) &&
+              pow2(h.cap[0]) && pow2(h.cap[1]) && pow2(h.cap[2]) && pow2(h.cap[3]) &&
               h.always <= UINT32_MAX && h.nalways <= UINT32_MAX && h.rmparam <= UINT32_MAX &&
-              h.nrmparam <= UINT32_MAX &&
+              h.nrmparam <= UINT32_MAX && h.nrmhost <= h.nhot &&
               h.payload == tables_at(h.n, h.nhot, h.lits_len) - sizeof(h) +
-                               table_bytes(h.tok_cap) + table_bytes(h.host_cap) +
-                               table_bytes(h.dom_cap) &&
+                               table_bytes(h.cap[0]) + table_bytes(h.cap[1]) +
+                               table_bytes(h.cap[2]) + table_bytes(h.cap[3]) &&
               (uint64_t)st.st_size == sizeof(h) + h.payload;
     void *map = ok ? mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0)
                    : MAP_FAILED;
@@ -213,14 +227,16 @@ static bool restore(gt_abp_set *s, const char *path)
     s->lits_len = h.lits_len;
     s->lits = at;
     at = (char *)map + tables_at(h.n, h.nhot, h.lits_len);
-    map_table(&s->tok, &at, h.tok_cap);
-    map_table(&s->host, &at, h.host_cap);
-    map_table(&s->dom, &at, h.dom_cap);
+    ktable *t[4];
+    tables(s, t);
+    for (int i = 0; i < 4; i++)
+        map_table(t[i], &at, h.cap[i]);
     s->tok_max = h.tok_max;
     s->always = (uint32_t)h.always;
     s->nalways = (uint32_t)h.nalways;
     s->rmparam = (uint32_t)h.rmparam;
     s->nrmparam = (uint32_t)h.nrmparam;
+    s->nrmhost = (uint32_t)h.nrmhost;
     for (int i = 0; i < 5; i++)
         s->stats[i] = h.stats[i];
     if (!consistent(s))
@@ -267,8 +283,9 @@ static void forget_index(gt_abp_set *s)
     memset(&s->tok, 0, sizeof(s->tok));
     memset(&s->host, 0, sizeof(s->host));
     memset(&s->dom, 0, sizeof(s->dom));
+    memset(&s->rmhost, 0, sizeof(s->rmhost));
     s->nres = s->res_cap = s->n = s->cap = s->nhot = s->lits_len = s->tok_max = 0;
-    s->always = s->nalways = s->rmparam = s->nrmparam = 0;
+    s->always = s->nalways = s->rmparam = s->nrmparam = s->nrmhost = 0;
     memset(s->stats, 0, sizeof(s->stats));
 }
 

@@ -74,10 +74,12 @@ struct gt_abp_set {
     char *lits;
     size_t lits_len;
     ktable tok, host, dom;
+    ktable rmhost; /* $removeparam filters by host (rewrites, not verdicts) */
+    uint32_t nrmhost;
     size_t tok_max; /* the longest token any filter is filed under: longer URL tokens
                        (session ids, hashes) need no look-up */
     uint32_t always, nalways;   /* run of filters tried on every request */
-    uint32_t rmparam, nrmparam; /* run of $removeparam= filters (rewrites, not verdicts) */
+    uint32_t rmparam, nrmparam; /* run of the other $removeparam filters */
     size_t stats[5];            /* by host, by token, always, badfiltered, by domain */
 };
 

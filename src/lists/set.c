@@ -20,6 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include "gretel/lists.h"
 #include "gretel/util.h"
 #include "internal.h"
@@ -725,13 +728,14 @@ void gt_lists_build(gt_abp_set *s, gt_diags *d)
         if (!whole_host(&f, &host))
             each_token(&f, count_tok, &counts);
     }
-    enum { C_DROP, C_HOST, C_TOK, C_DOM, C_ALWAYS, C_RMPARAM };
+    enum { C_DROP, C_HOST, C_TOK, C_DOM, C_ALWAYS, C_RMPARAM, C_RMHOST };
     size_t nn = s->n ? s->n : 1;
     uint8_t *cls = gt_xcalloc(nn, 1);
     uint32_t *key = gt_xcalloc(nn, sizeof(uint32_t)), *litoff = gt_xcalloc(nn, sizeof(uint32_t));
     uint16_t *litlen = gt_xcalloc(nn, sizeof(uint16_t)), *litat = gt_xcalloc(nn, sizeof(uint16_t));
     char *tlits = NULL;
-    size_t tl_len = 0, tl_cap = 0, nhost = 0, ntok = 0, ndom = 0, nhot = 0, lits_total = 0;
+    size_t tl_len = 0, tl_cap = 0, nhost = 0, ntok = 0, ndom = 0, nrmhost = 0, nhot = 0,
+           lits_total = 0;
     for (size_t i = 0; i < s->n; i++) {
         entry *e = &s->v[i];
         gt_abp_filter f;
@@ -748,7 +752,7 @@ void gt_lists_build(gt_abp_set *s, gt_diags *d)
         }
         /* a filter with nothing to match on would block everything: never a verdict */
         if (!f.pattern.len && !(f.flags & GT_ABP_REGEX) && !f.domains.len && !f.types &&
-            !f.removeparam.len)
+            !(f.flags & GT_ABP_REMOVEPARAM))
             continue;
         char lit[512];
         size_t lat, ll = literal(&f, lit, sizeof(lit), &lat);
@@ -765,7 +769,13 @@ void gt_lists_build(gt_abp_set *s, gt_diags *d)
         tok_choice tc = {&counts, 0, 0, 0};
         size_t copies = 1;
         bool dom_ok = false;
-        if (f.removeparam.len) {
+        if ((f.flags & GT_ABP_REMOVEPARAM) && whole_host(&f, &host)) {
+            /* rewrites, indexed apart: by host (most of them), else tried on every query */
+            key[i] = key_of(hash_lc(host.p, host.len));
+            cls[i] = C_RMHOST;
+            nrmhost++;
+            s->nrmhost++;
+        } else if (f.flags & GT_ABP_REMOVEPARAM) {
             cls[i] = C_RMPARAM;
         } else if (whole_host(&f, &host)) {
             key[i] = key_of(hash_lc(host.p, host.len));
@@ -804,6 +814,7 @@ void gt_lists_build(gt_abp_set *s, gt_diags *d)
     kt_init(&s->host, nhost);
     kt_init(&s->tok, ntok);
     kt_init(&s->dom, ndom);
+    kt_init(&s->rmhost, nrmhost);
     placer pl = {&s->dom, NULL, 0, NULL};
     for (size_t i = 0; i < s->n; i++) {
         gt_abp_filter f;
@@ -816,6 +827,7 @@ void gt_lists_build(gt_abp_set *s, gt_diags *d)
             break;
         case C_ALWAYS: s->nalways++; break;
         case C_RMPARAM: s->nrmparam++; break;
+        case C_RMHOST: kt_slot(&s->rmhost, key[i])->count++; break;
         default: break;
         }
     }
@@ -823,6 +835,7 @@ void gt_lists_build(gt_abp_set *s, gt_diags *d)
     kt_layout(&s->host, &at);
     kt_layout(&s->tok, &at);
     kt_layout(&s->dom, &at);
+    kt_layout(&s->rmhost, &at);
     s->always = at;
     at += s->nalways;
     s->rmparam = at;
@@ -865,6 +878,10 @@ void gt_lists_build(gt_abp_set *s, gt_diags *d)
             break;
         case C_RMPARAM:
             s->hot[s->rmparam + nr++] = h;
+            break;
+        case C_RMHOST:
+            sl = kt_slot(&s->rmhost, key[i]);
+            s->hot[sl->start + sl->count++] = h;
             break;
         default: break;
         }
@@ -921,6 +938,7 @@ void gt_abp_set_free(gt_abp_set *s)
         kt_free(&s->tok);
         kt_free(&s->host);
         kt_free(&s->dom);
+        kt_free(&s->rmhost);
     }
     free(s);
 }
@@ -1145,7 +1163,7 @@ static gt_resp_kind redirect_kind(gt_slice r)
  * where nothing but the host is known. */
 static bool pure_host(const gt_abp_filter *f)
 {
-    if (f->types || f->domains.len || f->methods.len || f->redirect.len || f->removeparam.len ||
+    if (f->types || f->domains.len || f->methods.len || f->redirect.len || (f->flags & GT_ABP_REMOVEPARAM) ||
         (f->flags & (GT_ABP_THIRD_PARTY | GT_ABP_FIRST_PARTY | GT_ABP_REGEX | GT_ABP_MATCH_CASE)))
         return false;
     if (f->flags & GT_ABP_HOST_ONLY)
@@ -1188,8 +1206,150 @@ static const entry *decide_host_only(const gt_abp_set *s, gt_slice host, bool *a
     return important ? important : exception && block ? NULL : block;
 }
 
+/* --- $removeparam: a rewrite of the query (uBlock Origin's semantics) --- */
+
+#define RM_MAX 32
+
+typedef struct {
+    const entry *rm[RM_MAX], *ex[RM_MAX];
+    size_t nrm, nex;
+} rm_found;
+
+static void rm_consider(const gt_abp_set *s, const hot *h, uint32_t n, gt_abp_request *rq,
+                        rm_found *fo)
+{
+    for (const hot *end = h + n; h < end; h++) {
+        if (h->types && !(h->types & (1u << rq->type)))
+            continue;
+        if (h->lit_len && rq->lurl.len &&
+            !contains(rq->lurl.p, rq->lurl.len, s->lits + h->lit, h->lit_len, h->anchor))
+            continue;
+        const entry *e = &s->v[h->ix];
+        gt_abp_filter f;
+        expand(s, e, &f);
+        if (!gt_abp_match(&f, rq))
+            continue;
+        if (h->verdict == V_EXCEPTION) {
+            if (fo->nex < RM_MAX)
+                fo->ex[fo->nex++] = e;
+        } else if (fo->nrm < RM_MAX) {
+            fo->rm[fo->nrm++] = e;
+        }
+    }
+}
+
+/* A $removeparam value's test of one query parameter ("name=value", or "name"): empty
+ * removes every parameter, "~name" every one but name, "/re/[i]" those whose text the
+ * regular expression finds, else the parameter of that name. */
+static bool rm_removes(gt_slice spec, const pcre2_code *re, gt_slice part, gt_slice name)
+{
+    if (!spec.len)
+        return true;
+    if (re) {
+        pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+        int r = md ? pcre2_match(re, (PCRE2_SPTR)(part.p ? part.p : ""), part.len, 0, 0, md, NULL)
+                   : -1;
+        pcre2_match_data_free(md);
+        return r >= 0;
+    }
+    if (spec.p[0] == '~')
+        return !gt_slice_eq(name, gt_slice_make(spec.p + 1, spec.len - 1));
+    return gt_slice_eq(name, spec);
+}
+
+/* The query of path without what the request's $removeparam filters remove, into out
+ * (room for path.len); its length, or 0 when nothing changes. *by: the first filter (in
+ * list order) that removed something. */
+static size_t apply_removeparam(const gt_abp_set *s, gt_abp_request *rq, gt_slice path,
+                                char *out, const entry **by)
+{
+    const char *q = memchr(path.p, '?', path.len);
+    if (!q)
+        return 0;
+    rm_found fo = {.nrm = 0};
+    for (gt_slice h = rq->host; h.len;) {
+        const slot *sl = kt_find(&s->rmhost, key_of(hash_lc(h.p, h.len)));
+        if (sl)
+            rm_consider(s, s->hot + sl->start, sl->count, rq, &fo);
+        const char *dot = memchr(h.p, '.', h.len);
+        if (!dot)
+            break;
+        h = gt_slice_make(dot + 1, h.len - (size_t)(dot + 1 - h.p));
+    }
+    rm_consider(s, s->hot + s->rmparam, s->nrmparam, rq, &fo);
+    /* exceptions: a bare @@...$removeparam keeps every parameter; one with a value keeps
+     * what the filters with that same value would remove */
+    gt_slice spec[RM_MAX];
+    pcre2_code *re[RM_MAX];
+    const entry *from[RM_MAX];
+    size_t nspec = 0;
+    for (size_t i = 0; i < fo.nrm; i++) {
+        gt_slice v = eslice(s, fo.rm[i], F_REMOVEPARAM);
+        bool kept = false;
+        for (size_t k = 0; k < fo.nex && !kept; k++) {
+            gt_slice ev = eslice(s, fo.ex[k], F_REMOVEPARAM);
+            if (!ev.len)
+                return 0;
+            kept = gt_slice_eq(ev, v);
+        }
+        if (kept)
+            continue;
+        re[nspec] = NULL;
+        const char *close = v.len >= 2 && v.p[0] == '/' ? memrchr(v.p + 1, '/', v.len - 1) : NULL;
+        if (close) {
+            /* compiled here, per request that meets it: such filters are few and site-bound */
+            int code;
+            PCRE2_SIZE off;
+            bool icase = memchr(close, 'i', (size_t)(v.p + v.len - close)) != NULL;
+            re[nspec] = pcre2_compile((PCRE2_SPTR)v.p + 1, (size_t)(close - v.p - 1),
+                                      icase ? PCRE2_CASELESS : 0, &code, &off, NULL);
+            if (!re[nspec])
+                continue; /* a broken pattern removes nothing */
+        }
+        spec[nspec] = v;
+        from[nspec] = fo.rm[i];
+        nspec++;
+    }
+    size_t o = (size_t)(q - path.p), kept = 0;
+    bool removed = false;
+    memcpy(out, path.p, o);
+    gt_slice rest = gt_slice_make(q + 1, path.len - o - 1), part;
+    const char *hash = memchr(rest.p, '#', rest.len);
+    gt_slice frag = GT_S("");
+    if (hash) {
+        frag = gt_slice_make(hash, (size_t)(rest.p + rest.len - hash));
+        rest.len = (size_t)(hash - rest.p);
+    }
+    while (gt_slice_next(&rest, '&', &part)) {
+        const char *eq = memchr(part.p, '=', part.len);
+        gt_slice name = eq ? gt_slice_make(part.p, (size_t)(eq - part.p)) : part;
+        bool rm = false;
+        for (size_t i = 0; i < nspec && part.len; i++)
+            if (rm_removes(spec[i], re[i], part, name)) {
+                /* named by the first filter in list order that removed anything */
+                if (!*by || from[i] < *by)
+                    *by = from[i];
+                rm = true;
+            }
+        if (rm) {
+            removed = true;
+            continue;
+        }
+        out[o++] = kept++ ? '&' : '?';
+        memcpy(out + o, part.p, part.len);
+        o += part.len;
+    }
+    memcpy(out + o, frag.p, frag.len);
+    o += frag.len;
+    for (size_t i = 0; i < nspec; i++)
+        pcre2_code_free(re[i]);
+    if (!removed)
+        *by = NULL;
+    return removed ? o : 0;
+}
+
 void gt_lists_apply(const gt_abp_set *s, const gt_rules_request *rq, const gt_psl *psl,
-                    gt_decision *d)
+                    gt_rules_scratch *sc, gt_decision *d)
 {
     if (!s || (d->action != GT_DECIDE_PASS && d->action != GT_DECIDE_REWRITE))
         return;
@@ -1227,8 +1387,31 @@ void gt_lists_apply(const gt_abp_set *s, const gt_rules_request *rq, const gt_ps
                          .psl = psl,
                          .source_url = rq->source};
     const entry *e = NULL;
-    if (decide_entry(s, &ar, &e) != GT_ABP_BLOCK || !e)
+    if (decide_entry(s, &ar, &e) != GT_ABP_BLOCK || !e) {
+        /* forwarded: the query without what $removeparam filters remove (on top of the
+         * rules' own rewrite, when there is one) */
+        gt_slice base = d->path_changed ? d->new_path : rq->path;
+        if (!sc || !(s->nrmparam || s->nrmhost) ||
+            !memchr(base.p, '?', base.len))
+            return;
+        char lurl[8192];
+        for (size_t i = 0; i < (size_t)n; i++)
+            lurl[i] = tok_lc[(uint8_t)url[i]] ? (char)tok_lc[(uint8_t)url[i]] : url[i];
+        ar.lurl = gt_slice_make(lurl, (size_t)n);
+        char *out = gt_rules_scratch_take(sc, base.len);
+        const entry *by = NULL;
+        size_t len = out ? apply_removeparam(s, &ar, base, out, &by) : 0;
+        if (!len)
+            return;
+        d->path_changed = true;
+        d->new_path = gt_slice_make(out, len);
+        if (d->action == GT_DECIDE_PASS) {
+            d->action = GT_DECIDE_REWRITE;
+            d->list_file = s->files[by->fileix];
+            d->list_line = by->line;
+        }
         return;
+    }
     /* the deciding filter's redirect, when it names one */
     gt_abp_filter f;
     expand(s, e, &f);

@@ -94,7 +94,7 @@ void gt_proxy_decide(gt_worker *w, const gt_snapshot *snap, const gt_http1_reque
     d->list_file = NULL;
     /* the lists decide what the rules passed (docs/LISTS.md: one precedence table) */
     if (snap->lists)
-        gt_lists_apply(snap->lists, &rq, w->sh->psl, d);
+        gt_lists_apply(snap->lists, &rq, w->sh->psl, w->scratch, d);
     /* A completed purchase seen on the wire: its products are marked bought, locally, by
      * the store's writer thread (this worker never waits for the disk). */
     if (d->purchase && w->sh->writer && snap->cfg->auto_mark_purchases) {

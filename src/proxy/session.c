@@ -1355,7 +1355,7 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
                                 .path = GT_S("/"), .host_only = true};
         gt_decision *cd = &s->w->decision;
         gt_rules_decide(s->snap->rules, s->w->scratch, &crq, NULL, NULL, cd);
-        gt_lists_apply(s->snap->lists, &crq, s->w->sh->psl, cd); /* ||host^ filters */
+        gt_lists_apply(s->snap->lists, &crq, s->w->sh->psl, s->w->scratch, cd); /* ||host^ filters */
         if (cd->action == GT_DECIDE_BLOCK || cd->action == GT_DECIDE_REDIRECT) {
             respond_blocked(s, cd, true);
             return;

@@ -55,6 +55,11 @@ void gt_rules_ensure(char **buf, size_t *cap, size_t need)
 
 /* Appends to the decision's output area, which was sized for the request up front so that
  * slices already handed out never move. */
+char *gt_rules_scratch_take(gt_rules_scratch *sc, size_t n)
+{
+    return gt_rules_out_take(sc, n);
+}
+
 char *gt_rules_out_take(gt_rules_scratch *sc, size_t n)
 {
     if (sc->out_len + n > sc->out_cap)
@@ -267,10 +272,13 @@ void gt_rules_decide(const gt_ruleset *rs, gt_rules_scratch *sc, const gt_rules_
     d->rewrite_rule = NULL;
     d->nhdr_ops = d->nproducts = d->nlogs = 0;
     d->candidates = 0;
+    /* room for the rules' new path, the products' keys, and one more path for the lists'
+     * $removeparam (gt_rules_scratch_take) */
+    sc->out_len = 0;
+    gt_rules_ensure(&sc->out, &sc->out_cap,
+                    2 * rq->path.len + 1 + GT_DECISION_MAX_PRODUCTS * 520);
     if (!rs || rs->nrules == 0)
         return;
-    sc->out_len = 0;
-    gt_rules_ensure(&sc->out, &sc->out_cap, rq->path.len + 1 + GT_DECISION_MAX_PRODUCTS * 520);
     reqctx x;
     gt_rules_ctx_init(&x, rq);
     gt_rules_gather(rs, sc, rq, &x);

@@ -768,7 +768,8 @@ def lists_block_redirect_and_rules_first(env):
     locally with the list's FILE:LINE, never reach nginx; gretel's own allow rule wins."""
     lst = _rules_file(env, "test-list.txt",
                       "[Adblock Plus 2.0]\n! test\n||px.ads.test^\n"
-                      "||cdn.test/noop/*.js$script,redirect=noop.js\n||trk.test^$image\n")
+                      "||cdn.test/noop/*.js$script,redirect=noop.js\n||trk.test^$image\n"
+                      "||www.site.test^$removeparam=utm_source\n")
     rules = _rules_file(env, "allow.rules", "allow host=trk.test path~^/keep\n")
     with env.own_gretel([f"lists={lst}", f"rules={rules}",
                          f"resolve=*.test=127.0.0.1:{env.nginx.port}"]) as g:
@@ -785,20 +786,26 @@ def lists_block_redirect_and_rules_first(env):
         rc, out, err = curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "-H",
                             "Sec-Fetch-Dest: image", "http://trk.test/keep.gif", proxy=g.proxy)
         expect(out == b"404", out)
+        # $removeparam: the request goes on without the parameter
+        rc, out, err = curl("http://www.site.test/hello?a=1&utm_source=mail&b=2", proxy=g.proxy)
+        expect(rc == 0 and out == b"hello\n", err)
+        expect(g.wait_log(f"decision=rewrite rule={lst}:6"), g.log()[-500:])
         expect(g.wait_log(f"decision=block rule={lst}:3"), g.log()[-500:])
-        expect("lists: 3 filters in" in g.log() and "compiled from the list files" in g.log(),
+        expect("lists: 4 filters in" in g.log() and "compiled from the list files" in g.log(),
                g.log()[:400])
         time.sleep(0.2)
         expect(not _nginx_lines(env, 'host="px.ads.test"'), "a list-blocked request arrived")
         expect(not _nginx_lines(env, "/noop/a.js"), "a list-redirected request arrived")
         expect(_nginx_lines(env, "/keep.gif"), "the allowed request did not arrive")
+        expect(_nginx_lines(env, "/hello?a=1&b=2") and not _nginx_lines(env, "utm_source=mail"),
+               "the list's $removeparam did not apply")
     # the compiled cache: a restart with the same lists and store restores it; an edit of
     # the list reloads by itself (and rewrites the cache), and the edited list is in force
     store = os.path.join(env.tmp, "lists-cache-store")
     for attempt in ("build", "restore"):
         with env.own_gretel([f"lists={lst}", f"store={store}", "rules=",
                              f"resolve=*.test=127.0.0.1:{env.nginx.port}"]) as g:
-            expect(g.wait_log("lists: 3 filters in"), g.log()[:400])
+            expect(g.wait_log("lists: 4 filters in"), g.log()[:400])
             want = "compiled from the list files" if attempt == "build" else "from the compiled cache"
             expect(want in g.log(), f"{attempt}: {g.log()[:400]}")
             rc, out, err = curl("-i", "http://px.ads.test/1k", proxy=g.proxy)
@@ -812,7 +819,7 @@ def lists_block_redirect_and_rules_first(env):
                 expect(g.wait_log("reload (rule or list file changed) ok", timeout=10),
                        g.log()[-600:])
                 rc, out, err = curl("-i", "http://late.test/1k", proxy=g.proxy)
-                expect(f"X-Gretel: block; rule={lst}:6".encode() in out, out[:300])
+                expect(f"X-Gretel: block; rule={lst}:7".encode() in out, out[:300])
     # HTTPS without interception: a CONNECT to a host a list names whole is refused, one a
     # list names only with a path (or a type) is not
     lst2 = _rules_file(env, "connect-list.txt",
