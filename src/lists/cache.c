@@ -168,7 +168,9 @@ static bool consistent(const gt_abp_set *s)
         for (int k = 0; k < F_NSLICES; k++)
             if (e->len[k] && (e->off[k] > e->text_len || e->len[k] > e->text_len - e->off[k]))
                 return false;
-        if (e->re > s->n)
+        /* a regex filter has its compiled pattern and nothing else has one: matching
+         * follows the flag */
+        if (e->re > s->n || !(e->flags & GT_ABP_REGEX) != !e->re)
             return false;
         if (e->re > nres)
             nres = e->re;
