@@ -94,6 +94,7 @@ bench: build/gretel build/bench/rules_bench build/bench/store_bench build/bench/
 	scripts/bench/proxy.sh
 	scripts/bench/tls.sh
 	scripts/bench/h2page.sh
+	scripts/bench/lists.sh
 
 bench-h2: build/gretel
 	@scripts/deps.sh bench test

@@ -11,7 +11,7 @@
 # Env: ROUNDS, CPU (the core to pin to; default the last), GRETEL_DATA, GHOSTERY_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-scripts/deps.sh test
+scripts/deps.sh bench
 make -s build/bench/lists_bench
 data=${GRETEL_DATA:-../shared/data}
 [ -d "$data" ] || data=/work/shared/data
