@@ -20,7 +20,7 @@ PKG_LIBS = $(shell pkg-config --libs $(PKGS)) -lpthread
 CFLAGS ?= -O2
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
-SRC = $(wildcard src/util/*.c src/http1/*.c src/net/*.c src/proxy/*.c src/rules/*.c src/products/*.c src/store/*.c src/tls/*.c src/lists/*.c src/cli/*.c)
+SRC = $(wildcard src/util/*.c src/http1/*.c src/net/*.c src/proxy/*.c src/rules/*.c src/products/*.c src/store/*.c src/tls/*.c src/lists/*.c src/control/*.c src/cli/*.c)
 LIB_SRC = $(filter-out src/cli/main.c,$(SRC))
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)

@@ -59,6 +59,7 @@ typedef struct gt_config {
     char *forward_host;
     uint16_t forward_port;
     char *store, *ca_dir, *upstream_ca_file;
+    char *admin_password; /* NULL/empty: changes on the control page need no password */
     bool mitm, auto_mark_purchases;
     uint16_t *connect_ports;
     size_t nconnect_ports;

@@ -106,6 +106,9 @@ void gt_abp_set_free(gt_abp_set *s); /* NULL-safe */
  * the glob patterns match: the server's watcher reloads when it changes. s may be NULL. */
 uint64_t gt_abp_set_stamp(const gt_abp_set *s, const char *const *patterns, size_t npatterns);
 size_t gt_abp_set_count(const gt_abp_set *s);
+/* The set's list files and how many network filters each gave: up to cap of them into names
+ * and filters; returns how many files there are (0 for NULL). */
+size_t gt_abp_set_files(const gt_abp_set *s, const char **names, size_t *filters, size_t cap);
 void gt_abp_set_stats(const gt_abp_set *s, size_t *by_host, size_t *by_token, size_t *always);
 /* The verdict of the set for one request: BLOCK (an important block, or a block no
  * exception cancels), ALLOW (an exception cancelled a block), PASS. file and line name the

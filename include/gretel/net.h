@@ -33,6 +33,8 @@ typedef struct gt_snapshot {
     gt_config *cfg;
     gt_ruleset *rules; /* never NULL once running (an empty ruleset has no rules) */
     struct gt_abp_set *lists; /* the `lists` files compiled (src/lists), or NULL */
+    gt_ruleset *shops; /* the rules with the `shops` group on: product keys of shop pages
+                          for the control page's "I bought this" (or NULL) */
 } gt_snapshot;
 
 /* Takes ownership of cfg, of the reference on rules and of lists (may be NULL); returns a
@@ -41,14 +43,32 @@ gt_snapshot *gt_snapshot_new(gt_config *cfg, gt_ruleset *rules, struct gt_abp_se
 gt_snapshot *gt_snapshot_ref(gt_snapshot *s);
 void gt_snapshot_release(gt_snapshot *s); /* NULL-safe */
 
-/* Process-wide counters, updated with relaxed atomics by workers. */
+/* What a finished request was, for /metrics (gt_counters_decision maps the log's word). */
+enum { GT_CTR_PASS, GT_CTR_BLOCK, GT_CTR_REDIRECT, GT_CTR_ALLOW, GT_CTR_REWRITE, GT_CTR_LOCAL,
+       GT_CTR_ERROR, GT_CTR_DENY, GT_CTR_TUNNEL, GT_CTR_INTERCEPT, GT_CTR_ABORTED, GT_CTR_OTHER,
+       GT_CTR_DECISIONS };
+/* Why an origin could not be reached (gt_counters_upstream_error). */
+enum { GT_UPERR_DNS, GT_UPERR_REFUSED, GT_UPERR_TIMEOUT, GT_UPERR_TLS, GT_UPERR_OTHER,
+       GT_UPERR_KINDS };
+
+/* Process-wide counters, updated with relaxed atomics by workers (reloads: main thread). */
 typedef struct {
     atomic_ullong requests, connects, local_responses, upstream_errors, client_errors,
         denied, bytes_to_clients, blocked;
     /* TLS interception */
     atomic_ullong tls_handshakes, tls_client_failures, tls_origin_rejected, certs_minted;
     atomic_uint open_conns;
+    atomic_ullong decisions[GT_CTR_DECISIONS];
+    atomic_ullong upstream_kind[GT_UPERR_KINDS];
+    atomic_ullong reloads_ok, reloads_failed;
 } gt_counters;
+
+/* Counts a finished request under its log word ("pass", "block", ...). */
+void gt_counters_decision(gt_counters *c, const char *decision);
+/* Counts an upstream failure by kind, from its status and reason. */
+void gt_counters_upstream_error(gt_counters *c, int status, const char *why);
+extern const char *const gt_counters_decision_names[GT_CTR_DECISIONS];
+extern const char *const gt_counters_upstream_names[GT_UPERR_KINDS];
 
 typedef struct gt_worker gt_worker;
 struct gt_tls;
@@ -66,6 +86,7 @@ typedef struct gt_shared {
     struct gt_store *store; /* bought products (LMDB, thread-safe reads), or NULL */
     struct gt_store_writer *writer; /* auto-marks of purchases seen, or NULL */
     struct gt_tls *tls; /* local CA, leaf cache and TLS contexts, or NULL without a CA */
+    struct gt_control *control; /* gretel's own pages (src/control): token, top hosts */
 } gt_shared;
 
 /* Returns the current snapshot with a reference the caller must release. */
@@ -184,12 +205,15 @@ void gt_upstream_free(gt_upstream *up); /* NULL-safe; closes the socket */
 /* Reads a new config, ruleset and lists (on SIGHUP, or when a rule file changed); returns 0
  * with all three (lists may be NULL: none configured), or an error with diags and none. */
 typedef int (*gt_reload_fn)(void *arg, const gt_psl *psl, gt_config **out, gt_ruleset **rules,
-                            struct gt_abp_set **lists, gt_diags *diags);
+                            struct gt_abp_set **lists, gt_ruleset **shops, gt_diags *diags);
 
 /* Runs the proxy until SIGTERM/SIGINT: binds cfg's listeners (errors are printed and the
  * function returns 2), starts the workers, handles SIGHUP by calling reload and swapping the
- * snapshot when it succeeds. Takes ownership of cfg. Returns the process exit code. */
-int gt_server_run(gt_config *cfg, gt_ruleset *rules, struct gt_abp_set *lists, const gt_psl *psl,
+ * snapshot when it succeeds. Takes ownership of cfg, rules, lists and shops (the rules with
+ * the `shops` group on, or NULL); borrows control. Returns the process exit code. */
+struct gt_control;
+int gt_server_run(gt_config *cfg, gt_ruleset *rules, struct gt_abp_set *lists, gt_ruleset *shops,
+                  struct gt_control *control, const gt_psl *psl,
                   struct gt_store *store, struct gt_tls *tls, gt_reload_fn reload,
                   void *reload_arg);
 

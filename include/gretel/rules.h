@@ -113,6 +113,9 @@ int gt_ruleset_load(gt_ruleset **out, const gt_rules_source *src, const gt_psl *
 gt_ruleset *gt_ruleset_ref(gt_ruleset *rs);
 void gt_ruleset_release(gt_ruleset *rs); /* NULL-safe; the last reference frees */
 size_t gt_ruleset_count(const gt_ruleset *rs);
+/* The rule files the set was read from (includes too): up to cap paths into out; returns
+ * how many there are. */
+size_t gt_ruleset_files(const gt_ruleset *rs, const char **out, size_t cap);
 /* Approximate heap bytes owned by the ruleset (compiled patterns and indexes). */
 size_t gt_ruleset_memory(const gt_ruleset *rs);
 /* A fingerprint of the ruleset's files as they are now (path, inode, size, mtime of each

@@ -53,6 +53,8 @@ bool gt_store_is_bought(gt_store *s, gt_slice key);
  * false. Returns the number of records visited, or a negative error. */
 typedef bool (*gt_store_each_fn)(void *arg, const gt_store_rec *rec);
 long gt_store_foreach(gt_store *s, gt_store_each_fn fn, void *arg);
+/* How many records there are (expired ones included), without visiting them. */
+long gt_store_count(gt_store *s);
 /* Adds many records in one transaction: all or nothing (import). */
 int gt_store_mark_all(gt_store *s, const gt_store_rec *recs, size_t n, char *err,
                       size_t errlen);

@@ -40,6 +40,10 @@ int gt_cli_build_request(gt_slice url, gt_slice source, gt_slice type, gt_slice 
                          const gt_psl *psl, gt_rules_request *rq, gt_cli_url_parts *up,
                          const char **why);
 
+/* The rules of cfg with the `shops` group switched on, for the control page's product keys
+ * of shop pages (errors there were reported by the main load). */
+int gt_cli_load_shop_rules(gt_config *cfg, const gt_psl *psl, gt_ruleset **out);
+
 /* Compiles cfg's `lists` files (globs expanded) into *out (NULL when none are configured),
  * through the compiled cache `<store>/lists.cache` when the store exists (create_store:
  * made if missing). Returns 0, or GT_EINVAL with an unreadable file in diags. */

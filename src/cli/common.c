@@ -164,6 +164,22 @@ int gt_cli_build_request(gt_slice url, gt_slice source, gt_slice type, gt_slice 
 }
 
 
+int gt_cli_load_shop_rules(gt_config *cfg, const gt_psl *psl, gt_ruleset **out)
+{
+    /* the same files with the `shops` group on (the proxy keeps it off: its product rules
+     * describe shop pages, they decide nothing about requests) */
+    gt_config_strlist_append(&cfg->rule_groups, "+shops");
+    gt_diags d;
+    gt_diags_init(&d);
+    int rv = gt_cli_load_rules(cfg, NULL, 0, psl, false, out, &d);
+    gt_diags_free(&d);
+    cfg->rule_groups.n--;
+    free(cfg->rule_groups.v[cfg->rule_groups.n]);
+    if (rv < 0)
+        *out = NULL;
+    return rv;
+}
+
 int gt_cli_load_lists(const gt_config *cfg, bool create_store, struct gt_abp_set **out,
                       gt_diags *diags, bool *from_cache)
 {

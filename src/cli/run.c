@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "cli.h"
+#include "gretel/control.h"
 #include "gretel/lists.h"
 #include "gretel/log.h"
 #include "gretel/net.h"
@@ -16,11 +17,12 @@ typedef struct {
 } run_ctx;
 
 static int load_all(const gt_cli_opts *o, const gt_psl *psl, gt_config **cfg,
-                    gt_ruleset **rules, struct gt_abp_set **lists, gt_diags *d)
+                    gt_ruleset **rules, struct gt_abp_set **lists, gt_ruleset **shops, gt_diags *d)
 {
     *cfg = NULL;
     *rules = NULL;
     *lists = NULL;
+    *shops = NULL;
     int rv = gt_cli_load_config(o, cfg, d);
     if (rv == 0)
         rv = gt_cli_load_rules(*cfg, NULL, 0, psl, false, rules, d);
@@ -38,14 +40,16 @@ static int load_all(const gt_cli_opts *o, const gt_psl *psl, gt_config **cfg,
         gt_log(GT_LOG_INFO, "lists: %zu filters in %llu ms (%s)", gt_abp_set_count(*lists),
                (unsigned long long)(gt_now_ms() - t0),
                cached ? "from the compiled cache" : "compiled from the list files");
+    if (rv == 0)
+        gt_cli_load_shop_rules(*cfg, psl, shops);
     return rv;
 }
 
 static int reload(void *arg, const gt_psl *psl, gt_config **out, gt_ruleset **rules,
-                  struct gt_abp_set **lists, gt_diags *diags)
+                  struct gt_abp_set **lists, gt_ruleset **shops, gt_diags *diags)
 {
     run_ctx *rc = arg;
-    int rv = load_all(rc->o, psl, out, rules, lists, diags);
+    int rv = load_all(rc->o, psl, out, rules, lists, shops, diags);
     if (rv == 0 && (*out)->mitm && !rc->have_tls) {
         gt_diags_add(diags, 0, rc->o->conf_file ? rc->o->conf_file : "-o", 0, 0,
                      "mitm = on, but gretel started without a CA: run `gretel ca init`, then "
@@ -53,9 +57,11 @@ static int reload(void *arg, const gt_psl *psl, gt_config **out, gt_ruleset **ru
         gt_config_free(*out);
         gt_ruleset_release(*rules);
         gt_abp_set_free(*lists);
+        gt_ruleset_release(*shops);
         *out = NULL;
         *rules = NULL;
         *lists = NULL;
+        *shops = NULL;
         return GT_EINVAL;
     }
     return rv;
@@ -70,6 +76,8 @@ int gt_cmd_run(int argc, char **argv)
     gt_store *store = NULL;
     gt_tls *tls = NULL;
     struct gt_abp_set *lists = NULL;
+    gt_ruleset *shops = NULL;
+    gt_control *control = NULL;
     gt_diags d;
     gt_diags_init(&d);
     int code = gt_cli_parse(argc, argv, &o);
@@ -87,7 +95,7 @@ int gt_cmd_run(int argc, char **argv)
         code = 2;
         goto out;
     }
-    if (load_all(&o, psl, &cfg, &rules, &lists, &d) < 0) {
+    if (load_all(&o, psl, &cfg, &rules, &lists, &shops, &d) < 0) {
         gt_diags_print(&d, stderr);
         fprintf(stderr, "gretel: bad configuration or rules (%zu errors), not starting\n",
                 d.errors);
@@ -113,6 +121,7 @@ int gt_cmd_run(int argc, char **argv)
         gt_config_free(cfg);
         gt_ruleset_release(rules);
         gt_abp_set_free(lists);
+        gt_ruleset_release(shops);
         code = 2;
         goto out;
     }
@@ -130,10 +139,13 @@ int gt_cmd_run(int argc, char **argv)
         gt_log(GT_LOG_WARN, "%s; running without the bought list (block-if-bought rules "
                             "will not fire)",
                err);
+    /* the control page's token lives in the store directory (made above, or now) */
+    control = gt_control_new(cfg->store);
     run_ctx rc = {&o, tls != NULL};
-    code = gt_server_run(cfg, rules, lists, psl, store, tls, reload, &rc); /* takes cfg,
-                                                                          rules and lists */
+    /* takes cfg, rules, lists and shops */
+    code = gt_server_run(cfg, rules, lists, shops, control, psl, store, tls, reload, &rc);
 out:
+    gt_control_free(control);
     gt_tls_free(tls);
     gt_store_close(store);
     gt_rules_psl_free(psl);

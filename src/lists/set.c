@@ -967,6 +967,20 @@ uint64_t gt_abp_set_stamp(const gt_abp_set *s, const char *const *patterns, size
     return h;
 }
 
+size_t gt_abp_set_files(const gt_abp_set *s, const char **names, size_t *filters, size_t cap)
+{
+    if (!s)
+        return 0;
+    for (size_t i = 0; i < s->nbufs && i < cap; i++) {
+        names[i] = s->files[i];
+        filters[i] = 0;
+    }
+    for (size_t i = 0; i < s->n; i++)
+        if (s->v[i].fileix < cap)
+            filters[s->v[i].fileix]++;
+    return s->nbufs;
+}
+
 size_t gt_abp_set_count(const gt_abp_set *s)
 {
     return s->n;

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -31,6 +32,39 @@ gt_snapshot *gt_snapshot_new(gt_config *cfg, gt_ruleset *rules, struct gt_abp_se
     return s;
 }
 
+const char *const gt_counters_decision_names[GT_CTR_DECISIONS] = {
+    "pass",   "block",     "redirect", "allow",   "rewrite", "local",
+    "error",  "deny",      "tunnel",   "intercept", "aborted", "other"};
+const char *const gt_counters_upstream_names[GT_UPERR_KINDS] = {"dns", "refused", "timeout",
+                                                                 "tls", "other"};
+
+void gt_counters_decision(gt_counters *c, const char *decision)
+{
+    int k = GT_CTR_OTHER;
+    for (int i = 0; decision && i < GT_CTR_OTHER; i++)
+        if (strcmp(decision, gt_counters_decision_names[i]) == 0) {
+            k = i;
+            break;
+        }
+    atomic_fetch_add_explicit(&c->decisions[k], 1, memory_order_relaxed);
+}
+
+void gt_counters_upstream_error(gt_counters *c, int status, const char *why)
+{
+    int k = GT_UPERR_OTHER;
+    why = why ? why : "";
+    if (status == 504 || strstr(why, "timed out") || strstr(why, "timeout"))
+        k = GT_UPERR_TIMEOUT;
+    else if (status == GT_STATUS_CERT_FAILED || strstr(why, "TLS") || strstr(why, "certificate"))
+        k = GT_UPERR_TLS;
+    else if (strstr(why, "resolv") || strstr(why, "DNS"))
+        k = GT_UPERR_DNS;
+    else if (strstr(why, "refused"))
+        k = GT_UPERR_REFUSED;
+    atomic_fetch_add_explicit(&c->upstream_errors, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->upstream_kind[k], 1, memory_order_relaxed);
+}
+
 gt_snapshot *gt_snapshot_ref(gt_snapshot *s)
 {
     atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
@@ -45,6 +79,7 @@ void gt_snapshot_release(gt_snapshot *s)
         gt_config_free(s->cfg);
         gt_ruleset_release(s->rules);
         gt_abp_set_free(s->lists);
+        gt_ruleset_release(s->shops);
         free(s);
     }
 }
@@ -358,10 +393,12 @@ static void do_reload(server *s, const char *why)
     gt_config *cfg = NULL;
     gt_ruleset *rules = NULL;
     struct gt_abp_set *lists = NULL;
+    gt_ruleset *shops = NULL;
     gt_diags d;
     gt_diags_init(&d);
     uint64_t t0 = gt_now_ms();
-    if (s->reload(s->reload_arg, s->sh.psl, &cfg, &rules, &lists, &d) < 0) {
+    if (s->reload(s->reload_arg, s->sh.psl, &cfg, &rules, &lists, &shops, &d) < 0) {
+        atomic_fetch_add_explicit(&s->sh.counters.reloads_failed, 1, memory_order_relaxed);
         for (size_t i = 0; i < d.n; i++)
             gt_log(d.v[i].is_warning ? GT_LOG_WARN : GT_LOG_ERROR, "reload: %s:%u:%u: %s",
                    d.v[i].file, d.v[i].line, d.v[i].col, d.v[i].msg);
@@ -383,6 +420,8 @@ static void do_reload(server *s, const char *why)
     s->rules_stamp = files_stamp(cfg, rules, lists);
     size_t nrules = gt_ruleset_count(rules);
     gt_snapshot *ns = gt_snapshot_new(cfg, rules, lists);
+    ns->shops = shops;
+    atomic_fetch_add_explicit(&s->sh.counters.reloads_ok, 1, memory_order_relaxed);
     pthread_mutex_lock(&s->sh.snap_lock);
     gt_snapshot *old = s->sh.snap;
     s->sh.snap = ns;
@@ -447,7 +486,8 @@ static void on_sigterm(evutil_socket_t sig, short what, void *arg)
     notify_all(s, false, true, false);
 }
 
-int gt_server_run(gt_config *cfg, gt_ruleset *rules, struct gt_abp_set *lists, const gt_psl *psl,
+int gt_server_run(gt_config *cfg, gt_ruleset *rules, struct gt_abp_set *lists, gt_ruleset *shops,
+                  struct gt_control *control, const gt_psl *psl,
                   struct gt_store *store, struct gt_tls *tls, gt_reload_fn reload,
                   void *reload_arg)
 {
@@ -463,6 +503,8 @@ int gt_server_run(gt_config *cfg, gt_ruleset *rules, struct gt_abp_set *lists, c
     signal(SIGPIPE, SIG_IGN);
     pthread_mutex_init(&s.sh.snap_lock, NULL);
     s.sh.snap = gt_snapshot_new(cfg, rules, lists);
+    s.sh.snap->shops = shops;
+    s.sh.control = control;
     s.sh.psl = psl;
     s.sh.store = store;
     s.sh.tls = tls;

@@ -27,6 +27,7 @@
 #include "gretel/http1.h"
 #include "gretel/log.h"
 #include "gretel/net.h"
+#include "gretel/control.h"
 #include "gretel/proxy.h"
 #include "gretel/stream.h"
 #include "gretel/util.h"
@@ -123,6 +124,7 @@ static void log_stream(h2stream *h)
 {
     if (!h->snap)
         return;
+    gt_counters_decision(&h->c->w->sh->counters, h->decision ? h->decision : "pass");
     gt_logbuf_write(&h->c->w->logbuf, GT_LOG_INFO,
                     "req conn=%u client=%s method=%s host=%s status=%d bytes=%llu ms=%llu "
                     "decision=%s rule=%s:%u proto=h2 stream=%d",
@@ -303,7 +305,7 @@ static void finish_response(h2stream *h)
 
 static void upstream_failed(h2stream *h, int status, const char *why)
 {
-    atomic_fetch_add_explicit(&h->c->w->sh->counters.upstream_errors, 1, memory_order_relaxed);
+    gt_counters_upstream_error(&h->c->w->sh->counters, status, why);
     if (h->up) {
         gt_upstream_free(h->up);
         h->up = NULL;
@@ -744,6 +746,7 @@ static void stream_request(h2stream *h)
                  gt_decision_line(d), d->bought ? "; bought" : "");
         h->decision = action;
         atomic_fetch_add_explicit(&w->sh->counters.blocked, 1, memory_order_relaxed);
+        gt_control_note_block(w->sh->control, gt_slice_cstr(h->host));
         respond_local(h, res->status, res->content_type, res->body ? res->body : "",
                       res->body ? res->body_len : 0, xg);
         return;

@@ -21,6 +21,7 @@
 #include "gretel/log.h"
 #include "gretel/net.h"
 #include "gretel/store.h"
+#include "gretel/control.h"
 #include "gretel/proxy.h"
 #include "gretel/stream.h"
 #include "gretel/tls.h"
@@ -192,6 +193,7 @@ static void log_request(gt_session *s)
 static void end_request(gt_session *s)
 {
     log_request(s);
+    gt_counters_decision(&s->w->sh->counters, s->decision);
     atomic_fetch_add_explicit(&s->w->sh->counters.bytes_to_clients, s->bytes_out,
                               memory_order_relaxed);
     gt_snapshot_release(s->snap);
@@ -374,36 +376,56 @@ static void finish_local(gt_session *s)
 
 /* A small status page for requests addressed to gretel itself, until the control page
  * (bought list, set-up, metrics) takes this place. */
-static void respond_self(gt_session *s, gt_slice path)
+static gt_slice header_value(const gt_http1_request *req, const char *name)
 {
-    gt_shared *sh = s->w->sh;
-    char body[1024];
-    int status = 200;
-    int n;
-    if (gt_slice_eq(path, GT_S("/")) || gt_slice_eq(path, GT_S("/status"))) {
-        n = snprintf(body, sizeof(body),
-                     "gretel %s\nuptime_s %llu\nworkers %u\nopen_connections %u\n"
-                     "requests %llu\nlocal_responses %llu\nupstream_errors %llu\n",
-                     GT_VERSION, (unsigned long long)((gt_now_ms() - sh->started_ms) / 1000),
-                     sh->nworkers, atomic_load(&sh->counters.open_conns),
-                     (unsigned long long)atomic_load(&sh->counters.requests),
-                     (unsigned long long)atomic_load(&sh->counters.local_responses),
-                     (unsigned long long)atomic_load(&sh->counters.upstream_errors));
-    } else {
-        status = 404;
-        n = snprintf(body, sizeof(body), "gretel: 404 Not Found\n");
-    }
+    for (size_t i = 0; i < req->num_headers; i++)
+        if (gt_slice_caseeq(req->headers[i].name, gt_slice_cstr(name)))
+            return req->headers[i].value;
+    return GT_S("");
+}
+
+/* gretel's own pages (src/control). target: the path and query; host: the Host the client
+ * used. Called before the head is drained (the slices point into the input); a POST's body
+ * is in s->body_view (read ahead by process_heads) and discarded afterwards like any
+ * locally answered request's. */
+static void respond_self(gt_session *s, const gt_http1_request *req, gt_slice target,
+                         gt_slice host, size_t head_len)
+{
+    const char *q = memchr(target.p, '?', target.len);
+    gt_ctl_request rq = {
+        .method = req->method,
+        .path = q ? gt_slice_make(target.p, (size_t)(q - target.p)) : target,
+        .query = q ? gt_slice_make(q + 1, (size_t)(target.p + target.len - q - 1)) : GT_S(""),
+        .host = host,
+        .origin = header_value(req, "origin"),
+        .referer = header_value(req, "referer"),
+        .content_type = header_value(req, "content-type"),
+        .authorization = header_value(req, "authorization"),
+        .csrf_header = header_value(req, "x-csrf-token"),
+        .accept = header_value(req, "accept"),
+        .body = s->body_view,
+        .local = s->local,
+    };
+    if (!rq.path.len)
+        rq.path = GT_S("/");
+    gt_ctl_response resp = {.body = evbuffer_new()};
+    gt_control_handle(s->w->sh->control, s->w->sh, s->snap, &rq, &resp);
+    evbuffer_drain(gt_stream_input(s->cs), head_len);
+    s->body_view = GT_S("");
     struct evbuffer *out = gt_stream_output(s->cs);
     size_t before = evbuffer_get_length(out);
     bool close = (s->rq.framing != GT_BODY_NONE && !body_discardable(s)) || !s->keepalive ||
                  s->draining;
     if (close)
         s->close_after = true;
-    gt_proxy_local_response(out, status, "text/plain; charset=utf-8", body, (size_t)n, s->is_head,
-                            close, NULL);
+    size_t n = evbuffer_get_length(resp.body);
+    const char *body = (const char *)evbuffer_pullup(resp.body, -1);
+    gt_proxy_local_response(out, resp.status, resp.content_type, body ? body : "", n, s->is_head,
+                            close, resp.headers);
+    evbuffer_free(resp.body);
     s->bytes_out += evbuffer_get_length(out) - before;
     gt_stream_flush(s->cs);
-    s->status = status;
+    s->status = resp.status;
     s->decision = "local";
     finish_local(s);
 }
@@ -428,6 +450,7 @@ static void respond_blocked(gt_session *s, const gt_decision *d, bool tunnel)
     if (close)
         s->close_after = true;
     gt_proxy_block_response(out, res, xg, s->is_head, close);
+    gt_control_note_block(s->w->sh->control, gt_slice_cstr(s->host));
     s->bytes_out += evbuffer_get_length(out) - before;
     gt_stream_flush(s->cs);
     s->status = res->status;
@@ -457,9 +480,9 @@ static void decide(gt_session *s, const gt_http1_request *req, const gt_http1_ur
 
 static void upstream_failed(gt_session *s, int status, const char *why)
 {
+    gt_counters_upstream_error(&s->w->sh->counters, status, why);
     if (status == GT_STATUS_CERT_FAILED)
         status = 502;
-    atomic_fetch_add_explicit(&s->w->sh->counters.upstream_errors, 1, memory_order_relaxed);
     if (s->up) {
         gt_upstream_free(s->up);
         s->up = NULL;
@@ -983,7 +1006,7 @@ static void on_tunnel_connected(void *arg, gt_upstream *up, int status, const ch
         return;
     }
     if (!up) {
-        atomic_fetch_add_explicit(&s->w->sh->counters.upstream_errors, 1, memory_order_relaxed);
+        gt_counters_upstream_error(&s->w->sh->counters, status, why);
         s->st = S_HEAD;
         respond_local(s, status, why, true, "error");
         return;
@@ -1067,7 +1090,7 @@ static void on_mitm_upstream(void *arg, gt_upstream *up, int status, const char 
     s->connect = NULL;
     gt_tls *tls = s->w->sh->tls;
     if (!up) {
-        atomic_fetch_add_explicit(&s->w->sh->counters.upstream_errors, 1, memory_order_relaxed);
+        gt_counters_upstream_error(&s->w->sh->counters, status, why);
         s->tls_err_status = status;
         snprintf(s->tls_err, sizeof(s->tls_err), "%s", why);
         gt_log(GT_LOG_WARN, "conn=%u client=%s host=%s: %s", s->id, s->client, s->sni, why);
@@ -1248,6 +1271,26 @@ static bool host_is_self(gt_session *s, gt_slice host, uint16_t port)
     return false;
 }
 
+/* Whether the request is for gretel's own pages (before the head is handled): an
+ * origin-form target whose Host names gretel, or an http:// URL of gretel. */
+static bool is_self_request(gt_session *s, const gt_http1_request *req)
+{
+    if (s->mitm || !req->target.len)
+        return false;
+    gt_http1_error err;
+    gt_http1_uri u;
+    if (req->target.p[0] == '/') {
+        for (size_t i = 0; i < req->num_headers; i++)
+            if (gt_slice_caseeq(req->headers[i].name, GT_S("host")))
+                return gt_http1_parse_authority(req->headers[i].value, &u, &err) == 0
+                           ? host_is_self(s, u.host, u.port)
+                           : host_is_self(s, req->headers[i].value, 80);
+        return false;
+    }
+    return gt_http1_parse_absolute(req->target, &u, &err) == 0 && !u.is_https &&
+           host_is_self(s, u.host, u.port);
+}
+
 /* Whether this client's requests may reach servers on gretel's own machine. */
 static bool deny_loopback(const gt_session *s)
 {
@@ -1372,7 +1415,6 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
         return;
     }
 
-    char path[512];
     char mitm_url[8192 + 600];
     if (s->mitm) {
         /* Inside interception: origin-form targets of the intercepted origin. */
@@ -1409,11 +1451,7 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
                         : (nhost && host_is_self(s, host_hdr, 80));
         if (self) {
             snprintf(s->host, sizeof(s->host), "%.*s", (int)host_hdr.len, host_hdr.p);
-            gt_slice t = req->target;
-            const char *q = memchr(t.p, '?', t.len);
-            snprintf(path, sizeof(path), "%.*s", (int)(q ? (size_t)(q - t.p) : t.len), t.p);
-            evbuffer_drain(in, head_len);
-            respond_self(s, gt_slice_cstr(path));
+            respond_self(s, req, req->target, host_hdr, head_len);
             return;
         }
         evbuffer_drain(in, head_len);
@@ -1440,11 +1478,10 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
         return;
     }
     if (!s->mitm && host_is_self(s, uri.host, uri.port)) {
-        gt_slice t = uri.path.len ? uri.path : GT_S("/");
-        const char *q = memchr(t.p, '?', t.len);
-        snprintf(path, sizeof(path), "%.*s", (int)(q ? (size_t)(q - t.p) : t.len), t.p);
-        evbuffer_drain(in, head_len);
-        respond_self(s, gt_slice_cstr(path));
+        /* the Host the client wrote, else the URL's authority: the PAC and set-up pages
+         * name gretel the way this client reached it */
+        gt_slice authority = nhost ? host_hdr : uri.host;
+        respond_self(s, req, uri.path.len ? uri.path : GT_S("/"), authority, head_len);
         return;
     }
     gt_decision *d = &s->w->decision;
@@ -1491,16 +1528,24 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
  * length (all in the buffer). Only Content-Length bodies up to body_inspect_max, only when
  * some rule has a body~ condition, and never for Expect: 100-continue (the client waits
  * for us before sending). */
+static bool is_self_request(gt_session *s, const gt_http1_request *req);
+
 static long body_wanted(gt_session *s, const gt_http1_request *req, size_t head_len,
                         size_t have)
 {
     const gt_snapshot *snap = s->w->snap;
-    if (!gt_ruleset_wants_body(snap->rules) || snap->cfg->body_inspect_max == 0)
+    /* a form posted to gretel's own page is read whole (it is small) */
+    size_t max = gt_slice_eq(req->method, GT_S("POST")) && is_self_request(s, req)
+                     ? GT_CONTROL_BODY_MAX
+                     : 0;
+    if (!max && (!gt_ruleset_wants_body(snap->rules) || snap->cfg->body_inspect_max == 0))
         return -1;
+    if (!max)
+        max = snap->cfg->body_inspect_max;
     gt_http1_body b;
     gt_http1_error err;
     if (gt_http1_request_body(req, &b, &err) < 0 || b.framing != GT_BODY_LENGTH ||
-        b.length == 0 || b.length > snap->cfg->body_inspect_max || b.expect_continue)
+        b.length == 0 || b.length > max || b.expect_continue)
         return -1;
     if (have >= head_len + b.length)
         return (long)b.length;

@@ -433,6 +433,15 @@ uint64_t gt_ruleset_stamp(const gt_ruleset *rs)
     return h;
 }
 
+size_t gt_ruleset_files(const gt_ruleset *rs, const char **out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; rs && i < rs->nwatched; i++)
+        if (n < cap)
+            out[n++] = rs->watched[i].path;
+    return rs ? rs->nwatched : 0;
+}
+
 const char *gt_rule_file(const gt_rule *r)
 {
     return r ? r->file : "-";

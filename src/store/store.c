@@ -474,6 +474,17 @@ bool gt_store_is_bought(gt_store *s, gt_slice key)
     return bought;
 }
 
+long gt_store_count(gt_store *s)
+{
+    MDB_txn *txn;
+    if (read_begin(s, &txn) != 0)
+        return GT_EIO;
+    MDB_stat st;
+    int rc = mdb_stat(txn, s->products, &st);
+    read_end(s, txn);
+    return rc == 0 ? (long)st.ms_entries : GT_EIO;
+}
+
 long gt_store_foreach(gt_store *s, gt_store_each_fn fn, void *arg)
 {
     MDB_txn *txn;

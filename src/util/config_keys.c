@@ -283,6 +283,11 @@ static int set_upstream_ca(gt_config *c, gt_slice v, char *err, size_t errlen)
     (void)err, (void)errlen;
     return set_str(&c->upstream_ca_file, v);
 }
+static int set_admin_password(gt_config *c, gt_slice v, char *err, size_t errlen)
+{
+    (void)err, (void)errlen;
+    return set_str(&c->admin_password, v);
+}
 static int set_mitm(gt_config *c, gt_slice v, char *err, size_t errlen)
 {
     return parse_bool(v, &c->mitm, err, errlen);
@@ -420,6 +425,9 @@ const cfg_key gt_config_keys[] = {
      "ports a CONNECT may reach; others get 403"},
     {"auto_mark_purchases", "on/off", "on", set_automark, NULL,
      "purchase pixels seen through the proxy mark their products as bought, locally"},
+    {"admin_password", "text", "", set_admin_password, NULL,
+     "when set, changing the bought list on the control page (http://gretel.proxy/) needs "
+     "it (HTTP Basic, any user name); reading does not"},
     {"log_level", "level", "info", set_log_level, NULL,
      "error, warn, info or debug; full URLs are logged only at debug"},
     {"loopback_upstream", "auto/on/off", "auto", set_loopback, NULL,
@@ -476,6 +484,7 @@ void gt_config_free_fields(gt_config *c)
     gt_free(&c->store);
     gt_free(&c->ca_dir);
     gt_free(&c->upstream_ca_file);
+    gt_free(&c->admin_password);
     gt_free(&c->file);
 }
 
