@@ -169,10 +169,12 @@ bool ctl_field(gt_slice form, const char *name, char *out, size_t cap)
     return false;
 }
 
+/* Referrer-Policy same-origin, not no-referrer: under no-referrer browsers send
+ * "Origin: null" with a form's POST, and the Origin check below needs the real one. */
 static const char security_headers[] =
     "X-Content-Type-Options: nosniff\r\n"
     "X-Frame-Options: DENY\r\n"
-    "Referrer-Policy: no-referrer\r\n"
+    "Referrer-Policy: same-origin\r\n"
     "Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; "
     "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
     "connect-src 'self'\r\n";

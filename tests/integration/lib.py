@@ -763,3 +763,181 @@ def h2_goaway_code(frames):
         if f[0] == H2_GOAWAY and len(f[3]) >= 8:
             return int.from_bytes(f[3][4:8], "big")
     return None
+
+
+class Chromium:
+    """Headless Debian Chromium driven over the DevTools protocol (a WebSocket on loopback;
+    the client below is the standard library's sockets and RFC 6455 framing), so tests can
+    fill forms, click, run page scripts and take screenshots. Proxy settings come from the
+    arguments only (the environment's *_proxy variables are dropped)."""
+
+    def __init__(self, tmp, args=()):
+        import shutil
+        exe = shutil.which("chromium") or shutil.which("chromium-browser")
+        if not exe:
+            raise RuntimeError("chromium is not installed (scripts/deps.sh test installs it)")
+        self.prof = tempfile.mkdtemp(prefix="chromium-cdp-", dir=tmp)
+        cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={self.prof}",
+               "--remote-debugging-port=0", "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--disable-default-apps",
+               "--window-size=1100,900", *args, "about:blank"]
+        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+        self.errf = open(os.path.join(self.prof, "stderr.log"), "wb")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.errf, env=env)
+        portfile = os.path.join(self.prof, "DevToolsActivePort")
+        end = time.time() + 30
+        while time.time() < end and not os.path.exists(portfile):
+            time.sleep(0.05)
+        time.sleep(0.1)
+        with open(portfile) as f:
+            self.port = int(f.read().split()[0])
+        page = None
+        while time.time() < end and not page:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+                s.sendall(b"GET /json/list HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += s.recv(65536)
+                head, body = data.split(b"\r\n\r\n", 1)
+                m = [l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+                want = int(m[0].split(b":")[1]) if m else 0
+                while len(body) < want:
+                    body += s.recv(65536)
+            targets = json.loads(body or b"[]")
+            page = next((t for t in targets if t.get("type") == "page"), None)
+            if not page:
+                time.sleep(0.1)
+        self._ws_connect(page["webSocketDebuggerUrl"])
+        self.next_id = 0
+        self.events = []
+        self.call("Page.enable")
+        self.call("Runtime.enable")
+
+    # --- RFC 6455, client side ---
+    def _ws_connect(self, url):
+        import base64
+        rest = url.split("://", 1)[1]
+        hostport, path = rest.split("/", 1)
+        self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=60)
+        hostport = f"127.0.0.1:{self.port}"
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                           "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += self.sock.recv(1)
+        if b" 101 " not in head.split(b"\r\n", 1)[0]:
+            raise RuntimeError(f"DevTools refused the WebSocket: {head[:200]!r}")
+        self.rbuf = b""
+
+    def _send(self, text):
+        data = text.encode()
+        mask = os.urandom(4)
+        n = len(data)
+        hdr = bytes([0x81])
+        if n < 126:
+            hdr += bytes([0x80 | n])
+        elif n < 65536:
+            hdr += bytes([0x80 | 126]) + struct.pack("!H", n)
+        else:
+            hdr += bytes([0x80 | 127]) + struct.pack("!Q", n)
+        self.sock.sendall(hdr + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+    def _read(self, n):
+        while len(self.rbuf) < n:
+            b = self.sock.recv(1 << 20)
+            if not b:
+                raise RuntimeError("DevTools closed the WebSocket")
+            self.rbuf += b
+        out, self.rbuf = self.rbuf[:n], self.rbuf[n:]
+        return out
+
+    def _recv(self):
+        msg = b""
+        while True:
+            b0, b1 = self._read(2)
+            n = b1 & 0x7F
+            if n == 126:
+                n = struct.unpack("!H", self._read(2))[0]
+            elif n == 127:
+                n = struct.unpack("!Q", self._read(8))[0]
+            payload = self._read(n)
+            op = b0 & 0x0F
+            if op == 0x9:  # ping
+                continue
+            msg += payload
+            if b0 & 0x80:
+                return json.loads(msg)
+
+    # --- the protocol ---
+    def call(self, method, **params):
+        self.next_id += 1
+        mid = self.next_id
+        self._send(json.dumps({"id": mid, "method": method, "params": params}))
+        while True:
+            m = self._recv()
+            if m.get("id") == mid:
+                if "error" in m:
+                    raise RuntimeError(f"{method}: {m['error']}")
+                return m.get("result", {})
+            self.events.append(m)
+
+    def eval(self, expr):
+        r = self.call("Runtime.evaluate", expression=expr, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in r:
+            raise RuntimeError(f"{expr[:80]}: {r['exceptionDetails']}")
+        return r.get("result", {}).get("value")
+
+    def wait(self, expr, timeout=15.0):
+        """Polls a page expression until it is truthy; returns its value."""
+        end = time.time() + timeout
+        last = None
+        while time.time() < end:
+            try:
+                last = self.eval(expr)
+                if last:
+                    return last
+            except RuntimeError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"timed out waiting for {expr!r} (last {last!r})")
+
+    def goto(self, url, timeout=20.0):
+        self.events = [e for e in self.events if e.get("method") != "Page.loadEventFired"]
+        self.call("Page.navigate", url=url)
+        self.wait_load(timeout)
+
+    def wait_load(self, timeout=20.0):
+        end = time.time() + timeout
+        while time.time() < end:
+            if any(e.get("method") == "Page.loadEventFired" for e in self.events):
+                self.events = [e for e in self.events if e.get("method") != "Page.loadEventFired"]
+                return
+            self.sock.settimeout(max(0.1, end - time.time()))
+            try:
+                self.events.append(self._recv())
+            except socket.timeout:
+                break
+            finally:
+                self.sock.settimeout(60)
+        raise RuntimeError("the page did not finish loading")
+
+    def screenshot(self, path):
+        import base64
+        data = self.call("Page.captureScreenshot", format="png")["data"]
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(data))
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.errf.close()

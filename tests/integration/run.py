@@ -26,7 +26,7 @@ from lib import (EchoOrigin, FakeDNS, Gretel, Nginx, Socks5Server, TlsOrigins, c
                  free_port, make_origin_certs, make_tls_certs, H2Raw, h2_frame, h2_goaway_code,
                  h2_request_block, hpack_fields, H2_HEADERS, H2_RST, H2_SETTINGS, H2_PING,
                  H2_CONT, H2_GOAWAY, H2_DATA,
-                 raw_exchange, rss_kb, wait_port, HERE)
+                 raw_exchange, rss_kb, wait_port, HERE, Chromium)
 
 TESTS = []
 
@@ -400,18 +400,21 @@ def oversized_heads(env):
 def origin_form_and_self(env):
     resp = raw_exchange(env.gretel.port, b"GET /x HTTP/1.1\r\nHost: example.org\r\n\r\n")
     expect(status_of(resp) == 400 and b"proxy" in resp, resp)
-    rc, out, err = curl(f"http://127.0.0.1:{env.gretel.port}/")
+    rc, out, err = curl(f"http://127.0.0.1:{env.gretel.port}/status")
     expect(rc == 0 and out.startswith(b"gretel ") and b"requests" in out, out)
-    rc, out, err = curl("http://gretel.proxy/", proxy=env.gretel.proxy)
+    rc, out, err = curl("http://gretel.proxy/status", proxy=env.gretel.proxy)
     expect(rc == 0 and out.startswith(b"gretel "), out)
-    # a body sent to gretel itself is read and dropped; the connection serves the next one
+    rc, out, err = curl(f"http://127.0.0.1:{env.gretel.port}/")
+    expect(rc == 0 and b"<h1>Overview</h1>" in out, out[:300])
+    # a body sent to gretel itself is read and dropped (these methods change nothing here:
+    # 405); the connection serves the next one
     req = (b"POST http://gretel.proxy/status HTTP/1.1\r\nHost: gretel.proxy\r\n"
            b"Content-Length: 5000\r\n\r\n" + b"b" * 5000 +
            b"POST http://gretel.proxy/ HTTP/1.1\r\nHost: gretel.proxy\r\n"
            b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n" +
            f"GET http://{env.origin}/a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
     resp = raw_exchange(env.gretel.port, req)
-    expect(re.findall(rb"HTTP/1\.1 (\d{3})", resp) == [b"200", b"200", b"200"] and
+    expect(re.findall(rb"HTTP/1\.1 (\d{3})", resp) == [b"405", b"405", b"200"] and
            resp.endswith(b"file a\n") and resp.count(b"Connection: close") == 1, resp[-500:])
     resp = raw_exchange(env.gretel.port, b"GET https://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
     expect(status_of(resp) == 400 and b"CONNECT" in resp, resp)
@@ -2121,6 +2124,284 @@ def _stream_rss(env, binary):
 @test
 def stream_1gib_both_ways_flat_rss(env):
     _stream_rss(env, env.args.release or env.args.gretel)
+
+
+# --- the control page (issue 8) ---------------------------------------------------------
+
+def _artifacts(env):
+    """Where tests leave screenshots: build/test-artifacts beside the tested binary."""
+    d = os.path.join(os.path.dirname(os.path.dirname(env.args.gretel)), "test-artifacts")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def _token(g):
+    rc, out, err = curl("http://gretel.proxy/bought", proxy=g.proxy)
+    m = re.search(rb'name="csrf" value="([0-9a-f]{64})"', out)
+    expect(m, out[:400])
+    return m.group(1).decode()
+
+
+def _bought_keys(g):
+    rc, out, err = curl("http://gretel.proxy/bought", proxy=g.proxy)
+    return set(k.decode() for k in re.findall(rb'<tr data-key="([^"]+)"', out))
+
+
+@test
+def control_page_changes_need_post_origin_and_token(env):
+    """Marking and unmarking from gretel's own page: only a POST with gretel's Origin and the
+    per-install token changes anything; links and other sites cannot; with admin_password
+    the change also needs it. The token is kept 0600 in the store and survives restarts."""
+    store = os.path.join(env.tmp, "control-store")
+    origin = "Origin: http://gretel.proxy"
+    with env.own_gretel([f"store={store}"]) as g:
+        tok = _token(g)
+        st = os.stat(os.path.join(store, "control.token"))
+        expect(st.st_mode & 0o077 == 0, oct(st.st_mode))
+        def post(path, data, *extra):
+            rc, out, err = curl("-s", "-i", "-X", "POST", "--data", data, *extra,
+                                f"http://gretel.proxy{path}", proxy=g.proxy)
+            return status_of(out), out
+        # refused: no Origin, another site's Origin, no token, a wrong token, a GET
+        expect(post("/mark", f"csrf={tok}&what=gtin:4006381333931")[0] == 403, "no Origin")
+        expect(post("/mark", f"csrf={tok}&what=gtin:4006381333931",
+                    "-H", "Origin: http://shop.example")[0] == 403, "foreign Origin")
+        expect(post("/mark", "what=gtin:4006381333931", "-H", origin)[0] == 403, "no token")
+        expect(post("/mark", "csrf=" + "0" * 64 + "&what=gtin:4006381333931",
+                    "-H", origin)[0] == 403, "wrong token")
+        rc, out, err = curl("-s", "-i", "http://gretel.proxy/unmark?key=gtin:4006381333931",
+                            proxy=g.proxy)
+        expect(status_of(out) == 405, out[:200])
+        expect(_bought_keys(g) == set(), "something was marked by a refused request")
+        # the form's way: 303 to the list, which shows it
+        code, out = post("/mark", f"csrf={tok}&what=gtin:4006381333931&label=Pen&ttl=30",
+                         "-H", origin)
+        expect(code == 303 and b"Location: /bought?added=gtin%3A04006381333931" in out, out[:600])
+        for h in (b"Content-Security-Policy: default-src 'none'", b"X-Frame-Options: DENY",
+                  b"Cache-Control: no-store"):
+            expect(h in out, f"missing {h!r}")
+        expect("gtin:04006381333931" in _bought_keys(g), "not listed")
+        # the script's way: the token in a header, JSON back; by shop page URL (shop rules)
+        code, out = post("/mark", "what=https%3A%2F%2Fwww.amazon.de%2Fdp%2FB00CTRL123",
+                         "-H", origin, "-H", f"X-CSRF-Token: {tok}")
+        expect(code == 200 and out.endswith(b'{"ok":true,"key":"asin:B00CTRL123"}\n'), out[-200:])
+        # the bookmarklet's page only shows; the mark is its form's POST
+        rc, out, err = curl("http://gretel.proxy/mark?url=https%3A%2F%2Fwww.amazon.de%2Fdp%2FB00CTRL999",
+                            proxy=g.proxy)
+        expect(b'<code id="derived">asin:B00CTRL999</code>' in out, out[:800])
+        expect("asin:B00CTRL999" not in _bought_keys(g), "a GET marked something")
+        # the CLI sees the same store
+        p = subprocess.run([env.args.gretel, "bought", "--json", "-o", f"store={store}"],
+                           capture_output=True, text=True, timeout=20)
+        keys = {r["key"] for r in json.loads(p.stdout)["products"]}
+        expect(keys == {"gtin:04006381333931", "asin:B00CTRL123"}, p.stdout)
+        # search, then removal
+        rc, out, err = curl("http://gretel.proxy/bought?q=pen", proxy=g.proxy)
+        expect(b'data-key="gtin:04006381333931"' in out and b"B00CTRL123" not in out, out[-600:])
+        code, out = post("/unmark", f"csrf={tok}&key=asin:B00CTRL123", "-H", origin)
+        expect(code == 303, out[:300])
+        expect(_bought_keys(g) == {"gtin:04006381333931"}, _bought_keys(g))
+        # a key that is no key
+        code, out = post("/mark", f"csrf={tok}&what=nonsense", "-H", origin)
+        expect(code == 400 and b"SCOPE:ID" in out, out[-300:])
+        # the pages: overview, set-up with the PAC URL as this client reached gretel
+        rc, out, err = curl("http://gretel.proxy/setup", proxy=g.proxy)
+        expect(b"http://gretel.proxy/proxy.pac" in out and b'id="bookmarklet"' in out, out[:300])
+        rc, out, err = curl(f"http://127.0.0.1:{g.port}/proxy.pac")
+        expect(out.rstrip().endswith(f'return "PROXY 127.0.0.1:{g.port}";\n}}'.encode()), out)
+    # the same token after a restart; with admin_password, changes need it
+    with env.own_gretel([f"store={store}", "admin_password=s3cret pw"]) as g:
+        expect(_token(g) == tok, "the token changed across a restart")
+        rc, out, err = curl("-s", "-i", "-X", "POST", "--data", f"csrf={tok}&key=gtin:4006381333931",
+                            "-H", origin, "http://gretel.proxy/unmark", proxy=g.proxy)
+        expect(status_of(out) == 401 and b'WWW-Authenticate: Basic realm="gretel"' in out, out[:300])
+        rc, out, err = curl("-s", "-i", "-u", "admin:wrong", "-X", "POST", "--data",
+                            f"csrf={tok}&key=gtin:4006381333931", "-H", origin,
+                            "http://gretel.proxy/unmark", proxy=g.proxy)
+        expect(status_of(out) == 401, out[:300])
+        rc, out, err = curl("-s", "-i", "-u", "anyone:s3cret pw", "-X", "POST", "--data",
+                            f"csrf={tok}&key=gtin:4006381333931", "-H", origin,
+                            "http://gretel.proxy/unmark", proxy=g.proxy)
+        expect(status_of(out) == 303, out[:300])
+        expect(_bought_keys(g) == set(), _bought_keys(g))
+
+
+@test
+def control_metrics_after_a_known_mix(env):
+    """/metrics in Prometheus text: the counters after a known mix of requests, a reload,
+    and marks; no hosts, URLs or clients in it."""
+    rules = _rules_file(env, "metrics.rules", "block host=ads.test\n"
+                                              "rewrite remove-param=utm_source\n")
+    closed = free_port()
+    store = os.path.join(env.tmp, "metrics-store")
+    with env.own_gretel([f"rules={rules}", f"store={store}",
+                         f"resolve=*.test=127.0.0.1:{env.nginx.port}",
+                         f"resolve=closed.test=127.0.0.1:{closed}"]) as g:
+        for i in range(3):
+            rc, out, err = curl(f"http://www.site.test/hello?i={i}", proxy=g.proxy)
+            expect(out == b"hello\n", out)
+        for i in range(2):
+            curl(f"http://ads.test/px?i={i}", proxy=g.proxy)
+        rc, out, err = curl("http://www.site.test/hello?utm_source=x", proxy=g.proxy)
+        rc, out, err = curl("-s", "-o", "/dev/null", "-w", "%{http_code}",
+                            f"http://closed.test:{closed}/", proxy=g.proxy)
+        expect(out == b"502", out)
+        tok = _token(g)
+        curl("-X", "POST", "-H", "Origin: http://gretel.proxy", "--data",
+             f"csrf={tok}&what=gtin:4006381333931", "http://gretel.proxy/mark", proxy=g.proxy)
+        g.proc.send_signal(signal.SIGHUP)
+        expect(g.wait_log("reload (SIGHUP) ok"), g.log()[-500:])
+        time.sleep(0.3)
+        rc, out, err = curl("-i", "http://gretel.proxy/metrics", proxy=g.proxy)
+        expect(b"Content-Type: text/plain; version=0.0.4" in out, out[:300])
+        text = out.split(b"\r\n\r\n", 1)[1].decode()
+        m = {}
+        for line in text.splitlines():
+            if line.startswith("#"):
+                expect(re.match(r"# (HELP|TYPE) gretel_[a-z_]+ ", line), line)
+                continue
+            name, val = line.rsplit(" ", 1)
+            m[name] = float(val)
+        expect(m['gretel_requests_total{decision="pass"}'] == 3, text)
+        expect(m['gretel_requests_total{decision="block"}'] == 2, text)
+        expect(m['gretel_requests_total{decision="rewrite"}'] == 1, text)
+        expect(m['gretel_requests_total{decision="error"}'] == 1, text)
+        expect(m['gretel_upstream_errors_total{kind="refused"}'] == 1, text)
+        expect(m['gretel_reloads_total{result="ok"}'] == 1, text)
+        expect(m['gretel_reloads_total{result="failed"}'] == 0, text)
+        expect(m["gretel_bought_products"] == 1, text)
+        expect(m["gretel_rules"] == 2 and m["gretel_connections_open"] >= 1, text)
+        expect(m['gretel_requests_total{decision="local"}'] >= 2, text)
+        for secret in ("ads.test", "site.test", "127.0.0.1", "utm_source"):
+            expect(secret not in text, f"{secret} in /metrics")
+        # the overview's counts and top blocked hosts (counts only)
+        rc, out, err = curl("http://gretel.proxy/", proxy=g.proxy)
+        expect(re.search(rb'<td id="blocked">2</td>', out) and
+               re.search(rb"<td>ads\.test</td><td>2</td>", out), out[:1500])
+        expect(b"/px" not in out, "a URL on the overview")
+
+
+def _cdp(env, g, extra=()):
+    return Chromium(env.tmp, [f"--proxy-server={g.proxy}", *extra])
+
+
+@test
+def chromium_control_page_forms_script_and_cross_site(env):
+    """Headless Chromium through gretel: the control pages load (a screenshot of each is kept
+    in build/test-artifacts); a product added by URL with the plain form (scripts off) is
+    listed and removed again; the same with the page's script (no page load); a page on
+    another site that posts to /mark, or reads the bought list, gets nothing."""
+    store = os.path.join(env.tmp, "cdp-store")
+    art = _artifacts(env)
+    env.nginx.write("evil.html", b"""<html><body><h1>cheap stuff</h1>
+<form id="f" method="post" action="http://gretel.proxy/mark">
+<input name="what" value="gtin:4006381333931"><input name="csrf" value="guess"></form>
+<script>
+fetch('http://gretel.proxy/bought').then(r => r.text()).then(t => { document.title = 'read:' + t.length; },
+  e => { document.title = 'blocked'; });
+fetch('http://gretel.proxy/mark', {method: 'POST', mode: 'no-cors',
+  headers: {'Content-Type': 'application/x-www-form-urlencoded'},
+  body: 'what=gtin:4006381333931'}).finally(() => document.getElementById('f').submit());
+</script></body></html>""")
+    with env.own_gretel([f"store={store}", f"resolve=*.test=127.0.0.1:{env.nginx.port}"]) as g:
+        c = _cdp(env, g)
+        try:
+            # the pages, and a screenshot of each
+            for path, name, needle in (("/", "overview", "Overview"),
+                                       ("/setup", "setup", "Set-up"),
+                                       ("/bought", "bought-empty", "Bought products")):
+                c.goto(f"http://gretel.proxy{path}")
+                expect(c.eval("document.querySelector('h1').textContent") == needle,
+                       c.eval("document.body.innerText")[:300])
+                c.screenshot(os.path.join(art, f"control-{name}.png"))
+            expect(c.eval("getComputedStyle(document.querySelector('header')).display") == "flex",
+                   "the stylesheet did not load")
+            # the form path, scripts off
+            c.call("Emulation.setScriptExecutionDisabled", value=True)
+            c.goto("http://gretel.proxy/bought")
+            c.eval("document.querySelector('#add [name=what]').value = "
+                   "'https://www.amazon.de/gp/product/B00FORM001'")
+            c.eval("document.querySelector('#add [name=label]').value = 'Kettle'")
+            c.eval("document.querySelector('#add button').click()")
+            c.wait_load()
+            try:
+                c.wait("location.search.startsWith('?added=')")
+            except RuntimeError:
+                raise AssertionError("no redirect after the form: " + str(c.eval("location.href")) + " " +
+                                     str(c.eval("document.body.innerText"))[:500] + g.log()[-1500:])
+            expect(c.eval("!!document.querySelector('tr[data-key=\"asin:B00FORM001\"]')"),
+                   c.eval("document.body.innerText")[:600])
+            c.screenshot(os.path.join(art, "control-bought-added.png"))
+            c.eval("document.querySelector('tr[data-key=\"asin:B00FORM001\"] button').click()")
+            c.wait_load()
+            expect(c.eval("!document.querySelector('tr[data-key=\"asin:B00FORM001\"]')"),
+                   "still listed after removal")
+            # the script path: no page load, the table updates in place
+            c.call("Emulation.setScriptExecutionDisabled", value=False)
+            c.goto("http://gretel.proxy/bought")
+            c.eval("window.stay = 42")
+            c.eval("document.querySelector('#add [name=what]').value = 'gtin:4006381333931'")
+            c.eval("document.querySelector('#add button').click()")
+            c.wait("!!document.querySelector('tr[data-key=\"gtin:04006381333931\"]')")
+            expect(c.eval("window.stay") == 42, "the page was reloaded")
+            expect("Marked gtin:04006381333931" in c.eval("document.getElementById('notice').textContent"),
+                   c.eval("document.body.innerText")[:400])
+            c.screenshot(os.path.join(art, "control-bought-js.png"))
+            c.eval("document.querySelector('tr[data-key=\"gtin:04006381333931\"] button').click()")
+            c.wait("!document.querySelector('tr[data-key=\"gtin:04006381333931\"]')")
+            expect(c.eval("window.stay") == 42, "the page was reloaded")
+            expect(_bought_keys(g) == set(), _bought_keys(g))
+            # the bookmarklet's page
+            c.goto("http://gretel.proxy/mark?url=" +
+                   "https%3A%2F%2Fwww.amazon.de%2Fdp%2FB00MARK777")
+            expect(c.eval("document.getElementById('derived').textContent") == "asin:B00MARK777",
+                   c.eval("document.body.innerText")[:400])
+            c.screenshot(os.path.join(art, "control-mark.png"))
+            # another site: its form post and its reads get nothing
+            before = g.log().count("host=gretel.proxy status=403")
+            c.goto(f"http://evil.test:{env.nginx.port}/evil.html")
+            end = time.time() + 10
+            while time.time() < end and g.log().count("host=gretel.proxy status=403") < before + 2:
+                time.sleep(0.1)
+            expect(g.log().count("host=gretel.proxy status=403") >= before + 2, g.log()[-1200:])
+            title = c.eval("document.title")
+            expect(not str(title).startswith("read:"), f"a foreign page read the list: {title}")
+            expect(_bought_keys(g) == set(), f"a foreign page marked: {_bought_keys(g)}")
+        finally:
+            c.close()
+    for name in ("overview", "setup", "bought-empty", "bought-added", "bought-js", "mark"):
+        pth = os.path.join(art, f"control-{name}.png")
+        with open(pth, "rb") as f:
+            expect(f.read(8) == b"\x89PNG\r\n\x1a\n" and os.path.getsize(pth) > 5000, pth)
+
+
+@test
+def chromium_pac_routes_pages_through_gretel(env):
+    """Chromium configured only with gretel's PAC URL: a page on a public-looking name goes
+    through gretel (its log shows it, and its rules apply); loopback stays direct."""
+    env.nginx.write("pac.html", b'<html><body><h1 id="t">via pac</h1>'
+                                b'<img src="/px.gif?ad=1"></body></html>')
+    env.nginx.write("px.gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;")
+    rules = _rules_file(env, "pac.rules", "block host=shop.test path~^/px\n")
+    with env.own_gretel([f"rules={rules}", f"resolve=*.test=127.0.0.1:{env.nginx.port}"]) as g:
+        c = Chromium(env.tmp, [f"--proxy-pac-url=http://127.0.0.1:{g.port}/proxy.pac"])
+        try:
+            c.goto(f"http://shop.test:{env.nginx.port}/pac.html")
+            expect(c.eval("document.getElementById('t').textContent") == "via pac",
+                   c.eval("document.body.innerText")[:300])
+            expect(g.wait_log("method=GET host=shop.test status=200"), g.log()[-800:])
+            expect(g.wait_log("host=shop.test status=") and "decision=block" in g.log(),
+                   g.log()[-800:])
+            # the PAC file itself was fetched from gretel, directly (loopback)
+            expect(g.wait_log(f"method=GET host=127.0.0.1:{g.port} status=200"), g.log()[-800:])
+            c.goto(f"http://127.0.0.1:{env.nginx.port}/pac.html")
+            time.sleep(0.3)
+            # gretel's own pages log the Host as written (127.0.0.1:PORT); a proxied request
+            # to the loopback origin would log the bare host
+            expect("host=127.0.0.1 status=" not in g.log(), "loopback went through the proxy")
+            expect(g.log().count("host=shop.test status=200") == 1, g.log()[-800:])
+        finally:
+            c.close()
 
 
 def main():
