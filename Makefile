@@ -8,7 +8,7 @@ CC ?= cc
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 5
 
-PKGS = libevent libevent_openssl libevent_pthreads openssl libnghttp2 lmdb libpcre2-8 libpsl jansson inih
+PKGS = libevent libevent_openssl libevent_pthreads openssl libnghttp2 lmdb libpcre2-8 libpsl jansson inih zlib
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 WARN = -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wundef -Wstrict-prototypes \

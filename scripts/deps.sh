@@ -5,7 +5,7 @@
 set -euo pipefail
 
 build_pkgs=(build-essential pkg-config libevent-dev libssl-dev libnghttp2-dev liblmdb-dev
-            libpcre2-dev libpsl-dev publicsuffix libjansson-dev libinih-dev)
+            libpcre2-dev libpsl-dev publicsuffix libjansson-dev libinih-dev zlib1g-dev)
 test_pkgs=(libcmocka-dev clang libclang-rt-14-dev nginx-light curl python3 openssl procps chromium
            webext-ublock-origin-chromium)
 bench_pkgs=(wrk privoxy tinyproxy squid mitmproxy)

@@ -61,6 +61,7 @@ typedef struct gt_config {
     char *store, *ca_dir, *upstream_ca_file;
     char *admin_password; /* NULL/empty: changes on the control page need no password */
     bool mitm, auto_mark_purchases;
+    bool page_products; /* sniff schema.org Product ids from document responses */
     uint16_t *connect_ports;
     size_t nconnect_ports;
     int log_level;

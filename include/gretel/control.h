@@ -24,6 +24,10 @@ void gt_control_free(gt_control *c); /* NULL-safe */
 /* Counts a blocked request's host for the overview's "top blocked hosts" (counts only). */
 void gt_control_note_block(gt_control *c, gt_slice host);
 const char *gt_control_token(const gt_control *c);
+/* Product keys a page declared (its schema.org data, seen as it loaded through gretel),
+ * remembered for "I bought this" on that page: the last 128 such pages, by a hash of the
+ * URL (fragment dropped), in memory only. */
+void gt_control_note_page(gt_control *c, gt_slice url, char (*keys)[401], size_t n);
 
 /* A request for gretel itself. Slices are borrowed for the call. */
 typedef struct {

@@ -84,4 +84,17 @@ int gt_body_relay_move(gt_body_relay *b, struct evbuffer *in, struct evbuffer *o
 size_t gt_proxy_h2_request_fields(const char *head, size_t len, nghttp2_nv *nv, size_t cap,
                                   char *lower, size_t lower_cap);
 
+/* --- a page's product ids as its response passes (src/products/sniff.c) --- */
+struct gt_sniff;
+struct gt_shared;
+/* The sniffer for a response with these fields (content-type, content-encoding), or NULL
+ * when it cannot read it. chunked: the bytes it will see keep chunked framing. */
+struct gt_sniff *gt_proxy_sniff_start(const gt_http1_header *h, size_t n, bool chunked);
+/* Feeds the bytes appended to b from offset `from` on (the relay's output). */
+void gt_proxy_sniff_tail(struct gt_sniff *s, struct evbuffer *b, size_t from);
+/* Ends it: when the response ended whole, what the page at url declared goes to the
+ * control page (shop ids scoped to host's registrable domain). Frees it. */
+void gt_proxy_sniff_finish(struct gt_shared *sh, struct gt_sniff *s, const char *url,
+                           gt_slice host, bool complete);
+
 #endif

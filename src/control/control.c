@@ -120,6 +120,41 @@ void gt_control_note_block(gt_control *c, gt_slice host)
     pthread_mutex_unlock(&c->lock);
 }
 
+static uint64_t url_hash(gt_slice url)
+{
+    const char *hash = memchr(url.p, '#', url.len);
+    if (hash)
+        url.len = (size_t)(hash - url.p);
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a: a lookup key, not a secret */
+    for (size_t i = 0; i < url.len; i++)
+        h = (h ^ (unsigned char)url.p[i]) * 0x100000001b3ull;
+    return h ? h : 1;
+}
+
+void gt_control_note_page(gt_control *c, gt_slice url, char (*keys)[401], size_t n)
+{
+    if (!c || !n || !url.len)
+        return;
+    uint64_t h = url_hash(url);
+    pthread_mutex_lock(&c->lock);
+    page_keys *slot = &c->pages[0];
+    for (size_t i = 0; i < PAGES; i++) {
+        if (c->pages[i].url_hash == h) {
+            slot = &c->pages[i];
+            break;
+        }
+        if (c->pages[i].stamp < slot->stamp)
+            slot = &c->pages[i];
+    }
+    slot->url_hash = h;
+    slot->stamp = ++c->clock;
+    slot->n = 0;
+    for (size_t i = 0; i < n && slot->n < PAGE_KEYS; i++)
+        if (strlen(keys[i]) < sizeof(slot->keys[0]))
+            snprintf(slot->keys[slot->n++], sizeof(slot->keys[0]), "%s", keys[i]);
+    pthread_mutex_unlock(&c->lock);
+}
+
 /* --- helpers shared by the pages --- */
 
 void ctl_html(struct evbuffer *out, gt_slice s)
@@ -196,11 +231,51 @@ void ctl_error_page(ctl_ctx *x, int status, const char *msg, const char *back)
 
 /* --- product keys of a shop page --- */
 
-size_t ctl_keys_of_url(const gt_snapshot *snap, const gt_psl *psl, gt_slice url,
-                       char keys[][GT_STORE_KEY_MAX + 1], size_t cap)
+static size_t add_unique(char keys[][GT_STORE_KEY_MAX + 1], size_t n, size_t cap, gt_slice k)
 {
-    if (!snap->shops)
-        return 0;
+    if (n >= cap || !k.len || k.len > GT_STORE_KEY_MAX)
+        return n;
+    for (size_t j = 0; j < n; j++)
+        if (strlen(keys[j]) == k.len && memcmp(keys[j], k.p, k.len) == 0)
+            return n;
+    memcpy(keys[n], k.p, k.len);
+    keys[n][k.len] = 0;
+    return n + 1;
+}
+
+static size_t rules_keys(const gt_snapshot *snap, gt_slice url,
+                         char keys[][GT_STORE_KEY_MAX + 1], size_t cap);
+
+static size_t keys_of_page(gt_control *c, gt_slice url, char keys[][GT_STORE_KEY_MAX + 1],
+                           size_t n, size_t cap)
+{
+    uint64_t h = url_hash(url);
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < PAGES; i++)
+        if (c->pages[i].url_hash == h && c->pages[i].stamp)
+            for (unsigned k = 0; k < c->pages[i].n; k++)
+                n = add_unique(keys, n, cap, gt_slice_cstr(c->pages[i].keys[k]));
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
+size_t ctl_keys_of_url(gt_control *c, const gt_snapshot *snap, gt_slice url,
+                       char keys[][GT_STORE_KEY_MAX + 1], size_t cap, size_t *from_page)
+{
+    size_t n = 0;
+    *from_page = 0;
+    if (snap->shops)
+        n = rules_keys(snap, url, keys, cap);
+    size_t before = n;
+    n = keys_of_page(c, url, keys, n, cap);
+    *from_page = n - before;
+    return n;
+}
+
+/* The shop rules' keys for url. */
+static size_t rules_keys(const gt_snapshot *snap, gt_slice url, char keys[][GT_STORE_KEY_MAX + 1],
+                         size_t cap)
+{
     gt_http1_uri u;
     gt_http1_error err;
     if (gt_http1_parse_absolute(url, &u, &err) < 0 || !u.host.len || u.host.len > 253)
@@ -215,24 +290,12 @@ size_t ctl_keys_of_url(const gt_snapshot *snap, const gt_psl *psl, gt_slice url,
                            .path = u.path.len ? u.path : GT_S("/"),
                            .type = GT_TYPE_DOCUMENT,
                            .party = GT_PARTY_FIRST};
-    (void)psl;
     gt_rules_scratch *sc = gt_rules_scratch_new();
     gt_decision d;
     gt_rules_decide(snap->shops, sc, &rq, NULL, NULL, &d);
     size_t n = 0;
-    for (size_t i = 0; i < d.nproducts && n < cap; i++) {
-        gt_slice k = d.products[i].key;
-        if (k.len > GT_STORE_KEY_MAX)
-            continue;
-        bool dup = false;
-        for (size_t j = 0; j < n && !dup; j++)
-            dup = strlen(keys[j]) == k.len && memcmp(keys[j], k.p, k.len) == 0;
-        if (dup)
-            continue;
-        memcpy(keys[n], k.p, k.len);
-        keys[n][k.len] = 0;
-        n++;
-    }
+    for (size_t i = 0; i < d.nproducts; i++)
+        n = add_unique(keys, n, cap, d.products[i].key);
     gt_rules_scratch_free(sc);
     return n;
 }
@@ -375,25 +438,44 @@ static void do_mark(ctl_ctx *x)
         refuse(x, 400, "give a product key (SCOPE:ID) or the URL of its shop page");
         return;
     }
-    char raw[GT_STORE_KEY_MAX + 1];
+    /* a page URL: every id it is known by (the shop rules' and the page's own data), as
+     * the shop's pixels may send any of them */
+    char keys[8][GT_STORE_KEY_MAX + 1];
+    size_t nkeys = 0, from_page = 0;
     if (looks_like_url(what)) {
-        char keys[4][GT_STORE_KEY_MAX + 1];
-        if (!ctl_keys_of_url(x->snap, x->sh->psl, w, keys, 4)) {
+        nkeys = ctl_keys_of_url(x->c, x->snap, w, keys, 8, &from_page);
+        if (!nkeys) {
             refuse(x, 400, "no shop rule names the product of that page (rules/shops.rules "
                            "knows Amazon, Shopify, WooCommerce, Magento, eBay, Etsy, Zalando, "
-                           "Otto and ?sku= style pages); give the key as SCOPE:ID instead");
+                           "Otto and ?sku= style pages), and gretel did not see the page "
+                           "declare one; give the key as SCOPE:ID instead");
             return;
         }
-        snprintf(raw, sizeof(raw), "%s", keys[0]);
         if (!label[0])
             snprintf(label, sizeof(label), "%.*s", (int)(w.len > 200 ? 200 : w.len), w.p);
     } else {
-        snprintf(raw, sizeof(raw), "%.*s", (int)w.len, w.p);
+        snprintf(keys[0], sizeof(keys[0]), "%.*s", (int)w.len, w.p);
+        nkeys = 1;
     }
-    if (!gt_store_canonical_key(gt_slice_cstr(raw), key, sizeof(key), err, sizeof(err))) {
-        refuse(x, 400, err);
+    gt_store_rec recs[8];
+    size_t nrec = 0;
+    for (size_t i = 0; i < nkeys; i++) {
+        if (!gt_store_canonical_key(gt_slice_cstr(keys[i]), key, sizeof(key), err, sizeof(err))) {
+            if (nkeys == 1) {
+                refuse(x, 400, err);
+                return;
+            }
+            continue;
+        }
+        memset(&recs[nrec], 0, sizeof(recs[nrec]));
+        snprintf(recs[nrec].key, sizeof(recs[nrec].key), "%s", key);
+        nrec++;
+    }
+    if (!nrec) {
+        refuse(x, 400, "none of the page's product ids is a valid key");
         return;
     }
+    snprintf(key, sizeof(key), "%s", recs[0].key);
     long days = 0;
     if (ttl[0]) {
         char *end;
@@ -403,10 +485,17 @@ static void do_mark(ctl_ctx *x)
             return;
         }
     }
-    /* a synced LMDB commit on this worker: a few milliseconds, for a click a person makes
+    /* one synced LMDB commit on this worker: a few milliseconds, for a click a person makes
      * now and then, and the answer must only say "marked" once it is on disk */
-    if (gt_store_mark(st, gt_slice_cstr(key), gt_slice_cstr(label), GT_S("manual: control page"),
-                      (unsigned)days, err, sizeof(err)) < 0) {
+    uint64_t now = (uint64_t)time(NULL);
+    for (size_t i = 0; i < nrec; i++) {
+        snprintf(recs[i].label, sizeof(recs[i].label), "%s", label);
+        snprintf(recs[i].source, sizeof(recs[i].source), "manual: control page%s",
+                 nrec > 1 ? " (one of the page's ids)" : "");
+        recs[i].added = now;
+        recs[i].expires = days ? now + (uint64_t)days * 86400 : 0;
+    }
+    if (gt_store_mark_all(st, recs, nrec, err, sizeof(err)) < 0) {
         refuse(x, 500, err);
         return;
     }

@@ -16,10 +16,23 @@ typedef struct {
     uint64_t count;
 } top_host;
 
+#define PAGES 128
+#define PAGE_KEYS 4
+
+/* Product keys a page declared (schema.org data seen in its response), by a hash of its
+ * URL: the URL itself is not kept. */
+typedef struct {
+    uint64_t url_hash, stamp;
+    unsigned n;
+    char keys[PAGE_KEYS][128];
+} page_keys;
+
 struct gt_control {
     char token[65]; /* hex */
-    pthread_mutex_t lock; /* guards top */
+    pthread_mutex_t lock; /* guards top, pages, clock */
     top_host top[TOP_HOSTS];
+    page_keys pages[PAGES];
+    uint64_t clock;
 };
 
 /* What a page needs besides the request. */
@@ -56,9 +69,10 @@ void ctl_metrics(ctl_ctx *x);
 void ctl_pac(ctl_ctx *x);
 void ctl_status(ctl_ctx *x); /* the plain-text status of earlier versions */
 
-/* The product keys a shop page URL names (the shop rules: rules/shops.rules), up to cap,
- * each NUL-ended in keys[i]; returns how many. */
-size_t ctl_keys_of_url(const gt_snapshot *snap, const gt_psl *psl, gt_slice url,
-                       char keys[][GT_STORE_KEY_MAX + 1], size_t cap);
+/* The product keys a shop page URL names: the shop rules (rules/shops.rules) on the URL,
+ * then what the page itself declared when gretel saw it load. Up to cap, each NUL-ended in
+ * keys[i]; returns how many. *from_page: how many came from the page. */
+size_t ctl_keys_of_url(gt_control *c, const gt_snapshot *snap, gt_slice url,
+                       char keys[][GT_STORE_KEY_MAX + 1], size_t cap, size_t *from_page);
 
 #endif

@@ -243,21 +243,30 @@ void ctl_mark_confirm(ctl_ctx *x)
     struct evbuffer *b = x->out->body;
     char url[2048];
     ctl_field(x->rq->query, "url", url, sizeof(url));
-    char keys[4][GT_STORE_KEY_MAX + 1];
-    size_t n = url[0] ? ctl_keys_of_url(x->snap, x->sh->psl, gt_slice_cstr(url), keys, 4) : 0;
+    char keys[8][GT_STORE_KEY_MAX + 1];
+    size_t from_page = 0;
+    size_t n = url[0] ? ctl_keys_of_url(x->c, x->snap, gt_slice_cstr(url), keys, 8, &from_page)
+                      : 0;
     ctl_page_start(x, "gretel: I bought this", "bought");
     evbuffer_add_printf(b, "<h1>I bought this</h1>\n<p>Page: <code>");
     ctl_htmlz(b, url[0] ? url : "(none given)");
     evbuffer_add_printf(b, "</code></p>\n");
     if (n) {
-        evbuffer_add_printf(b, "<p>The shop rules name this product <code id=\"derived\">");
-        ctl_htmlz(b, keys[0]);
-        evbuffer_add_printf(b, "</code>.</p>\n");
-        add_form(x, keys[0], url);
+        evbuffer_add_printf(b, "<p>This product is known as:</p>\n<ul id=\"derived-list\">\n");
+        for (size_t i = 0; i < n; i++) {
+            evbuffer_add_printf(b, "<li><code%s>", i == 0 ? " id=\"derived\"" : "");
+            ctl_htmlz(b, keys[i]);
+            evbuffer_add_printf(b, "</code> (%s)</li>\n",
+                                i < n - from_page ? "from the page's address, by the shop rules"
+                                                  : "declared by the page itself");
+        }
+        evbuffer_add_printf(b, "</ul>\n<p>Marking it marks each of these.</p>\n");
+        add_form(x, url, "");
     } else {
-        evbuffer_add_printf(b, "<p class=\"error\">No shop rule names the product of this page. "
-                               "Enter its key (SCOPE:ID, for example <code>gtin:4006381333931"
-                               "</code>) instead.</p>\n");
+        evbuffer_add_printf(b, "<p class=\"error\">No shop rule names the product of this page, "
+                               "and gretel did not see the page declare one (that needs "
+                               "interception on). Enter its key (SCOPE:ID, for example "
+                               "<code>gtin:4006381333931</code>) instead.</p>\n");
         add_form(x, "", url);
     }
     ctl_page_end(x);

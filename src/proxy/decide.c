@@ -105,6 +105,24 @@ void gt_proxy_decide(gt_worker *w, const gt_snapshot *snap, const gt_http1_reque
             if (d->products[i].purchased && !d->products[i].bought)
                 gt_store_writer_put(w->sh->writer, d->products[i].key, gt_slice_cstr(source));
     }
+    /* A page whose product ids the control page may want (page_products): asked for in
+     * gzip or deflate only, which the sniffer reads (a removal from Accept-Encoding, nothing
+     * added about the user). Blocked requests go nowhere; nothing to ask. */
+    if (snap->cfg->page_products && rq.type == GT_TYPE_DOCUMENT &&
+        (d->action == GT_DECIDE_PASS || d->action == GT_DECIDE_REWRITE ||
+         d->action == GT_DECIDE_ALLOW) &&
+        d->nhdr_ops < GT_DECISION_MAX_HDR_OPS) {
+        for (size_t i = 0; i < req->num_headers; i++) {
+            gt_slice ae = req->headers[i].value;
+            if (gt_slice_caseeq(req->headers[i].name, GT_S("accept-encoding")) &&
+                (memmem(ae.p, ae.len, "br", 2) || memmem(ae.p, ae.len, "zstd", 4))) {
+                d->hdr_ops[d->nhdr_ops++] = (gt_hdr_op){.kind = GT_HDR_SET,
+                                                        .name = GT_S("Accept-Encoding"),
+                                                        .value = GT_S("gzip, deflate")};
+                break;
+            }
+        }
+    }
     for (size_t i = 0; i < d->nlogs; i++)
         gt_log(GT_LOG_INFO, "conn=%u rule-log %s:%u host=%.*s type=%s", conn_id,
                gt_rule_file(d->logs[i]), gt_rule_line(d->logs[i]), (int)host.len, host.p,

@@ -28,6 +28,7 @@
 #include "gretel/log.h"
 #include "gretel/net.h"
 #include "gretel/control.h"
+#include "gretel/products.h"
 #include "gretel/proxy.h"
 #include "gretel/stream.h"
 #include "gretel/util.h"
@@ -96,7 +97,21 @@ struct h2stream {
     gt_http1_body rs;
     gt_body_relay rs_body;
     struct evbuffer *rs_buf; /* response body bytes for DATA frames */
+    /* a page load: its schema.org product ids, read as its HTML passes (page_products) */
+    char *sniff_url;
+    struct gt_sniff *sniff;
 };
+
+/* The page's sniffer, ended (whole or not): its ids to the control page. */
+static void sniff_done(h2stream *h, bool complete)
+{
+    if (h->sniff)
+        gt_proxy_sniff_finish(h->c->w->sh, h->sniff, h->sniff_url, gt_slice_cstr(h->host),
+                              complete);
+    h->sniff = NULL;
+    free(h->sniff_url);
+    h->sniff_url = NULL;
+}
 
 static void conn_flush(gt_h2conn *c);
 static void conn_free(gt_h2conn *c);
@@ -137,6 +152,7 @@ static void log_stream(h2stream *h)
 
 static void stream_free(h2stream *h)
 {
+    sniff_done(h, false);
     log_stream(h);
     LIST_REMOVE(h, link);
     h->c->nstreams--;
@@ -284,6 +300,7 @@ static void pump_request(h2stream *h)
 static void finish_response(h2stream *h)
 {
     h->rs_done = true;
+    sniff_done(h, true);
     if (h->up) {
         bool reusable = h->up_reusable && h->rq_sent_end &&
                         evbuffer_get_length(gt_stream_input(h->up->st)) == 0 &&
@@ -392,6 +409,8 @@ static bool response_head(h2stream *h)
         h->up_reusable = !h->rs.conn_close && !(res.minor_version == 0 && !h->rs.conn_keep_alive) &&
                          h->rs.framing != GT_BODY_EOF && !h->rs.had_cl_and_te;
         gt_body_relay_init(&h->rs_body, &h->rs, true);
+        if (h->sniff_url && res.status == 200 && !h->is_head)
+            h->sniff = gt_proxy_sniff_start(hdrs, res.num_headers, false); /* dechunked */
         if (!h->rs_buf)
             h->rs_buf = evbuffer_new();
         bool body = h->rs.framing != GT_BODY_NONE;
@@ -411,10 +430,12 @@ static void relay_response(h2stream *h)
     struct evbuffer *in = gt_stream_input(h->up->st);
     uint64_t moved = 0;
     gt_http1_error err;
+    size_t from = evbuffer_get_length(h->rs_buf);
     if (gt_body_relay_move(&h->rs_body, in, h->rs_buf, IO_HWM, &moved, &err) < 0) {
         upstream_failed(h, 502, err.reason);
         return;
     }
+    gt_proxy_sniff_tail(h->sniff, h->rs_buf, from);
     if (moved && h->deferred) {
         h->deferred = false;
         nghttp2_session_resume_data(h->c->ng, h->id);
@@ -512,6 +533,14 @@ static void o_head(void *arg, int status, const nghttp2_nv *nv, size_t n, bool e
     h2stream *h = arg;
     if (!h->rs_buf)
         h->rs_buf = evbuffer_new();
+    if (h->sniff_url && status == 200 && !end && !h->is_head) {
+        gt_http1_header hf[MAX_FIELDS];
+        size_t k = 0;
+        for (size_t i = 0; i < n && k < MAX_FIELDS; i++)
+            hf[k++] = (gt_http1_header){gt_slice_make((const char *)nv[i].name, nv[i].namelen),
+                                        gt_slice_make((const char *)nv[i].value, nv[i].valuelen)};
+        h->sniff = gt_proxy_sniff_start(hf, k, false);
+    }
     h->rs_head_done = true;
     if (end)
         h->rs_done = true;
@@ -523,6 +552,8 @@ static void o_data(void *arg, const uint8_t *p, size_t n)
 {
     h2stream *h = arg;
     evbuffer_add(h->rs_buf, p, n);
+    if (h->sniff)
+        gt_sniff_feed(h->sniff, p, n);
     if (h->deferred) {
         h->deferred = false;
         nghttp2_session_resume_data(h->c->ng, h->id);
@@ -556,6 +587,7 @@ static void o_end(void *arg)
 {
     h2stream *h = arg;
     h->rs_done = true;
+    sniff_done(h, true);
     if (h->deferred) {
         h->deferred = false;
         nghttp2_session_resume_data(h->c->ng, h->id);
@@ -755,6 +787,9 @@ static void stream_request(h2stream *h)
         h->decision = gt_decide_action_name(d->action);
     h->head = evbuffer_new();
     gt_proxy_request_head(h->head, &req, &uri, false, &h->rq, d);
+    if (cfg->page_products && h->type == GT_TYPE_DOCUMENT && w->sh->control &&
+        gt_slice_eq(method, GT_S("GET")))
+        h->sniff_url = gt_xstrdup(url);
     h->rq_sent_end = h->rq.framing == GT_BODY_NONE;
     char key[540];
     gt_upstream_key_tls(gt_slice_cstr(c->peer.mitm_host), c->peer.mitm_port, c->peer.sni, key,

@@ -6,6 +6,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "gretel/control.h"
+#include "gretel/net.h"
+#include "gretel/products.h"
 #include "gretel/proxy.h"
 #include "gretel/util.h"
 
@@ -287,4 +290,49 @@ size_t gt_proxy_h2_request_fields(const char *head, size_t len, nghttp2_nv *nv, 
         lo += name.len;
     }
     return n;
+}
+
+/* --- a page's product ids as its response passes --- */
+
+struct gt_sniff *gt_proxy_sniff_start(const gt_http1_header *h, size_t n, bool chunked)
+{
+    gt_slice ct = GT_S(""), ce = GT_S("");
+    for (size_t i = 0; i < n; i++) {
+        if (gt_slice_caseeq(h[i].name, GT_S("content-type")))
+            ct = h[i].value;
+        else if (gt_slice_caseeq(h[i].name, GT_S("content-encoding")))
+            ce = h[i].value;
+    }
+    return gt_sniff_new(ct, ce, chunked);
+}
+
+void gt_proxy_sniff_tail(struct gt_sniff *s, struct evbuffer *b, size_t from)
+{
+    size_t len = evbuffer_get_length(b);
+    struct evbuffer_ptr at;
+    if (!s || len <= from || evbuffer_ptr_set(b, &at, from, EVBUFFER_PTR_SET) < 0)
+        return;
+    char buf[16384];
+    while (from < len) {
+        ev_ssize_t got = evbuffer_copyout_from(b, &at, buf, sizeof(buf));
+        if (got <= 0)
+            break;
+        gt_sniff_feed(s, buf, (size_t)got);
+        from += (size_t)got;
+        if (evbuffer_ptr_set(b, &at, (size_t)got, EVBUFFER_PTR_ADD) < 0)
+            break;
+    }
+}
+
+void gt_proxy_sniff_finish(struct gt_shared *sh, struct gt_sniff *s, const char *url,
+                           gt_slice host, bool complete)
+{
+    if (s && complete && url) {
+        char keys[8][GT_SNIFF_KEY_MAX], site[256];
+        size_t sl = gt_rules_registrable_domain(sh->psl, host, site, sizeof(site));
+        size_t n = gt_sniff_keys(s, gt_slice_make(site, sl), keys, 8);
+        if (n)
+            gt_control_note_page(sh->control, gt_slice_cstr(url), keys, n);
+    }
+    gt_sniff_free(s);
 }

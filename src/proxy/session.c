@@ -22,6 +22,7 @@
 #include "gretel/net.h"
 #include "gretel/store.h"
 #include "gretel/control.h"
+#include "gretel/products.h"
 #include "gretel/proxy.h"
 #include "gretel/stream.h"
 #include "gretel/tls.h"
@@ -104,6 +105,9 @@ struct gt_session {
     unsigned list_line;
     gt_reqtype type;
     gt_slice body_view; /* the request body read ahead for body~ rules (in the input) */
+    /* a page's schema.org product ids, read as its HTML passes (page_products) */
+    char *sniff_url; /* the page's URL, while its response is awaited */
+    gt_sniff *sniff;
 
     /* TLS interception: set once the CONNECT was answered and the client's TLS is ours */
     bool mitm;            /* requests arrive decrypted, in origin-form */
@@ -145,6 +149,8 @@ static struct timeval tv_ms(unsigned ms)
 static void session_destroy(gt_session *s)
 {
     gt_worker *w = s->w;
+    gt_sniff_free(s->sniff);
+    free(s->sniff_url);
     gt_upstream_connect_cancel(s->connect);
     gt_upstream_free(s->up);
     if (s->oreq)
@@ -163,6 +169,17 @@ static void session_destroy(gt_session *s)
     atomic_fetch_sub_explicit(&w->sh->counters.open_conns, 1, memory_order_relaxed);
     free(s);
     gt_worker_session_gone(w);
+}
+
+/* --- the product ids of pages (src/products/sniff.c, for the control page) --- */
+
+/* The response ended (whole or not): what the page declared goes to the control page. */
+static void sniff_done(gt_session *s, bool complete)
+{
+    gt_proxy_sniff_finish(s->w->sh, s->sniff, s->sniff_url,
+                          gt_slice_cstr(s->mitm ? s->mitm_host : s->host), complete);
+    s->sniff = NULL;
+    gt_free(&s->sniff_url);
 }
 
 /* --- request bookkeeping --- */
@@ -192,6 +209,7 @@ static void log_request(gt_session *s)
 /* Ends the current request: logs it and resets per-request state. */
 static void end_request(gt_session *s)
 {
+    sniff_done(s, false); /* a response that did not end whole says nothing */
     log_request(s);
     gt_counters_decision(&s->w->sh->counters, s->decision);
     atomic_fetch_add_explicit(&s->w->sh->counters.bytes_to_clients, s->bytes_out,
@@ -628,6 +646,9 @@ static bool parse_response_head(gt_session *s)
         evbuffer_drain(in, (size_t)r);
         s->rs_head_done = s->rs_started = true;
         gt_body_relay_init(&s->rs_body, &s->rs, s->dechunk);
+        if (s->sniff_url && res.status == 200 && !s->is_head)
+            s->sniff = gt_proxy_sniff_start(res.headers, res.num_headers,
+                                            s->rs.framing == GT_BODY_CHUNKED && !s->dechunk);
         s->up_reusable = !s->rs.conn_close && !(s->rs_minor == 0 && !s->rs.conn_keep_alive) &&
                          s->rs.framing != GT_BODY_EOF && !s->rs.had_cl_and_te;
         return true;
@@ -658,11 +679,14 @@ static void relay_response(gt_session *s)
     struct evbuffer *out = gt_stream_output(s->cs);
     for (;;) {
         gt_http1_error err;
+        size_t from = evbuffer_get_length(out);
         if (gt_body_relay_move(&s->rs_body, in, out, IO_HWM, &s->bytes_out, &err) < 0) {
             upstream_failed(s, 502, err.reason);
             return;
         }
+        gt_proxy_sniff_tail(s->sniff, out, from);
         if (s->rs_body.done) {
+            sniff_done(s, true);
             response_done(s);
             return;
         }
@@ -856,6 +880,18 @@ static void o_head(void *arg, int status, const nghttp2_nv *nv, size_t n, bool e
     s->bytes_out += evbuffer_get_length(out) - before;
     s->status = status;
     s->rs_head_done = s->rs_started = true;
+    if (s->sniff_url && status == 200 && !bodyless) {
+        gt_slice ct = GT_S(""), ce = GT_S("");
+        for (size_t i = 0; i < n; i++) {
+            gt_slice name = gt_slice_make((const char *)nv[i].name, nv[i].namelen);
+            gt_slice value = gt_slice_make((const char *)nv[i].value, nv[i].valuelen);
+            if (gt_slice_eq(name, GT_S("content-type")))
+                ct = value;
+            else if (gt_slice_eq(name, GT_S("content-encoding")))
+                ce = value;
+        }
+        s->sniff = gt_sniff_new(ct, ce, false);
+    }
     gt_stream_flush(s->cs);
     if (end) {
         o_finish(s);
@@ -873,6 +909,7 @@ static void o_data(void *arg, const uint8_t *p, size_t n)
     if (s->o_chunked)
         evbuffer_add(out, "\r\n", 2);
     s->bytes_out += n;
+    gt_sniff_feed(s->sniff, p, n);
     gt_stream_flush(s->cs);
     /* the origin may send more once the client's socket took this */
     if (evbuffer_get_length(out) <= IO_HWM / 2)
@@ -899,6 +936,7 @@ static void o_trailers(void *arg, const nghttp2_nv *nv, size_t n)
 static void o_end(void *arg)
 {
     gt_session *s = arg;
+    sniff_done(s, true);
     o_finish(s);
     o_maybe_next(s);
 }
@@ -1495,6 +1533,12 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
         s->head = evbuffer_new();
     gt_proxy_request_head(s->head, req, &uri, cfg->forward_kind == GT_FORWARD_HTTP && !s->mitm,
                           &s->rq, d);
+    /* a page load: its product ids are read as it passes (before the head is drained:
+     * req->target points into the input) */
+    gt_free(&s->sniff_url);
+    if (cfg->page_products && s->type == GT_TYPE_DOCUMENT && s->w->sh->control &&
+        gt_slice_eq(req->method, GT_S("GET")))
+        s->sniff_url = gt_xslicedup(req->target);
     evbuffer_drain(in, head_len);
 
     char key[540];

@@ -326,6 +326,10 @@ static int set_automark(gt_config *c, gt_slice v, char *err, size_t errlen)
 {
     return parse_bool(v, &c->auto_mark_purchases, err, errlen);
 }
+static int set_page_products(gt_config *c, gt_slice v, char *err, size_t errlen)
+{
+    return parse_bool(v, &c->page_products, err, errlen);
+}
 static int set_log_level(gt_config *c, gt_slice v, char *err, size_t errlen)
 {
     int l = gt_log_level_parse(v.p, v.len);
@@ -423,6 +427,9 @@ const cfg_key gt_config_keys[] = {
      "extra CA bundle trusted, besides the system store, to verify origin servers"},
     {"connect_ports", "port list", "443", set_ports, clear_ports,
      "ports a CONNECT may reach; others get 403"},
+    {"page_products", "on/off", "on", set_page_products, NULL,
+     "read the schema.org Product ids of pages as they load (kept in memory for \"I bought "
+     "this\" on that page); asks for pages in gzip or deflate, which gretel can read"},
     {"auto_mark_purchases", "on/off", "on", set_automark, NULL,
      "purchase pixels seen through the proxy mark their products as bought, locally"},
     {"admin_password", "text", "", set_admin_password, NULL,
