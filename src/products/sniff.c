@@ -263,25 +263,29 @@ static void product_ids(found *f, json_t *o)
     static const char *const gtins[] = {"gtin14", "gtin13", "gtin12", "gtin8", "gtin", NULL};
     char id[GT_SNIFF_KEY_MAX], site[256];
     snprintf(site, sizeof(site), "%.*s", (int)f->site.len, f->site.p);
-    for (int i = 0; gtins[i]; i++)
-        if (id_of(json_object_get(o, gtins[i]), id, sizeof(id)))
-            add_key(f, "gtin", id);
+    for (int i = 0; gtins[i]; i++) {
+        json_t *g = json_object_get(o, gtins[i]);
+        if (json_is_integer(g) && json_integer_value(g) > 0)
+            /* a GTIN sent as a number lost its leading zeros: 14 digits again */
+            snprintf(id, sizeof(id), "%014lld", (long long)json_integer_value(g));
+        else if (!id_of(g, id, sizeof(id)))
+            continue;
+        add_key(f, "gtin", id);
+    }
     if (id_of(json_object_get(o, "asin"), id, sizeof(id)))
         add_key(f, "asin", id);
-    if (site[0]) {
-        static const char *const own[] = {"sku", "productID", "mpn", NULL};
-        for (int i = 0; own[i]; i++)
-            if (id_of(json_object_get(o, own[i]), id, sizeof(id))) {
-                /* "productID" is sometimes "gtin13:…" / "isbn:…" style */
-                const char *colon = strchr(id, ':');
-                if (colon && strncasecmp(id, "gtin", 4) == 0)
-                    add_key(f, "gtin", colon + 1);
-                else if (colon && strncasecmp(id, "isbn", 4) == 0)
-                    add_key(f, "isbn", colon + 1);
-                else
-                    add_key(f, site, id);
-            }
-    }
+    static const char *const own[] = {"sku", "productID", "mpn", NULL};
+    for (int i = 0; own[i]; i++)
+        if (id_of(json_object_get(o, own[i]), id, sizeof(id))) {
+            /* "productID" is sometimes "gtin13:…" / "isbn:…" style: global then */
+            const char *colon = strchr(id, ':');
+            if (colon && strncasecmp(id, "gtin", 4) == 0)
+                add_key(f, "gtin", colon + 1);
+            else if (colon && strncasecmp(id, "isbn", 4) == 0)
+                add_key(f, "isbn", colon + 1);
+            else if (site[0])
+                add_key(f, site, id); /* the shop's own id, scoped to the shop */
+        }
 }
 
 /* Every Product (or ProductGroup's variant) anywhere in the value: top-level objects,
@@ -325,6 +329,20 @@ static void walk(found *f, json_t *v, int depth)
                 walk(f, e, depth + 1);
 }
 
+/* The first case-insensitive occurrence of needle (starting with '<') in [p, end). */
+static const char *find_ci(const char *p, const char *end, const char *needle, size_t n)
+{
+    while (p + n <= end) {
+        const char *lt = memchr(p, '<', (size_t)(end - p));
+        if (!lt || lt + n > end)
+            return NULL;
+        if (strncasecmp(lt, needle, n) == 0)
+            return lt;
+        p = lt + 1;
+    }
+    return NULL;
+}
+
 size_t gt_sniff_keys(gt_sniff *s, gt_slice site, char (*keys)[GT_SNIFF_KEY_MAX], size_t cap)
 {
     if (!s)
@@ -332,18 +350,9 @@ size_t gt_sniff_keys(gt_sniff *s, gt_slice site, char (*keys)[GT_SNIFF_KEY_MAX],
     found f = {keys, 0, cap, site};
     const char *h = s->html, *end = s->html + s->len;
     while (h < end && f.n < cap) {
-        const char *tag = memmem(h, (size_t)(end - h), "<script", 7);
-        if (!tag) {
-            /* case: <SCRIPT (rare; searched only when the lower-case form ran out) */
-            tag = NULL;
-            for (const char *q = h; q + 7 <= end; q++)
-                if (*q == '<' && strncasecmp(q, "<script", 7) == 0) {
-                    tag = q;
-                    break;
-                }
-            if (!tag)
-                break;
-        }
+        const char *tag = find_ci(h, end, "<script", 7);
+        if (!tag)
+            break;
         const char *gt = memchr(tag, '>', (size_t)(end - tag));
         if (!gt)
             break;
@@ -351,12 +360,7 @@ size_t gt_sniff_keys(gt_sniff *s, gt_slice site, char (*keys)[GT_SNIFF_KEY_MAX],
         bool ld = false;
         for (size_t i = 0; i + 19 <= attrs.len && !ld; i++)
             ld = strncasecmp(attrs.p + i, "application/ld+json", 19) == 0;
-        const char *body = gt + 1, *close = NULL;
-        for (const char *q = body; q + 8 <= end; q++)
-            if (*q == '<' && strncasecmp(q, "</script", 8) == 0) {
-                close = q;
-                break;
-            }
+        const char *body = gt + 1, *close = find_ci(body, end, "</script", 8);
         if (!close)
             break;
         if (ld) {

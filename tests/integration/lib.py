@@ -607,6 +607,7 @@ class TlsOrigins:
     location /post {{ return 200 "posted\\n"; }}
     location /dav/ {{ dav_methods PUT; create_full_put_path on; }}
     location /altsvc {{ add_header Alt-Svc 'h3=":443"; ma=86400'; return 200 "alt\\n"; }}
+    location /gzpage/ {{ gzip on; gzip_min_length 1; }}
   }}""")
         user = "user root root;" if os.geteuid() == 0 else ""
         conf = f"""
@@ -619,7 +620,7 @@ events {{ worker_connections 4096; }}
 http {{
   log_format t '$request_method $request_uri $status $request_length host="$http_host" '
                'conn=$connection req=$connection_requests proto=$server_protocol '
-               'ref="$http_referer" xg="$http_x_gretel"';
+               'ref="$http_referer" xg="$http_x_gretel" ae="$http_accept_encoding"';
   access_log {self.log} t;
   client_body_temp_path {self.dir}/cb;
   proxy_temp_path {self.dir}/pt;

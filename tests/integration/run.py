@@ -2404,6 +2404,51 @@ def chromium_pac_routes_pages_through_gretel(env):
             c.close()
 
 
+@test
+def page_products_declared_by_intercepted_pages(env):
+    """A shop page seen through interception declares its product (schema.org JSON-LD, sent
+    gzip'd and chunked): /mark?url= that page then offers its GTIN and the shop's SKU, on
+    every path (HTTP/1.1 and HTTP/2 to the client, to origins speaking either), the origin
+    was asked for gzip/deflate only, and marking by the URL marks every id."""
+    from urllib.parse import quote
+    m = env.mitm()
+    page = (b'<!doctype html><html><head><title>Zeder candle</title>'
+            b'<script type="application/ld+json">{"@context":"https://schema.org",'
+            b'"@type":"Product","name":"Zeder candle","gtin13":"4006381333931","sku":"ZC-42"}'
+            b'</script></head><body>' + b"<p>wax and wick</p>" * 400 + b"</body></html>\n")
+    store = os.path.join(env.tmp, "sniff-store")
+    cases = (("shop", "--http1.1"), ("shop-h2", "--http1.1"), ("shop", "--http2"),
+             ("shop-h2", "--http2"))
+    with env.own_gretel(env.mitm_opts([f"store={store}"])) as g:
+        for i, (origin, proto) in enumerate(cases):
+            m.origins.write(f"gzpage/candle-{i}.html", page)
+            url = f"https://shop.test:{m.port[origin]}/gzpage/candle-{i}.html"
+            rc, out, err = curl("--cacert", m.gca, "--compressed", proto, "-H",
+                                "Sec-Fetch-Dest: document", "-H",
+                                "Accept-Encoding: gzip, deflate, br, zstd", url, proxy=g.proxy)
+            expect(rc == 0 and out == page, f"{origin} {proto}: {err[-400:]}")
+            rc, out, err = curl("http://gretel.proxy/mark?url=" + quote(url, safe=""),
+                                proxy=g.proxy)
+            expect(b"<code id=\"derived\">gtin:04006381333931</code> (declared by the page itself)"
+                   in out and b"<code>shop.test:ZC-42</code>" in out,
+                   f"{origin} {proto}: " + out.decode("utf-8", "replace")[-900:])
+        log = m.origins.access_log()
+        lines = [l for l in log.splitlines() if "/gzpage/candle-" in l]
+        expect(len(lines) == 4 and all('ae="gzip, deflate"' in l for l in lines), "\n".join(lines))
+        # a page never seen: only what its URL says (here: nothing)
+        rc, out, err = curl("http://gretel.proxy/mark?url=" +
+                            quote("https://shop.test/gzpage/never.html", safe=""), proxy=g.proxy)
+        expect(b"No shop rule names the product" in out, out[-600:])
+        # marking by the page's URL marks every id it is known by
+        tok = _token(g)
+        url = f"https://shop.test:{m.port['shop']}/gzpage/candle-0.html"
+        rc, out, err = curl("-s", "-i", "-X", "POST", "-H", "Origin: http://gretel.proxy",
+                            "--data", f"csrf={tok}&what={quote(url, safe='')}",
+                            "http://gretel.proxy/mark", proxy=g.proxy)
+        expect(status_of(out) == 303, out[:400])
+        expect(_bought_keys(g) == {"gtin:04006381333931", "shop.test:ZC-42"}, _bought_keys(g))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gretel", required=True)
