@@ -643,12 +643,13 @@ static bool parse_response_head(gt_session *s)
         size_t before = evbuffer_get_length(out);
         gt_proxy_response_head(out, &res, &s->rs, close, s->client_10, s->dechunk, s->mitm);
         s->bytes_out += evbuffer_get_length(out) - before;
-        evbuffer_drain(in, (size_t)r);
-        s->rs_head_done = s->rs_started = true;
-        gt_body_relay_init(&s->rs_body, &s->rs, s->dechunk);
+        /* the head's fields point into the input: read before it is drained */
         if (s->sniff_url && res.status == 200 && !s->is_head)
             s->sniff = gt_proxy_sniff_start(res.headers, res.num_headers,
                                             s->rs.framing == GT_BODY_CHUNKED && !s->dechunk);
+        evbuffer_drain(in, (size_t)r);
+        s->rs_head_done = s->rs_started = true;
+        gt_body_relay_init(&s->rs_body, &s->rs, s->dechunk);
         s->up_reusable = !s->rs.conn_close && !(s->rs_minor == 0 && !s->rs.conn_keep_alive) &&
                          s->rs.framing != GT_BODY_EOF && !s->rs.had_cl_and_te;
         return true;

@@ -772,7 +772,7 @@ def lists_block_redirect_and_rules_first(env):
     lst = _rules_file(env, "test-list.txt",
                       "[Adblock Plus 2.0]\n! test\n||px.ads.test^\n"
                       "||cdn.test/noop/*.js$script,redirect=noop.js\n||trk.test^$image\n"
-                      "||www.site.test^$removeparam=utm_source\n")
+                      "||www.lst.test^$removeparam=utm_source\n")
     rules = _rules_file(env, "allow.rules", "allow host=trk.test path~^/keep\n")
     with env.own_gretel([f"lists={lst}", f"rules={rules}",
                          f"resolve=*.test=127.0.0.1:{env.nginx.port}"]) as g:
@@ -790,7 +790,7 @@ def lists_block_redirect_and_rules_first(env):
                             "Sec-Fetch-Dest: image", "http://trk.test/keep.gif", proxy=g.proxy)
         expect(out == b"404", out)
         # $removeparam: the request goes on without the parameter
-        rc, out, err = curl("http://www.site.test/hello?lst=1&utm_source=mail&b=2", proxy=g.proxy)
+        rc, out, err = curl("http://www.lst.test/hello?lst=1&utm_source=mail&b=2", proxy=g.proxy)
         expect(rc == 0 and out == b"hello\n", err)
         expect(g.wait_log(f"decision=rewrite rule={lst}:6"), g.log()[-500:])
         expect(g.wait_log(f"decision=block rule={lst}:3"), g.log()[-500:])
@@ -2209,6 +2209,10 @@ def control_page_changes_need_post_origin_and_token(env):
         expect(b"http://gretel.proxy/proxy.pac" in out and b'id="bookmarklet"' in out, out[:300])
         rc, out, err = curl(f"http://127.0.0.1:{g.port}/proxy.pac")
         expect(out.rstrip().endswith(f'return "PROXY 127.0.0.1:{g.port}";\n}}'.encode()), out)
+    # only allowed clients get the pages (allow_clients is checked before anything else)
+    with env.own_gretel([f"store={store}", "allow_clients=10.0.0.0/8"]) as g:
+        rc, out, err = curl("-s", "-i", "http://gretel.proxy/bought", proxy=g.proxy)
+        expect(status_of(out) == 403 and b"allow_clients" in out and b"csrf" not in out, out[:300])
     # the same token after a restart; with admin_password, changes need it
     with env.own_gretel([f"store={store}", "admin_password=s3cret pw"]) as g:
         expect(_token(g) == tok, "the token changed across a restart")
@@ -2238,11 +2242,11 @@ def control_metrics_after_a_known_mix(env):
                          f"resolve=*.test=127.0.0.1:{env.nginx.port}",
                          f"resolve=closed.test=127.0.0.1:{closed}"]) as g:
         for i in range(3):
-            rc, out, err = curl(f"http://www.site.test/hello?i={i}", proxy=g.proxy)
+            rc, out, err = curl(f"http://www.metrics.test/hello?i={i}", proxy=g.proxy)
             expect(out == b"hello\n", out)
         for i in range(2):
             curl(f"http://ads.test/px?i={i}", proxy=g.proxy)
-        rc, out, err = curl("http://www.site.test/hello?utm_source=x", proxy=g.proxy)
+        rc, out, err = curl("http://www.metrics.test/hello?utm_source=x", proxy=g.proxy)
         rc, out, err = curl("-s", "-o", "/dev/null", "-w", "%{http_code}",
                             f"http://closed.test:{closed}/", proxy=g.proxy)
         expect(out == b"502", out)
@@ -2272,7 +2276,7 @@ def control_metrics_after_a_known_mix(env):
         expect(m["gretel_bought_products"] == 1, text)
         expect(m["gretel_rules"] == 2 and m["gretel_connections_open"] >= 1, text)
         expect(m['gretel_requests_total{decision="local"}'] >= 2, text)
-        for secret in ("ads.test", "site.test", "127.0.0.1", "utm_source"):
+        for secret in ("ads.test", "metrics.test", "127.0.0.1", "utm_source"):
             expect(secret not in text, f"{secret} in /metrics")
         # the overview's counts and top blocked hosts (counts only)
         rc, out, err = curl("http://gretel.proxy/", proxy=g.proxy)
