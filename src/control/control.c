@@ -420,15 +420,22 @@ static bool looks_like_url(const char *s)
     return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
 }
 
-static void do_mark(ctl_ctx *x)
+/* The store a change goes to, once the change passed the checks; NULL when refused
+ * (answered). */
+static gt_store *change_target(ctl_ctx *x)
 {
     if (!change_allowed(x))
-        return;
-    gt_store *st = x->sh->store;
-    if (!st) {
+        return NULL;
+    if (!x->sh->store)
         refuse(x, 503, "the bought list is not available (the store could not be opened)");
+    return x->sh->store;
+}
+
+static void do_mark(ctl_ctx *x)
+{
+    gt_store *st = change_target(x);
+    if (!st)
         return;
-    }
     char what[2048], label[256], ttl[16], key[GT_STORE_KEY_MAX + 1], err[256];
     ctl_field(x->rq->body, "what", what, sizeof(what));
     ctl_field(x->rq->body, "label", label, sizeof(label));
@@ -524,13 +531,9 @@ static void do_mark(ctl_ctx *x)
 
 static void do_unmark(ctl_ctx *x)
 {
-    if (!change_allowed(x))
+    gt_store *st = change_target(x);
+    if (!st)
         return;
-    gt_store *st = x->sh->store;
-    if (!st) {
-        refuse(x, 503, "the bought list is not available (the store could not be opened)");
-        return;
-    }
     char key[GT_STORE_KEY_MAX + 1], err[256];
     ctl_field(x->rq->body, "key", key, sizeof(key));
     int r = gt_store_unmark(st, gt_slice_cstr(key), err, sizeof(err));
