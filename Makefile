@@ -7,11 +7,12 @@ DESTDIR ?=
 CC ?= cc
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 5
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 PKGS = libevent libevent_openssl libevent_pthreads openssl libnghttp2 lmdb libpcre2-8 libpsl jansson inih zlib
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
-WARN = -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wundef -Wstrict-prototypes \
+WARN = -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wundef -Wstrict-prototypes -Wstack-usage=16384 \
        -Wmissing-prototypes -Wno-missing-field-initializers
 BASE_CFLAGS = -std=c17 -D_GNU_SOURCE -g $(WARN) -MMD -MP -Iinclude -DGT_VERSION='"$(VERSION)"' -DGT_RULES_DIR='"$(PREFIX)/share/gretel/rules"'
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
@@ -58,15 +59,28 @@ build/test/obj/%.o: %.c
 
 build/test/test_%: tests/unit/test_%.c $(TLIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) -O1 $(SAN) $(PKG_CFLAGS) $(shell pkg-config --cflags cmocka) -o $@ $< \
+	$(CC) $(BASE_CFLAGS) -Wno-stack-usage -O1 $(SAN) $(PKG_CFLAGS) $(shell pkg-config --cflags cmocka) -o $@ $< \
 	    $(TLIB_OBJ) $(PKG_LIBS) $(shell pkg-config --libs cmocka)
 
-# --- fuzzers: clang's libFuzzer over the parsers, with ASan+UBSan ---
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC)
+# --- fuzzers: clang's libFuzzer with ASan+UBSan. The library is compiled once (with
+# fuzzer-no-link coverage) into an archive every fuzzer links against. ---
+FUZZ_CFLAGS = -std=c17 -D_GNU_SOURCE -g -O1 -Iinclude -DGT_VERSION='"$(VERSION)"' \
+    -DGT_RULES_DIR='"$(PREFIX)/share/gretel/rules"' -Wframe-larger-than=16384 \
+    -fno-sanitize-recover=all $(PKG_CFLAGS)
+FUZZ_OBJ = $(LIB_SRC:%.c=build/fuzz/obj/%.o)
+
+build/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) -std=c17 -D_GNU_SOURCE -g -O1 -Iinclude -DGT_VERSION='"$(VERSION)"' \
-	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(PKG_CFLAGS) \
-	    -o $@ $< $(LIB_SRC) $(PKG_LIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+
+build/fuzz/libgretel.a: $(FUZZ_OBJ)
+	@rm -f $@
+	ar rcs $@ $(FUZZ_OBJ)
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libgretel.a
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< \
+	    build/fuzz/libgretel.a $(PKG_LIBS)
 
 run:
 	@scripts/deps.sh build
@@ -75,7 +89,7 @@ run:
 
 test:
 	@scripts/deps.sh test
-	@$(MAKE) --no-print-directory build/test/gretel $(UNIT_BIN) $(FUZZ_BIN) build/gretel
+	@$(MAKE) --no-print-directory -j$(JOBS) build/test/gretel $(UNIT_BIN) $(FUZZ_BIN) build/gretel
 	@scripts/run-tests.sh
 
 unit: $(UNIT_BIN)
@@ -147,4 +161,4 @@ format:
 clean:
 	rm -rf build
 
--include $(OBJ:.o=.d) $(TOBJ:.o=.d)
+-include $(OBJ:.o=.d) $(TOBJ:.o=.d) $(FUZZ_OBJ:.o=.d)

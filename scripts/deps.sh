@@ -51,7 +51,10 @@ made_policy=0
 if [ ! -e "$policy" ]; then
   printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod 755 "$policy"; made_policy=1
 fi
-cleanup() { [ "$made_policy" = 1 ] && rm -f "$policy"; }
+# An EXIT trap's last status becomes the script's under set -e: a bare `[ ... ] && rm`
+# that is false (policy-rc.d was already there, as in Debian container images) would
+# fail a run that installed everything.
+cleanup() { if [ "$made_policy" = 1 ]; then rm -f "$policy"; fi; }
 trap cleanup EXIT
 if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >/tmp/gretel-deps.log 2>&1; then
   apt-get update -q >>/tmp/gretel-deps.log 2>&1

@@ -139,8 +139,20 @@ struct gt_worker {
     gt_logbuf logbuf;         /* request log lines, flushed by log_timer */
     struct event *log_timer;
     gt_rules_scratch *scratch; /* rule engine working memory for this thread */
+    /* Parsed fields of the request head and of the response head being read, kept here
+     * rather than on the stack (GT_MAX_FIELDS_CAP each). Used only for the length of one
+     * call that does not re-enter itself (the session rule in ARCHITECTURE.md). */
+    gt_http1_header *req_fields, *resp_fields;
+    char *url_buf; /* an intercepted request's full URL, while it is decided */
+    size_t url_cap;
     gt_decision decision;      /* the decision of the request being dispatched */
 };
+
+/* The most header fields any head may have (config max_headers is capped here). */
+#define GT_MAX_FIELDS_CAP 1000
+
+/* The worker's URL buffer, grown to at least n bytes. */
+char *gt_worker_url_buf(gt_worker *w, size_t n);
 
 /* --- upstream connections (src/net/upstream.c) --- */
 

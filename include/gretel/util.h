@@ -31,6 +31,11 @@ char *gt_xstrndup_at(const char *s, size_t n, const char *file, int line);
 #define gt_xstrdup(s) gt_xstrndup_at((s), strlen(s), __FILE__, __LINE__)
 #define gt_xslicedup(sl) gt_xstrndup_at((sl).p, (sl).len, __FILE__, __LINE__)
 
+/* A function that can end (free) the object it was given returns whether it still exists;
+ * the caller must look (ARCHITECTURE.md, "Who may end a session"). gcc does not let a
+ * (void) cast silence this: a caller that has nothing left to do writes `if (!f()) return;`. */
+#define GT_MUST_CHECK __attribute__((warn_unused_result))
+
 /* free() that also clears the pointer, so a second free is harmless. */
 #define gt_free(pp)                                                                                \
     do {                                                                                           \

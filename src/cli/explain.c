@@ -99,11 +99,13 @@ static void explain_one(const gt_ruleset *rs, const gt_abp_set *lists, const gt_
     printf("decision  %s%s\n", gt_decide_action_name(d.action),
            d.bought ? " (a bought product)" : "");
     if (d.rule) {
-        char buf[8192];
+        enum { EXPLAIN_MAX = 8192 };
+        char *buf = gt_xmalloc(EXPLAIN_MAX);
         printf("rule      %s:%u: %s\n", gt_rule_file(d.rule), gt_rule_line(d.rule),
                gt_rule_text(d.rule));
-        gt_rules_explain_rule(rs, sc, d.rule, rq, buf, sizeof(buf));
+        gt_rules_explain_rule(rs, sc, d.rule, rq, buf, EXPLAIN_MAX);
         fputs(buf, stdout);
+        free(buf);
     } else if (d.list_file) {
         printf("list      %s:%u (a list filter; the rules passed this request)\n", d.list_file,
                d.list_line);

@@ -290,7 +290,11 @@ void ctl_setup(ctl_ctx *x)
         "<li><b>Firefox:</b> Settings &rarr; General &rarr; Network Settings &rarr; Automatic "
         "proxy configuration URL.</li>\n"
         "<li><b>Chromium, Chrome, Edge:</b> the system's proxy settings, or start with "
-        "<code>--proxy-pac-url=http://%s/proxy.pac</code>.</li>\n"
+        "<code>--proxy-pac-url=http://");
+    ctl_htmlz(b, host); /* what the client sent: escaped, like every printed input */
+    evbuffer_add_printf(
+        b,
+        "/proxy.pac</code>.</li>\n"
         "<li><b>Android:</b> Wi-Fi network &rarr; Advanced &rarr; Proxy &rarr; Proxy "
         "Auto-Config.</li>\n"
         "<li><b>iPhone, iPad, macOS:</b> Wi-Fi network &rarr; Configure Proxy &rarr; "
@@ -298,8 +302,7 @@ void ctl_setup(ctl_ctx *x)
         "<li><b>Windows:</b> Settings &rarr; Network &rarr; Proxy &rarr; Use setup script.</li>\n"
         "<li><b>A whole house:</b> serve <code>/wpad.dat</code> under the name "
         "<code>wpad</code> on the local network, or hand the PAC URL out by DHCP (option "
-        "252).</li>\n</ul>\n",
-        host);
+        "252).</li>\n</ul>\n");
     evbuffer_add_printf(b, "<h2>HTTPS</h2>\n");
     if (x->sh->tls) {
         char fp[200];

@@ -531,6 +531,16 @@ int gt_http1_parse_absolute(gt_slice t, gt_http1_uri *uri, gt_http1_error *err)
     return 0;
 }
 
+int gt_http1_parse_host_field(gt_slice t, uint16_t def_port, gt_http1_uri *uri,
+                              gt_http1_error *err)
+{
+    memset(uri, 0, sizeof(*uri));
+    if (!t.len || memchr(t.p, '/', t.len) || memchr(t.p, '@', t.len) ||
+        memchr(t.p, '?', t.len) || memchr(t.p, '#', t.len))
+        return fail(err, 400, "Host must be host[:port]", 0);
+    return parse_hostport(t, false, def_port, uri, err);
+}
+
 int gt_http1_parse_authority(gt_slice t, gt_http1_uri *uri, gt_http1_error *err)
 {
     memset(uri, 0, sizeof(*uri));

@@ -1362,6 +1362,10 @@ static size_t apply_removeparam(const gt_abp_set *s, gt_abp_request *rq, gt_slic
     return removed ? o : 0;
 }
 
+static void apply_url(const gt_abp_set *s, const gt_rules_request *rq, const gt_psl *psl,
+                      gt_rules_scratch *sc, gt_decision *d, const char *url, char *lurl,
+                      size_t n, gt_slice scheme);
+
 void gt_lists_apply(const gt_abp_set *s, const gt_rules_request *rq, const gt_psl *psl,
                     gt_rules_scratch *sc, gt_decision *d)
 {
@@ -1381,17 +1385,34 @@ void gt_lists_apply(const gt_abp_set *s, const gt_rules_request *rq, const gt_ps
         }
         return;
     }
-    char url[8192];
+    /* the URL and its lower-cased copy: on the stack for the usual lengths, on the heap
+     * for long ones (every URL is matched, however long) */
+    enum { URL_STACK = 4096 };
+    char url_stack[URL_STACK], lurl_stack[URL_STACK];
     gt_slice scheme = rq->scheme.len ? rq->scheme : GT_S("http");
     bool dflt = rq->port == 0 || (rq->port == 80 && gt_slice_eq(scheme, GT_S("http"))) ||
                 (rq->port == 443 && gt_slice_eq(scheme, GT_S("https")));
     char port[8] = "";
     if (!dflt)
         snprintf(port, sizeof(port), ":%u", rq->port);
-    int n = snprintf(url, sizeof(url), "%.*s://%.*s%s%.*s", (int)scheme.len, scheme.p,
+    size_t need = scheme.len + 3 + rq->host.len + sizeof(port) + rq->path.len + 1;
+    char *heap = need > URL_STACK ? gt_xmalloc(2 * need) : NULL;
+    char *url = heap ? heap : url_stack, *lurl = heap ? heap + need : lurl_stack;
+    int n = snprintf(url, need, "%.*s://%.*s%s%.*s", (int)scheme.len, scheme.p,
                      (int)rq->host.len, rq->host.p, port, (int)rq->path.len, rq->path.p);
-    if (n < 0 || (size_t)n >= sizeof(url))
-        return; /* longer than any list filter reasonably looks at */
+    if (n < 0 || (size_t)n >= need) {
+        free(heap);
+        return;
+    }
+    apply_url(s, rq, psl, sc, d, url, lurl, (size_t)n, scheme);
+    free(heap);
+}
+
+/* gt_lists_apply for one request's URL (url, n) with room for its lower-cased copy. */
+static void apply_url(const gt_abp_set *s, const gt_rules_request *rq, const gt_psl *psl,
+                      gt_rules_scratch *sc, gt_decision *d, const char *url, char *lurl,
+                      size_t n, gt_slice scheme)
+{
     gt_abp_request ar = {.url = gt_slice_make(url, (size_t)n),
                          .host = gt_slice_make(url + scheme.len + 3, rq->host.len),
                          .source_host = gt_rules_url_host(rq->source),
@@ -1408,7 +1429,6 @@ void gt_lists_apply(const gt_abp_set *s, const gt_rules_request *rq, const gt_ps
         if (!sc || !(s->nrmparam || s->nrmhost) ||
             !memchr(base.p, '?', base.len))
             return;
-        char lurl[8192];
         for (size_t i = 0; i < (size_t)n; i++)
             lurl[i] = tok_lc[(uint8_t)url[i]] ? (char)tok_lc[(uint8_t)url[i]] : url[i];
         ar.lurl = gt_slice_make(lurl, (size_t)n);

@@ -220,6 +220,15 @@ static void on_notify(evutil_socket_t fd, short what, void *arg)
         event_base_loopexit(w->base, NULL);
 }
 
+char *gt_worker_url_buf(gt_worker *w, size_t n)
+{
+    if (n > w->url_cap) {
+        w->url_cap = n < 4096 ? 4096 : n;
+        w->url_buf = gt_xrealloc(w->url_buf, w->url_cap);
+    }
+    return w->url_buf;
+}
+
 static void on_log_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
@@ -258,6 +267,8 @@ static int worker_init(gt_worker *w, server *s, unsigned id, const gt_config *cf
         return GT_EIO;
     w->snap = gt_shared_acquire(&s->sh);
     w->scratch = gt_rules_scratch_new();
+    w->req_fields = gt_xcalloc(GT_MAX_FIELDS_CAP, sizeof(*w->req_fields));
+    w->resp_fields = gt_xcalloc(GT_MAX_FIELDS_CAP, sizeof(*w->resp_fields));
     w->notify = event_new(w->base, -1, EV_PERSIST, on_notify, w);
     event_add(w->notify, NULL);
     w->accept_pause = evtimer_new(w->base, on_accept_resume, w);
@@ -302,6 +313,9 @@ static void worker_fini(gt_worker *w)
     close_listeners(w);
     gt_rules_scratch_free(w->scratch);
     w->scratch = NULL;
+    gt_free(&w->req_fields);
+    gt_free(&w->resp_fields);
+    gt_free(&w->url_buf);
     gt_free(&w->listeners);
     if (w->listen_fds) {
         for (size_t i = 0; i < w->nlisteners; i++)

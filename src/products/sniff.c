@@ -95,7 +95,7 @@ static void payload(gt_sniff *s, const unsigned char *p, size_t n)
     s->z.next_in = (unsigned char *)p;
     s->z.avail_in = (uInt)n;
     while (s->z.avail_in && s->len < HTML_MAX && !s->failed) {
-        unsigned char out[16384];
+        unsigned char out[8192];
         s->z.next_out = out;
         s->z.avail_out = sizeof(out);
         int r = inflate(&s->z, Z_NO_FLUSH);

@@ -37,6 +37,13 @@
 #define IO_HWM (256 * 1024)
 #define MAX_FIELDS 256
 
+/* HTTP/2 fields built from an HTTP/1.1 head, with their lower-cased names: 26 KB, so on
+ * the heap for the length of one submit (nghttp2 copies them). */
+typedef struct {
+    nghttp2_nv nv[MAX_FIELDS + 4];
+    char lower[16384];
+} nvbuf;
+
 typedef struct h2stream h2stream;
 
 struct gt_h2conn {
@@ -344,7 +351,7 @@ static bool response_head(h2stream *h)
 {
     const gt_config *cfg = cfg_of(h);
     struct evbuffer *in = gt_stream_input(h->up->st);
-    gt_http1_header hdrs[MAX_FIELDS];
+    gt_http1_header *hdrs = h->c->w->resp_fields; /* worker-owned, this call only */
     for (;;) {
         size_t len = evbuffer_get_length(in);
         if (len == 0)
@@ -377,10 +384,11 @@ static bool response_head(h2stream *h)
             upstream_failed(h, 502, err.reason);
             return false;
         }
-        /* names lower-cased into one buffer the nv array points into */
-        char lower[16384];
+        /* names lower-cased into one buffer the nv array points into (heap: 26 KB) */
+        nvbuf *nb = gt_xmalloc(sizeof(*nb));
+        char *lower = nb->lower;
         size_t lo = 0;
-        nghttp2_nv nv[MAX_FIELDS];
+        nghttp2_nv *nv = nb->nv;
         size_t nn = 0;
         bool lists_others = false;
         for (size_t i = 0; i < res.num_headers; i++)
@@ -397,7 +405,7 @@ static bool response_head(h2stream *h)
             if (gt_slice_caseeq(name, GT_S("content-length")) && h->rs.framing != GT_BODY_LENGTH &&
                 !(h->is_head || res.status == 304))
                 continue;
-            if (lo + name.len > sizeof(lower))
+            if (lo + name.len > sizeof(nb->lower))
                 break;
             for (size_t k = 0; k < name.len; k++)
                 lower[lo + k] = gt_ascii_lower(name.p[k]);
@@ -416,6 +424,7 @@ static bool response_head(h2stream *h)
         bool body = h->rs.framing != GT_BODY_NONE;
         /* nghttp2 copies the fields at submission; the data source reads rs_buf later */
         submit(h, res.status, nv, nn, body);
+        free(nb);
         evbuffer_drain(in, (size_t)r);
         if (!body)
             finish_response(h);
@@ -534,7 +543,7 @@ static void o_head(void *arg, int status, const nghttp2_nv *nv, size_t n, bool e
     if (!h->rs_buf)
         h->rs_buf = evbuffer_new();
     if (h->sniff_url && status == 200 && !end && !h->is_head) {
-        gt_http1_header hf[MAX_FIELDS];
+        gt_http1_header *hf = h->c->w->resp_fields; /* worker-owned, this call only */
         size_t k = 0;
         for (size_t i = 0; i < n && k < MAX_FIELDS; i++)
             hf[k++] = (gt_http1_header){gt_slice_make((const char *)nv[i].name, nv[i].namelen),
@@ -661,15 +670,18 @@ static bool forward_h2(h2stream *h, const char *key, bool deny)
     gt_h2conn *c = h->c;
     size_t len = evbuffer_get_length(h->head);
     const char *buf = (const char *)evbuffer_pullup(h->head, (ev_ssize_t)len);
-    nghttp2_nv nv[MAX_FIELDS + 4];
-    char lower[16384];
-    size_t n = gt_proxy_h2_request_fields(buf, len, nv, MAX_FIELDS + 4, lower, sizeof(lower));
-    if (n == 0)
+    nvbuf *nb = gt_xmalloc(sizeof(*nb));
+    size_t n = gt_proxy_h2_request_fields(buf, len, nb->nv, MAX_FIELDS + 4, nb->lower,
+                                          sizeof(nb->lower));
+    if (n == 0) {
+        free(nb);
         return false;
+    }
     bool body = h->rq.framing != GT_BODY_NONE;
     h->via_h2o = true;
     h->oreq = gt_h2o_submit(c->w, key, gt_slice_cstr(c->peer.mitm_host), c->peer.mitm_port,
-                            c->peer.sni, deny, nv, n, body, &o_cbs, h);
+                            c->peer.sni, deny, nb->nv, n, body, &o_cbs, h);
+    free(nb); /* nghttp2 copied the fields */
     if (!h->oreq) {
         h->via_h2o = false;
         return false;
@@ -707,25 +719,44 @@ static void stream_request(h2stream *h)
         respond_error(h, h->bad ? 400 : 405, h->bad ? "malformed request" : "CONNECT inside HTTP/2");
         return;
     }
-    gt_slice authority = h->authority_l ? at(h, h->authority, h->authority_l)
-                                        : gt_slice_cstr(c->peer.sni);
-    /* the request as HTTP/1.1 sees it: regular fields, cookies joined (RFC 9113 §8.2.3) */
-    gt_http1_header hdrs[MAX_FIELDS + 1];
-    size_t nh = 0;
-    char cookie[16384];
+    /* The rules see the name the tunnel was opened for (its SNI, else the CONNECT host:
+     * docs/RULES.md), never an :authority naming something else; an :authority that is
+     * not host[:port] at all is refused. */
+    gt_http1_uri au;
+    gt_http1_error err;
+    if (h->authority_l &&
+        gt_http1_parse_host_field(at(h, h->authority, h->authority_l), 443, &au, &err) < 0) {
+        respond_error(h, 400, "bad :authority");
+        return;
+    }
+    gt_slice path = at(h, h->path, h->path_l);
+    if (path.len == 0 || path.p[0] != '/') {
+        respond_error(h, 400, "bad :path");
+        return;
+    }
+    /* the request as HTTP/1.1 sees it: regular fields, cookies joined (RFC 9113 §8.2.3);
+     * the joined cookie and the URL live in the worker's URL buffer while it is decided */
+    gt_http1_header *hdrs = w->req_fields; /* worker-owned, this call only */
+    size_t nh = 0, cookie_need = 0;
+    for (size_t i = 0; i < h->nf; i++)
+        if (gt_slice_eq(at(h, h->f[i].n, h->f[i].nl), GT_S("cookie")))
+            cookie_need += h->f[i].vl + 2;
+    const char *sni = c->peer.sni;
+    bool v6 = strchr(sni, ':') != NULL;
+    size_t url_need = strlen(sni) + path.len + 24;
+    char *cookie = gt_worker_url_buf(w, cookie_need + url_need);
+    char *url = cookie + cookie_need;
     size_t cl = 0;
     bool has_cookie = false;
-    for (size_t i = 0; i < h->nf && nh < MAX_FIELDS; i++) {
+    for (size_t i = 0; i < h->nf && nh < GT_MAX_FIELDS_CAP - 1; i++) {
         gt_slice n = at(h, h->f[i].n, h->f[i].nl), v = at(h, h->f[i].v, h->f[i].vl);
         if (gt_slice_eq(n, GT_S("cookie"))) {
-            if (cl + v.len + 2 < sizeof(cookie)) {
-                if (cl) {
-                    memcpy(cookie + cl, "; ", 2);
-                    cl += 2;
-                }
-                memcpy(cookie + cl, v.p, v.len);
-                cl += v.len;
+            if (cl) {
+                memcpy(cookie + cl, "; ", 2);
+                cl += 2;
             }
+            memcpy(cookie + cl, v.p, v.len);
+            cl += v.len;
             has_cookie = true;
             continue;
         }
@@ -733,13 +764,13 @@ static void stream_request(h2stream *h)
     }
     if (has_cookie)
         hdrs[nh++] = (gt_http1_header){GT_S("cookie"), gt_slice_make(cookie, cl)};
-    char url[8192 + 300];
-    gt_slice path = at(h, h->path, h->path_l);
-    int un = snprintf(url, sizeof(url), "https://%.*s%.*s", (int)authority.len, authority.p,
-                      (int)path.len, path.p);
+    int un = c->peer.mitm_port == 443
+                 ? snprintf(url, url_need, "https://%s%s%s%.*s", v6 ? "[" : "", sni,
+                            v6 ? "]" : "", (int)path.len, path.p)
+                 : snprintf(url, url_need, "https://%s%s%s:%u%.*s", v6 ? "[" : "", sni,
+                            v6 ? "]" : "", c->peer.mitm_port, (int)path.len, path.p);
     gt_http1_uri uri;
-    gt_http1_error err;
-    if (un < 0 || (size_t)un >= sizeof(url) || path.len == 0 || path.p[0] != '/' ||
+    if (un < 0 || (size_t)un >= url_need ||
         gt_http1_parse_absolute(gt_slice_make(url, (size_t)un), &uri, &err) < 0) {
         respond_error(h, 400, "bad :authority or :path");
         return;

@@ -35,6 +35,7 @@ struct gt_h2o_req {
     char *nvbuf;
     bool has_body;
     bool head_seen, deferred, body_started;
+    bool remote_end; /* the origin sent END_STREAM: its response is whole */
     size_t pending; /* response bytes delivered to the client side, not yet taken by it */
     /* the response head and trailers as they arrive */
     char *hbuf;
@@ -58,7 +59,8 @@ struct gt_h2origin {
     /* how to reach it, for a new session after GOAWAY */
     char host[256], sni[256];
     uint16_t port;
-    bool deny_loopback;
+    bool deny_loopback;    /* the check the connect was opened under */
+    bool guarded_loopback; /* its connection reached this machine by name */
     unsigned nreq;
     LIST_HEAD(, gt_h2o_req) reqs;
     struct event *flush_ev; /* window updates go out from the loop */
@@ -75,6 +77,15 @@ static void origin_flush_soon(gt_h2origin *o)
         struct timeval zero = {0, 0};
         evtimer_add(o->flush_ev, &zero);
     }
+}
+
+/* Whether a request from a client under `deny` (loopback_upstream) may ride this session:
+ * the key names the origin, not the check that let its connection reach this machine. A
+ * session opened for a local client to a name that resolved to 127.0.0.1 is not for a
+ * client on another host. */
+static bool may_use(const gt_h2origin *o, bool deny)
+{
+    return !deny || o->deny_loopback || (o->up && !o->guarded_loopback);
 }
 
 static gt_h2origin *find(gt_worker *w, const char *key)
@@ -203,6 +214,8 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
     if (!r)
         return 0;
     bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    if (end)
+        r->remote_end = true;
     if (frame->hd.type == NGHTTP2_HEADERS) {
         if (frame->headers.cat == NGHTTP2_HCAT_RESPONSE) {
             if (r->status >= 100 && r->status < 200) {
@@ -274,11 +287,16 @@ static int on_stream_close(nghttp2_session *ng, int32_t sid, uint32_t code, void
     }
     const gt_h2o_cbs *cbs = r->cbs;
     void *arg = r->arg;
+    bool whole = r->remote_end;
     req_free(r);
     if (code != NGHTTP2_NO_ERROR) {
         char why[120];
         snprintf(why, sizeof(why), "origin reset the stream: %s", nghttp2_http2_strerror(code));
         cbs->fail(arg, 502, why);
+    } else if (!whole) {
+        /* RST_STREAM(NO_ERROR) is how an origin stops an upload it no longer needs, after
+         * a whole response (RFC 9113 §8.1); before END_STREAM the response is cut short */
+        cbs->fail(arg, 502, "origin closed the stream before its response ended");
     } else {
         cbs->closed(arg);
     }
@@ -473,6 +491,7 @@ static void on_connected(void *arg, gt_upstream *up, int status, const char *why
         return;
     }
     o->up = up;
+    o->guarded_loopback = up->guarded_loopback;
     start_session(o);
 }
 
@@ -493,8 +512,8 @@ gt_h2o_req *gt_h2o_submit(gt_worker *w, const char *key, gt_slice host, uint16_t
                           bool has_body, const gt_h2o_cbs *cbs, void *arg)
 {
     gt_h2origin *o = find(w, key);
-    if (o && o->h1_only)
-        return NULL;
+    if (o && (o->h1_only || !may_use(o, deny_loopback)))
+        return NULL; /* the caller takes the HTTP/1.1 path, and its checked connect */
     if (!o) {
         o = new_origin(w, key);
         snprintf(o->host, sizeof(o->host), "%.*s", (int)host.len, host.p);
@@ -597,6 +616,8 @@ void gt_h2o_adopt(gt_worker *w, const char *key, gt_upstream *up, gt_slice host,
     gt_upstream_connect_cancel(o->connect); /* a pending connect loses to this one */
     o->connect = NULL;
     o->up = up;
+    o->deny_loopback = deny_loopback;
+    o->guarded_loopback = up->guarded_loopback;
     start_session(o);
 }
 
@@ -620,10 +641,10 @@ void gt_h2o_mark_h1(gt_worker *w, const char *key)
     new_origin(w, key)->h1_only = true;
 }
 
-bool gt_h2o_ready(gt_worker *w, const char *key)
+bool gt_h2o_ready(gt_worker *w, const char *key, bool deny_loopback)
 {
     gt_h2origin *o = find(w, key);
-    return o && o->ng && !o->dead;
+    return o && o->ng && !o->dead && may_use(o, deny_loopback);
 }
 
 bool gt_h2o_known_h1(gt_worker *w, const char *key)

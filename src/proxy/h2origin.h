@@ -44,7 +44,7 @@ void gt_h2o_adopt(gt_worker *w, const char *key, gt_upstream *up, gt_slice host,
 /* The origin answered ALPN with http/1.1: later requests go straight to that path. */
 void gt_h2o_mark_h1(gt_worker *w, const char *key);
 /* An HTTP/2 session to the origin is up (it was verified when it connected). */
-bool gt_h2o_ready(gt_worker *w, const char *key);
+bool gt_h2o_ready(gt_worker *w, const char *key, bool deny_loopback);
 void gt_h2o_destroy_all(gt_worker *w);
 
 #endif

@@ -91,45 +91,79 @@ static void add_slice(struct evbuffer *out, gt_slice s)
     evbuffer_add(out, s.p, s.len);
 }
 
-/* What a rewrite decision does to one request field: 0 keep, 1 drop, 2 replaced (the
- * caller writes `repl`). */
-static int rewrite_field(const gt_decision *d, gt_slice name, gt_slice value, char *repl,
-                         size_t *repl_len)
+static void add_field(struct evbuffer *out, gt_slice name, gt_slice value)
+{
+    add_slice(out, name);
+    evbuffer_add(out, ": ", 2);
+    add_slice(out, value);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+/* The longest origin a trimmed Referer keeps (scheme://host:port); a longer one is dropped
+ * rather than trimmed: no real origin is that long. */
+#define REFERER_ORIGIN_MAX 600
+
+/* Writes the trimmed Referer (scheme://host[:port]/, never userinfo) or nothing. */
+static void add_trimmed_referer(struct evbuffer *out, gt_slice name, gt_slice value)
+{
+    gt_slice o = gt_rules_referer_origin(value);
+    const char *sep = o.len ? memmem(o.p, o.len, "://", 3) : NULL;
+    if (!sep)
+        return; /* no origin to keep: the field goes */
+    const char *auth = sep + 3, *end = o.p + o.len;
+    const char *at = memrchr(auth, '@', (size_t)(end - auth));
+    if (at)
+        auth = at + 1;
+    size_t slen = (size_t)(sep + 3 - o.p), alen = (size_t)(end - auth);
+    if (!alen || slen + alen + 1 > REFERER_ORIGIN_MAX)
+        return;
+    add_slice(out, name);
+    evbuffer_add(out, ": ", 2);
+    evbuffer_add(out, o.p, slen);
+    evbuffer_add(out, auth, alen);
+    evbuffer_add(out, "/\r\n", 3);
+}
+
+/* What a rewrite decision does to one request field: false keep it as it is; true it was
+ * dropped, or its replacement is already written to out. Nothing on the stack is sized by
+ * the input: a filtered Cookie goes through the heap. */
+static bool rewrite_field(const gt_decision *d, gt_slice name, gt_slice value,
+                          struct evbuffer *out)
 {
     /* X-Gretel is gretel's own answer header: a client's copy never goes upstream */
     if (gt_slice_caseeq(name, GT_S("x-gretel")))
-        return 1;
+        return true;
     if (!d)
-        return 0;
-    int r = 0;
+        return false;
+    bool cookie_ops = false;
     for (size_t i = 0; i < d->nhdr_ops; i++) {
         const gt_hdr_op *op = &d->hdr_ops[i];
         switch (op->kind) {
         case GT_HDR_REMOVE:
         case GT_HDR_SET: /* re-emitted once after the copied fields */
             if (gt_slice_caseeq(name, op->name))
-                return 1;
+                return true;
             break;
         case GT_HDR_REMOVE_COOKIE:
-            if (r == 0 && gt_slice_caseeq(name, GT_S("cookie")) && value.len <= 8192) {
-                *repl_len = gt_rules_filter_cookies(d, value, repl);
-                r = *repl_len ? 2 : 1;
-            }
+            cookie_ops = cookie_ops || gt_slice_caseeq(name, GT_S("cookie"));
             break;
         case GT_HDR_TRIM_REFERER:
             if (gt_slice_caseeq(name, GT_S("referer"))) {
-                gt_slice o = gt_rules_referer_origin(value);
-                if (!o.len)
-                    return 1;
-                memcpy(repl, o.p, o.len);
-                repl[o.len] = '/';
-                *repl_len = o.len + 1;
-                return 2;
+                add_trimmed_referer(out, name, value);
+                return true;
             }
             break;
         }
     }
-    return r;
+    if (!cookie_ops)
+        return false;
+    /* kept cookies are re-joined with "; ": at most twice the input */
+    char *buf = gt_xmalloc(2 * value.len + 2);
+    size_t n = gt_rules_filter_cookies(d, value, buf);
+    if (n)
+        add_field(out, name, gt_slice_make(buf, n));
+    free(buf);
+    return true;
 }
 
 /* Copies fields except hop-by-hop ones, those named by Connection, those the caller
@@ -165,20 +199,9 @@ static void copy_fields(struct evbuffer *out, const gt_http1_header *h, size_t n
             continue;
         if (lists_others && gt_http1_connection_lists(h, n, name))
             continue;
-        gt_slice value = h[i].value;
-        char repl[16384 + 16];
-        size_t repl_len = 0;
-        if (is_request) {
-            int rw = rewrite_field(d, name, value, repl, &repl_len);
-            if (rw == 1)
-                continue;
-            if (rw == 2)
-                value = gt_slice_make(repl, repl_len);
-        }
-        add_slice(out, name);
-        evbuffer_add(out, ": ", 2);
-        add_slice(out, value);
-        evbuffer_add(out, "\r\n", 2);
+        if (is_request && rewrite_field(d, name, h[i].value, out))
+            continue;
+        add_field(out, name, h[i].value);
     }
     for (size_t i = 0; d && i < d->nhdr_ops; i++)
         if (d->hdr_ops[i].kind == GT_HDR_SET) {
@@ -312,15 +335,20 @@ void gt_proxy_sniff_tail(struct gt_sniff *s, struct evbuffer *b, size_t from)
     struct evbuffer_ptr at;
     if (!s || len <= from || evbuffer_ptr_set(b, &at, from, EVBUFFER_PTR_SET) < 0)
         return;
-    char buf[16384];
-    while (from < len) {
-        ev_ssize_t got = evbuffer_copyout_from(b, &at, buf, sizeof(buf));
-        if (got <= 0)
+    /* the bytes are read where they lie (no copy) */
+    struct evbuffer_iovec v[8];
+    int n = evbuffer_peek(b, (ev_ssize_t)(len - from), &at, v, 8);
+    while (n > 0) {
+        int k = n < 8 ? n : 8;
+        size_t got = 0;
+        for (int i = 0; i < k; i++) {
+            gt_sniff_feed(s, v[i].iov_base, v[i].iov_len);
+            got += v[i].iov_len;
+        }
+        from += got;
+        if (from >= len || k == n || evbuffer_ptr_set(b, &at, from, EVBUFFER_PTR_SET) < 0)
             break;
-        gt_sniff_feed(s, buf, (size_t)got);
-        from += (size_t)got;
-        if (evbuffer_ptr_set(b, &at, (size_t)got, EVBUFFER_PTR_ADD) < 0)
-            break;
+        n = evbuffer_peek(b, (ev_ssize_t)(len - from), &at, v, 8);
     }
 }
 

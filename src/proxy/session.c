@@ -40,7 +40,6 @@
 #define LINGER_MS 2000
 /* Connections accepted past max_connections get a 503; past this many more, none. */
 #define OVER_LIMIT_SLACK 64
-#define MAX_HEADERS_CAP 1000
 /* Request bodies of requests gretel answers itself are read and dropped up to this size so
  * the connection stays usable (a blocked beacon's POST body, a control-page form); larger
  * ones close the connection instead. */
@@ -68,6 +67,10 @@ struct gt_session {
     enum sess_state st;
     LIST_ENTRY(gt_session) link;
     struct event *timer;
+    /* Activated when a request ends with more input buffered: the next head is read from
+     * the loop, never from inside the previous request's call chain (a pipelined run of
+     * any length uses a bounded stack). */
+    struct event *resume;
     bool timer_is_head; /* armed as header deadline (vs idle) */
     size_t scanned;     /* bytes of input already searched for the end of the head */
     bool denied, over_limit, draining, close_after, linger_started;
@@ -126,18 +129,28 @@ struct gt_session {
     struct evbuffer *o_trailers;
 };
 
-static void process_heads(gt_session *s);
+static bool process_heads(gt_session *s) GT_MUST_CHECK;
 static long body_wanted(gt_session *s, const gt_http1_request *req, size_t head_len,
                         size_t have);
 static void on_up_read(gt_stream *st, void *arg);
 static void on_up_write(gt_stream *st, void *arg);
 static void on_up_event(gt_stream *st, int what, void *arg);
-static void start_forward(gt_session *s, gt_upstream *up);
+static bool start_forward(gt_session *s, gt_upstream *up) GT_MUST_CHECK;
 static bool deny_loopback(const gt_session *s);
 
 static const gt_config *cfg_of(const gt_session *s)
 {
     return s->snap ? s->snap->cfg : s->w->snap->cfg;
+}
+
+/* How much client input is read before reading pauses: IO_HWM, or more when a request
+ * head plus the body a body~ rule inspects (both limits are config) needs more, so that
+ * every head and inspected body the config accepts can arrive whole. */
+static size_t read_hwm(const gt_session *s)
+{
+    const gt_config *cfg = cfg_of(s);
+    size_t need = (size_t)cfg->max_header_size + cfg->body_inspect_max + GT_CONTROL_BODY_MAX;
+    return need > IO_HWM ? need : IO_HWM;
 }
 
 static struct timeval tv_ms(unsigned ms)
@@ -160,6 +173,8 @@ static void session_destroy(gt_session *s)
     gt_stream_free(s->cs);
     if (s->timer)
         event_free(s->timer);
+    if (s->resume)
+        event_free(s->resume);
     if (s->head)
         evbuffer_free(s->head);
     gt_snapshot_release(s->snap);
@@ -286,7 +301,10 @@ static void enter_closing(gt_session *s)
         start_linger(s);
 }
 
-/* Where the current request's life ends: keep the connection for the next or close it. */
+/* Where the current request's life ends: keep the connection for the next or close it.
+ * Never ends the session and never reads the next request itself: a pipelined head
+ * already buffered is read by process_heads' own loop when we are inside it, else from
+ * the loop (s->resume). */
 static void next_or_close(gt_session *s)
 {
     bool close = s->close_after || !s->keepalive || s->draining || !s->rq_done;
@@ -302,7 +320,7 @@ static void next_or_close(gt_session *s)
     gt_stream_enable_read(s->cs);
     arm_idle(s);
     if (evbuffer_get_length(gt_stream_input(s->cs)))
-        process_heads(s);
+        event_active(s->resume, EV_TIMEOUT, 0);
     else if (s->client_eof)
         enter_closing(s);
     else
@@ -409,6 +427,15 @@ static gt_slice header_value(const gt_http1_request *req, const char *name)
 static void respond_self(gt_session *s, const gt_http1_request *req, gt_slice target,
                          gt_slice host, size_t head_len)
 {
+    /* the pages print the host the client used (PAC URLs): only a host[:port] */
+    gt_http1_uri hu;
+    gt_http1_error herr;
+    if (gt_http1_parse_host_field(host, 80, &hu, &herr) < 0) {
+        evbuffer_drain(gt_stream_input(s->cs), head_len);
+        s->body_view = GT_S("");
+        respond_local(s, 400, "invalid Host field", true, "error");
+        return;
+    }
     const char *q = memchr(target.p, '?', target.len);
     gt_ctl_request rq = {
         .method = req->method,
@@ -496,7 +523,9 @@ static void decide(gt_session *s, const gt_http1_request *req, const gt_http1_ur
 
 /* --- upstream failures --- */
 
-static void upstream_failed(gt_session *s, int status, const char *why)
+/* Answers the current request with an error, or, when part of the response is already
+ * with the client, ends the session (returns false). */
+static GT_MUST_CHECK bool upstream_failed(gt_session *s, int status, const char *why)
 {
     gt_counters_upstream_error(&s->w->sh->counters, status, why);
     if (status == GT_STATUS_CERT_FAILED)
@@ -514,10 +543,11 @@ static void upstream_failed(gt_session *s, int status, const char *why)
         s->decision = "error";
         log_request(s);
         session_destroy(s);
-        return;
+        return false;
     }
     s->st = S_HEAD; /* respond_local continues from a request-level state */
     respond_local(s, status, why, !s->rq_done, "error");
+    return true;
 }
 
 /* Opens a new connection for the current request: to host:port, or inside interception
@@ -534,14 +564,14 @@ static void connect_origin(gt_session *s, gt_connect_cb cb)
 
 /* --- forwarding: request body --- */
 
-static void pump_request(gt_session *s)
+static GT_MUST_CHECK bool pump_request(gt_session *s)
 {
     if (s->oreq) {
         gt_h2o_resume_body(s->oreq); /* the origin's session pulls the body (o_body) */
-        return;
+        return true;
     }
     if (s->rq_done || !s->up)
-        return;
+        return true;
     struct evbuffer *in = gt_stream_input(s->cs);
     struct evbuffer *out = gt_stream_output(s->up->st);
     for (;;) {
@@ -549,8 +579,7 @@ static void pump_request(gt_session *s)
         gt_http1_error err;
         if (gt_body_relay_move(&s->rq_body, in, out, IO_HWM, &moved, &err) < 0) {
             s->close_after = true;
-            upstream_failed(s, 400, err.reason);
-            return;
+            return upstream_failed(s, 400, err.reason);
         }
         if (moved)
             s->rq_sent_any = true;
@@ -574,7 +603,7 @@ static void pump_request(gt_session *s)
         s->abort_pending = true;
         struct timeval zero = {0, 0};
         evtimer_add(s->timer, &zero);
-        return;
+        return true;
     }
     if (s->rq_done) {
         unsigned t = cfg_of(s)->upstream_timeout_ms;
@@ -582,42 +611,44 @@ static void pump_request(gt_session *s)
         /* the client is now only read for EOF and pipelined heads, left in its buffer */
         gt_stream_set_timeouts(s->cs, 0, t);
     }
+    return true;
 }
 
 /* --- forwarding: response --- */
 
-static bool parse_response_head(gt_session *s)
+/* 1: the head is relayed; 0: not yet (or the request was answered with an error);
+ * -1: the session is gone. */
+static GT_MUST_CHECK int parse_response_head(gt_session *s)
 {
     const gt_config *cfg = cfg_of(s);
     struct evbuffer *in = gt_stream_input(s->up->st);
     struct evbuffer *out = gt_stream_output(s->cs);
-    gt_http1_header hdrs[MAX_HEADERS_CAP];
+    gt_http1_header *hdrs = s->w->resp_fields; /* GT_MAX_FIELDS_CAP, this call only */
     for (;;) {
         size_t len = evbuffer_get_length(in);
         if (len == 0)
-            return false;
+            return 0;
         size_t n = len < cfg->max_header_size ? len : cfg->max_header_size;
         const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
         gt_http1_response res = {.headers = hdrs, .num_headers = cfg->max_headers};
         gt_http1_error err;
         int r = gt_http1_parse_response(buf, n, &res, &err);
         if (r == GT_HTTP1_INCOMPLETE) {
-            if (len >= cfg->max_header_size) {
-                upstream_failed(s, 502, "response header block from upstream too large");
-                return false;
-            }
-            return false;
+            if (len >= cfg->max_header_size)
+                return upstream_failed(s, 502, "response header block from upstream too large")
+                           ? 0
+                           : -1;
+            return 0;
         }
         if (r < 0) {
             char why[160];
             snprintf(why, sizeof(why), "invalid response from upstream: %s", err.reason);
-            upstream_failed(s, 502, why);
-            return false;
+            return upstream_failed(s, 502, why) ? 0 : -1;
         }
-        if (res.status == 101) {
-            upstream_failed(s, 502, "upstream switched protocols without being asked");
-            return false;
-        }
+        if (res.status == 101)
+            return upstream_failed(s, 502, "upstream switched protocols without being asked")
+                       ? 0
+                       : -1;
         if (res.status < 200) {
             /* Interim responses: 100 only if the client asked for it, others (103) to
              * HTTP/1.1 clients; HTTP/1.0 clients cannot receive them (RFC 9110 §15.2). */
@@ -627,10 +658,8 @@ static bool parse_response_head(gt_session *s)
             evbuffer_drain(in, (size_t)r);
             continue;
         }
-        if (gt_http1_response_body(&res, s->is_head, &s->rs, &err) < 0) {
-            upstream_failed(s, 502, err.reason);
-            return false;
-        }
+        if (gt_http1_response_body(&res, s->is_head, &s->rs, &err) < 0)
+            return upstream_failed(s, 502, err.reason) ? 0 : -1;
         s->rs_minor = res.minor_version;
         s->status = res.status;
         s->dechunk = s->rs.framing == GT_BODY_CHUNKED && s->client_10;
@@ -652,7 +681,7 @@ static bool parse_response_head(gt_session *s)
         gt_body_relay_init(&s->rs_body, &s->rs, s->dechunk);
         s->up_reusable = !s->rs.conn_close && !(s->rs_minor == 0 && !s->rs.conn_keep_alive) &&
                          s->rs.framing != GT_BODY_EOF && !s->rs.had_cl_and_te;
-        return true;
+        return 1;
     }
 }
 
@@ -674,22 +703,21 @@ static void response_done(gt_session *s)
     next_or_close(s);
 }
 
-static void relay_response(gt_session *s)
+/* Moves response body bytes to the client; false when the session is gone. */
+static GT_MUST_CHECK bool relay_response(gt_session *s)
 {
     struct evbuffer *in = gt_stream_input(s->up->st);
     struct evbuffer *out = gt_stream_output(s->cs);
     for (;;) {
         gt_http1_error err;
         size_t from = evbuffer_get_length(out);
-        if (gt_body_relay_move(&s->rs_body, in, out, IO_HWM, &s->bytes_out, &err) < 0) {
-            upstream_failed(s, 502, err.reason);
-            return;
-        }
+        if (gt_body_relay_move(&s->rs_body, in, out, IO_HWM, &s->bytes_out, &err) < 0)
+            return upstream_failed(s, 502, err.reason);
         gt_proxy_sniff_tail(s->sniff, out, from);
         if (s->rs_body.done) {
             sniff_done(s, true);
             response_done(s);
-            return;
+            return true;
         }
         if (evbuffer_get_length(out) < IO_HWM)
             break;
@@ -703,6 +731,7 @@ static void relay_response(gt_session *s)
     }
     gt_stream_flush(s->cs);
     gt_stream_resume_read(s->up->st);
+    return true;
 }
 
 static void on_up_read(gt_stream *st, void *arg)
@@ -710,12 +739,18 @@ static void on_up_read(gt_stream *st, void *arg)
     (void)st;
     gt_session *s = arg;
     s->up_got_bytes = true;
-    if (!s->rs_head_done && !parse_response_head(s)) {
-        if (s->up)
-            gt_stream_flush(s->cs); /* interim responses */
-        return;
+    if (!s->rs_head_done) {
+        int r = parse_response_head(s);
+        if (r < 0)
+            return;
+        if (r == 0) {
+            if (s->up)
+                gt_stream_flush(s->cs); /* interim responses */
+            return;
+        }
     }
-    relay_response(s);
+    if (!relay_response(s))
+        return;
 }
 
 static void on_up_write(gt_stream *st, void *arg)
@@ -724,7 +759,8 @@ static void on_up_write(gt_stream *st, void *arg)
     if (s->st == S_FORWARD && !s->rq_done && !gt_stream_reading(s->cs)) {
         gt_stream_set_write_lowat(st, 0);
         gt_stream_enable_read(s->cs);
-        pump_request(s);
+        if (!pump_request(s))
+            return;
     }
 }
 
@@ -735,7 +771,8 @@ static void on_up_event(gt_stream *st, int what, void *arg)
     gt_session *s = arg;
     int sockerr = gt_stream_error(st);
     if ((what & GT_STREAM_EOF) && s->rs_head_done && s->rs.framing == GT_BODY_EOF) {
-        relay_response(s);
+        if (!relay_response(s))
+            return;
         if (s->up) {
             s->up_reusable = false;
             response_done(s);
@@ -766,10 +803,12 @@ static void on_up_event(gt_stream *st, int what, void *arg)
     else
         snprintf(why, sizeof(why), "upstream %s connection failed: %s", s->up ? s->up->peer : "",
                  strerror(sockerr ? sockerr : ECONNRESET));
-    upstream_failed(s, (what & GT_STREAM_TIMEOUT) ? 504 : 502, why);
+    if (!upstream_failed(s, (what & GT_STREAM_TIMEOUT) ? 504 : 502, why))
+        return;
 }
 
-static void start_forward(gt_session *s, gt_upstream *up)
+/* Sends the request head and starts the body; false when the session is gone. */
+static GT_MUST_CHECK bool start_forward(gt_session *s, gt_upstream *up)
 {
     s->up = up;
     s->st = S_FORWARD;
@@ -787,9 +826,11 @@ static void start_forward(gt_session *s, gt_upstream *up)
     gt_stream_set_timeouts(s->cs, t, t);
     gt_stream_enable_read(up->st);
     gt_stream_enable_read(s->cs);
-    pump_request(s);
+    if (!pump_request(s))
+        return false;
     if (s->up && s->rq.framing == GT_BODY_NONE)
         gt_stream_flush(s->up->st);
+    return true;
 }
 
 static void on_connected(void *arg, gt_upstream *up, int status, const char *why)
@@ -797,11 +838,13 @@ static void on_connected(void *arg, gt_upstream *up, int status, const char *why
     gt_session *s = arg;
     s->connect = NULL;
     if (!up) {
-        upstream_failed(s, status, why);
+        if (!upstream_failed(s, status, why))
+            return;
         return;
     }
     atomic_fetch_add_explicit(&s->w->sh->counters.connects, 1, memory_order_relaxed);
-    start_forward(s, up);
+    if (!start_forward(s, up))
+        return;
 }
 
 static void on_retry_connected(void *arg, gt_upstream *up, int status, const char *why)
@@ -958,7 +1001,8 @@ static void o_fail(void *arg, int status, const char *why)
         o_maybe_next(s);
         return;
     }
-    upstream_failed(s, status, why);
+    if (!upstream_failed(s, status, why))
+        return;
 }
 
 static void o_fallback(void *arg)
@@ -1007,16 +1051,21 @@ static bool forward_h2o(gt_session *s, const char *key)
 {
     size_t len = evbuffer_get_length(s->head);
     const char *buf = (const char *)evbuffer_pullup(s->head, (ev_ssize_t)len);
-    nghttp2_nv nv[260];
-    char lower[16384];
-    size_t n = gt_proxy_h2_request_fields(buf, len, nv, 260, lower, sizeof(lower));
-    if (n == 0)
+    /* the fields and their lower-cased names: on the heap (nghttp2 copies them on submit) */
+    enum { NV_MAX = 260, LOWER_MAX = 16384 };
+    nghttp2_nv *nv = gt_xmalloc(NV_MAX * sizeof(*nv) + LOWER_MAX);
+    char *lower = (char *)(nv + NV_MAX);
+    size_t n = gt_proxy_h2_request_fields(buf, len, nv, NV_MAX, lower, LOWER_MAX);
+    if (n == 0) {
+        free(nv);
         return false;
+    }
     bool body = s->rq.framing != GT_BODY_NONE;
     /* the body reaches the origin as DATA payload: chunk framing is taken off */
     gt_body_relay_init(&s->rq_body, &s->rq, true);
     s->oreq = gt_h2o_submit(s->w, key, gt_slice_cstr(s->mitm_host), s->mitm_port, s->sni,
                             deny_loopback(s), nv, n, body, &o_cbs, s);
+    free(nv);
     if (!s->oreq) {
         gt_body_relay_init(&s->rq_body, &s->rq, false);
         return false;
@@ -1105,22 +1154,23 @@ static void start_raw_tunnel(gt_session *s)
                         deny_loopback(s), on_tunnel_connected, s, &s->connect);
 }
 
-static void client_handshake(gt_session *s, SSL *ssl)
+static GT_MUST_CHECK bool client_handshake(gt_session *s, SSL *ssl)
 {
     if (!ssl || gt_stream_start_tls(s->cs, ssl, true) < 0) {
         gt_log(GT_LOG_WARN, "conn=%u host=%s: cannot set up TLS towards the client", s->id,
                s->sni);
         session_destroy(s);
-        return;
+        return false;
     }
     s->st = S_TLS_HANDSHAKE;
     const gt_config *cfg = s->w->snap->cfg;
     gt_stream_set_timeouts(s->cs, cfg->header_timeout_ms, cfg->upstream_timeout_ms);
     gt_stream_enable_read(s->cs);
     arm_head_deadline(s);
+    return true;
 }
 
-static void mitm_present_leaf(gt_session *s);
+static GT_MUST_CHECK bool mitm_present_leaf(gt_session *s);
 
 /* The origin is there (up) or failed (status, why): answer the client's handshake. */
 static void on_mitm_upstream(void *arg, gt_upstream *up, int status, const char *why)
@@ -1136,7 +1186,8 @@ static void on_mitm_upstream(void *arg, gt_upstream *up, int status, const char 
         if (status == GT_STATUS_CERT_FAILED) {
             atomic_fetch_add_explicit(&s->w->sh->counters.tls_origin_rejected, 1,
                                       memory_order_relaxed);
-            client_handshake(s, gt_tls_untrusted_ssl(tls, s->sni, why));
+            if (!client_handshake(s, gt_tls_untrusted_ssl(tls, s->sni, why)))
+                return;
             return;
         }
     } else if (up->h2) {
@@ -1155,11 +1206,12 @@ static void on_mitm_upstream(void *arg, gt_upstream *up, int status, const char 
         }
         gt_pool_put(s->w, up, s->w->snap->cfg);
     }
-    mitm_present_leaf(s);
+    if (!mitm_present_leaf(s))
+        return;
 }
 
 /* Our handshake with the client on the leaf for its SNI (from the cache, or minted now). */
-static void mitm_present_leaf(gt_session *s)
+static GT_MUST_CHECK bool mitm_present_leaf(gt_session *s)
 {
     gt_tls *tls = s->w->sh->tls;
     char err[160];
@@ -1168,7 +1220,7 @@ static void mitm_present_leaf(gt_session *s)
     if (!leaf) {
         gt_log(GT_LOG_WARN, "conn=%u host=%s: %s", s->id, s->sni, err);
         session_destroy(s);
-        return;
+        return false;
     }
     if (minted)
         atomic_fetch_add_explicit(&s->w->sh->counters.certs_minted, 1, memory_order_relaxed);
@@ -1177,10 +1229,10 @@ static void mitm_present_leaf(gt_session *s)
     /* h2 only towards a reachable, verified origin: error pages are plain HTTP/1.1 */
     if (ssl && s->w->snap->cfg->http2 && !s->tls_err_status)
         gt_tls_allow_h2(ssl);
-    client_handshake(s, ssl);
+    return client_handshake(s, ssl);
 }
 
-static void mitm_connect_origin(gt_session *s)
+static GT_MUST_CHECK bool mitm_connect_origin(gt_session *s)
 {
     const gt_config *cfg = s->w->snap->cfg;
     char key[540];
@@ -1190,22 +1242,23 @@ static void mitm_connect_origin(gt_session *s)
         gt_pool_put(s->w, up, cfg);
         up = NULL;
     }
-    if (up || (cfg->http2 && gt_h2o_ready(s->w, key))) {
+    if (up || (cfg->http2 && gt_h2o_ready(s->w, key, deny_loopback(s)))) {
         /* already verified for this name: no second handshake with the origin */
         if (up)
             gt_pool_put(s->w, up, cfg);
-        mitm_present_leaf(s);
-        return;
+        return mitm_present_leaf(s);
     }
     s->st = S_TLS_UPSTREAM;
     evtimer_del(s->timer);
     gt_stream_disable_read(s->cs);
     gt_upstream_connect_tls(s->w, cfg, gt_slice_cstr(s->mitm_host), s->mitm_port, s->sni,
                             cfg->http2, deny_loopback(s), on_mitm_upstream, s, &s->connect);
+    return true;
 }
 
-/* Reads the ClientHello the client sent after our 200. */
-static void tls_hello(gt_session *s)
+/* Reads the ClientHello the client sent after our 200; false when the session ended (a
+ * malformed or truncated hello, or the TLS set-up failed). */
+static GT_MUST_CHECK bool tls_hello(gt_session *s)
 {
     struct evbuffer *in = gt_stream_input(s->cs);
     size_t len = evbuffer_get_length(in);
@@ -1214,30 +1267,40 @@ static void tls_hello(gt_session *s)
     gt_client_hello h;
     int rc = gt_tls_parse_client_hello(buf, n, &h);
     if (rc == GT_HELLO_INCOMPLETE) {
-        if (n >= 40000 || s->client_eof)
+        if (n >= 40000 || s->client_eof) {
             session_destroy(s);
-        return;
+            return false;
+        }
+        return true;
     }
     if (rc == GT_HELLO_BAD) {
         gt_log(GT_LOG_INFO, "conn=%u client=%s host=%s: malformed TLS ClientHello, closing",
                s->id, s->client, s->mitm_host);
         session_destroy(s);
-        return;
+        return false;
     }
     if (rc == GT_HELLO_NOT_TLS) {
         start_raw_tunnel(s); /* another protocol on 443 (or a port in connect_ports) */
-        return;
+        return true;
+    }
+    /* the SNI becomes the rule host and part of every URL inside: a host name only */
+    if (h.has_sni && !gt_http1_host_valid(gt_slice_cstr(h.sni), false)) {
+        gt_log(GT_LOG_INFO, "conn=%u client=%s host=%s: TLS SNI is not a host name, closing",
+               s->id, s->client, s->mitm_host);
+        session_destroy(s);
+        return false;
     }
     snprintf(s->sni, sizeof(s->sni), "%s", h.has_sni ? h.sni : s->mitm_host);
     if (bypassed(s->w->snap->cfg, s->sni)) {
         start_raw_tunnel(s);
-        return;
+        return true;
     }
-    mitm_connect_origin(s);
+    return mitm_connect_origin(s);
 }
 
-/* Answers CONNECT with 200 and waits for the ClientHello. */
-static void start_intercept(gt_session *s)
+/* Answers CONNECT with 200 and waits for the ClientHello; false when the session ended
+ * on a hello that came with the CONNECT. */
+static GT_MUST_CHECK bool start_intercept(gt_session *s)
 {
     static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
     evbuffer_add(gt_stream_output(s->cs), ok, sizeof(ok) - 1);
@@ -1254,11 +1317,13 @@ static void start_intercept(gt_session *s)
     arm_head_deadline(s);
     gt_stream_enable_read(s->cs);
     if (evbuffer_get_length(gt_stream_input(s->cs)))
-        tls_hello(s);
+        return tls_hello(s);
+    return true;
 }
 
-/* The handshake with the client is done: HTTP inside. */
-static void mitm_ready(gt_session *s)
+/* The handshake with the client is done: HTTP inside. False when the session is gone
+ * (HTTP/2 took the connection over, or the first request ended it). */
+static GT_MUST_CHECK bool mitm_ready(gt_session *s)
 {
     s->mitm = true;
     atomic_fetch_add_explicit(&s->w->sh->counters.tls_handshakes, 1, memory_order_relaxed);
@@ -1278,15 +1343,16 @@ static void mitm_ready(gt_session *s)
         atomic_fetch_add_explicit(&s->w->sh->counters.open_conns, 1, memory_order_relaxed);
         gt_h2_start(s->w, cs, &p);
         session_destroy(s);
-        return;
+        return false;
     }
     s->st = S_HEAD;
     gt_stream_set_timeouts(s->cs, 0, 0);
-    gt_stream_set_read_hwm(s->cs, IO_HWM);
+    gt_stream_set_read_hwm(s->cs, read_hwm(s));
     gt_stream_set_write_lowat(s->cs, IO_HWM / 2);
     arm_idle(s);
     if (evbuffer_get_length(gt_stream_input(s->cs)))
-        process_heads(s);
+        return process_heads(s);
+    return true;
 }
 
 /* --- request heads --- */
@@ -1344,7 +1410,10 @@ static bool deny_loopback(const gt_session *s)
     }
 }
 
-static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len)
+/* One parsed request head: answered here, forwarded, or a CONNECT started. The slices of
+ * `req` point into the client's input until the head is drained. False when the session
+ * is gone. */
+static GT_MUST_CHECK bool handle_request(gt_session *s, gt_http1_request *req, size_t head_len)
 {
     struct evbuffer *in = gt_stream_input(s->cs);
     const gt_config *cfg = s->w->snap->cfg;
@@ -1369,7 +1438,7 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
         s->rq.framing = GT_BODY_LENGTH; /* unknown framing: the connection must close */
         evbuffer_drain(in, head_len);
         respond_local(s, err.status, err.reason, true, "error");
-        return;
+        return true;
     }
     gt_body_relay_init(&s->rq_body, &s->rq, false);
 
@@ -1378,12 +1447,12 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
         atomic_fetch_add_explicit(&s->w->sh->counters.denied, 1, memory_order_relaxed);
         gt_log(GT_LOG_WARN, "denied client=%s: not in allow_clients", s->client);
         respond_local(s, 403, "client address not allowed (allow_clients)", true, "deny");
-        return;
+        return true;
     }
     if (s->over_limit) {
         evbuffer_drain(in, head_len);
         respond_local(s, 503, "too many connections (max_connections)", true, "error");
-        return;
+        return true;
     }
     /* RFC 9112 §3.2: an HTTP/1.1 request carries exactly one Host. */
     size_t nhost = 0;
@@ -1397,7 +1466,7 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
         evbuffer_drain(in, head_len);
         respond_local(s, 400, nhost ? "more than one Host field" : "missing Host field", true,
                       "error");
-        return;
+        return true;
     }
 
     /* Slices point into the client's input buffer: everything needed later is copied into
@@ -1413,22 +1482,22 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
         evbuffer_drain(in, head_len);
         if (r < 0) {
             respond_local(s, 400, err.reason, true, "error");
-            return;
+            return true;
         }
         if (s->rq.framing != GT_BODY_NONE) {
             respond_local(s, 400, "CONNECT with a body", true, "error");
-            return;
+            return true;
         }
         if (!gt_config_connect_port_allowed(cfg, s->port)) {
             char why[96];
             snprintf(why, sizeof(why), "CONNECT to port %u is not allowed (connect_ports)",
                      s->port);
             respond_local(s, 403, why, true, "deny");
-            return;
+            return true;
         }
         if (host_is_self(s, gt_slice_cstr(s->host), s->port)) {
             respond_local(s, 400, "CONNECT to gretel itself", true, "error");
-            return;
+            return true;
         }
         /* Without interception only the host is known: host-level rules still keep a
          * tracker's HTTPS from ever connecting. */
@@ -1440,47 +1509,62 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
         gt_lists_apply(s->snap->lists, &crq, s->w->sh->psl, s->w->scratch, cd); /* ||host^ filters */
         if (cd->action == GT_DECIDE_BLOCK || cd->action == GT_DECIDE_REDIRECT) {
             respond_blocked(s, cd, true);
-            return;
+            return true;
         }
         if (cfg->mitm && s->w->sh->tls && !s->mitm && !bypassed(cfg, s->host)) {
-            start_intercept(s);
-            return;
+            return start_intercept(s);
         }
         s->st = S_CONNECTING;
         evtimer_del(s->timer);
         gt_stream_disable_read(s->cs); /* early tunnel bytes wait in the buffer */
         gt_upstream_connect(s->w, cfg, gt_slice_cstr(s->host), s->port, true, deny_loopback(s),
                             on_tunnel_connected, s, &s->connect);
-        return;
+        return true;
     }
 
-    char mitm_url[8192 + 600];
     if (s->mitm) {
         /* Inside interception: origin-form targets of the intercepted origin. */
         if (s->tls_err_status) {
             evbuffer_drain(in, head_len);
             snprintf(s->host, sizeof(s->host), "%s", s->sni);
             respond_local(s, 502, s->tls_err, true, "error");
-            return;
+            return true;
         }
-        gt_slice authority = nhost ? host_hdr : gt_slice_cstr(s->sni);
+        /* The rules see the name the tunnel was opened for (its SNI, else the CONNECT
+         * host: docs/RULES.md), never a Host field naming something else; a Host that is
+         * not an authority at all is refused. */
+        gt_http1_uri hu;
+        if (nhost && gt_http1_parse_host_field(host_hdr, 443, &hu, &err) < 0) {
+            evbuffer_drain(in, head_len);
+            respond_local(s, 400, "invalid Host field", true, "error");
+            return true;
+        }
         gt_slice target = req->target;
-        if (target.len && target.p[0] == '/') {
-            int m = snprintf(mitm_url, sizeof(mitm_url), "https://%.*s%.*s", (int)authority.len,
-                             authority.p, (int)target.len, target.p);
-            if (m < 0 || (size_t)m >= sizeof(mitm_url)) {
+        if (target.len > 8 && gt_slice_caseeq(gt_slice_make(target.p, 8), GT_S("https://"))) {
+            gt_http1_uri au;
+            if (gt_http1_parse_absolute(target, &au, &err) < 0 ||
+                !gt_slice_caseeq(au.host, gt_slice_cstr(s->sni)) || au.port != s->mitm_port) {
                 evbuffer_drain(in, head_len);
-                respond_local(s, 414, "request target too long", true, "error");
-                return;
+                respond_local(s, 421, "request for another host than this tunnel's", true,
+                              "error");
+                return true;
             }
-            req->target = gt_slice_make(mitm_url, (size_t)m);
-        } else if (!(target.len > 8 && gt_slice_caseeq(gt_slice_make(target.p, 8),
-                                                        GT_S("https://")))) {
+        } else if (target.len && target.p[0] == '/') {
+            bool v6 = strchr(s->sni, ':') != NULL;
+            size_t need = strlen(s->sni) + target.len + 24;
+            char *u = gt_worker_url_buf(s->w, need);
+            int m = s->mitm_port == 443
+                        ? snprintf(u, need, "https://%s%s%s%.*s", v6 ? "[" : "", s->sni,
+                                   v6 ? "]" : "", (int)target.len, target.p)
+                        : snprintf(u, need, "https://%s%s%s:%u%.*s", v6 ? "[" : "", s->sni,
+                                   v6 ? "]" : "", s->mitm_port, (int)target.len, target.p);
+            req->target = gt_slice_make(u, m > 0 ? (size_t)m : 0);
+        } else {
             evbuffer_drain(in, head_len);
             respond_local(s, 400, "inside an intercepted HTTPS connection requests are "
                                   "origin-form (or https:// absolute-form)",
                           true, "error");
-            return;
+            return true;
         }
     } else if (req->target.len && req->target.p[0] == '/') {
         /* origin-form: only meaningful for gretel's own pages */
@@ -1491,20 +1575,20 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
         if (self) {
             snprintf(s->host, sizeof(s->host), "%.*s", (int)host_hdr.len, host_hdr.p);
             respond_self(s, req, req->target, host_hdr, head_len);
-            return;
+            return true;
         }
         evbuffer_drain(in, head_len);
         respond_local(s, 400,
                       "origin-form request: set gretel as the HTTP proxy of your browser "
                       "(it expects absolute URLs)",
                       true, "error");
-        return;
+        return true;
     }
     r = gt_http1_parse_absolute(req->target, &uri, &err);
     if (r < 0) {
         evbuffer_drain(in, head_len);
         respond_local(s, err.status, err.reason, true, "error");
-        return;
+        return true;
     }
     snprintf(s->host, sizeof(s->host), "%.*s", (int)uri.host.len, uri.host.p);
     for (char *p = s->host; *p; p++)
@@ -1514,21 +1598,21 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
         evbuffer_drain(in, head_len);
         respond_local(s, 400, "https:// URLs go through CONNECT, not as plain requests", true,
                       "error");
-        return;
+        return true;
     }
     if (!s->mitm && host_is_self(s, uri.host, uri.port)) {
         /* the Host the client wrote, else the URL's authority: the PAC and set-up pages
          * name gretel the way this client reached it */
         gt_slice authority = nhost ? host_hdr : uri.host;
         respond_self(s, req, uri.path.len ? uri.path : GT_S("/"), authority, head_len);
-        return;
+        return true;
     }
     gt_decision *d = &s->w->decision;
     decide(s, req, &uri, d);
     if (d->action == GT_DECIDE_BLOCK || d->action == GT_DECIDE_REDIRECT) {
         evbuffer_drain(in, head_len);
         respond_blocked(s, d, false);
-        return;
+        return true;
     }
     if (!s->head)
         s->head = evbuffer_new();
@@ -1548,10 +1632,10 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
     else
         gt_upstream_key(cfg, gt_slice_cstr(s->host), s->port, key, sizeof(key));
     /* inside interception, an origin whose HTTP/2 session is up serves this request too */
-    if (s->mitm && cfg->http2 && gt_h2o_ready(s->w, key)) {
+    if (s->mitm && cfg->http2 && gt_h2o_ready(s->w, key, deny_loopback(s))) {
         evtimer_del(s->timer);
         if (forward_h2o(s, key))
-            return;
+            return true;
     }
     gt_upstream *up = gt_pool_take(s->w, key);
     if (up && up->guarded_loopback && deny_loopback(s)) {
@@ -1560,13 +1644,12 @@ static void handle_request(gt_session *s, gt_http1_request *req, size_t head_len
         up = NULL;
     }
     evtimer_del(s->timer);
-    if (up) {
-        start_forward(s, up);
-        return;
-    }
+    if (up)
+        return start_forward(s, up);
     s->st = S_CONNECTING;
     gt_stream_disable_read(s->cs); /* the body waits until the origin is there */
     connect_origin(s, on_connected);
+    return true;
 }
 
 /* Whether to read a request's body before deciding: -1 no, 0 not all here yet, else its
@@ -1613,20 +1696,24 @@ static bool has_head_end(const char *buf, size_t from, size_t len)
     return false;
 }
 
-static void process_heads(gt_session *s)
+/* Reads and handles the buffered request heads, one at a time, until one is incomplete,
+ * a request is in flight, or the client's unread responses reach IO_HWM. Iterative: a
+ * pipelined run of any length uses one frame. False when the session is gone. */
+static bool process_heads(gt_session *s)
 {
-    gt_http1_header hdrs[MAX_HEADERS_CAP];
+    gt_http1_header *hdrs = s->w->req_fields; /* GT_MAX_FIELDS_CAP, worker-owned */
     while (s->st == S_HEAD) {
         struct evbuffer *in = gt_stream_input(s->cs);
         size_t len = evbuffer_get_length(in);
         if (len == 0) {
             if (s->client_eof)
                 enter_closing(s);
-            return;
+            return true;
         }
-        /* pipelined responses pile up if the client does not read: wait for it */
+        /* pipelined responses pile up if the client does not read: on_client_write goes
+         * on once they drain */
         if (evbuffer_get_length(gt_stream_output(s->cs)) >= IO_HWM)
-            return;
+            return true;
         const gt_config *cfg = s->w->snap->cfg;
         if (!s->timer_is_head)
             arm_head_deadline(s);
@@ -1654,10 +1741,10 @@ static void process_heads(gt_session *s)
                 /* a partial head and no more bytes coming: nothing to answer */
                 evbuffer_drain(in, len);
                 enter_closing(s);
-                return;
+                return true;
             }
             if (n < cap)
-                return; /* wait for more (header deadline is running) */
+                return true; /* wait for more (header deadline is running) */
             s->snap = gt_snapshot_ref(s->w->snap);
             s->t0 = gt_now_ms();
             s->rq.framing = GT_BODY_LENGTH; /* unknown: close after answering */
@@ -1666,7 +1753,7 @@ static void process_heads(gt_session *s)
             respond_local(s, line_done ? 431 : 414,
                           line_done ? "request header block too large" : "request line too long",
                           true, "error");
-            return;
+            return true;
         }
         if (r == GT_HTTP1_ERROR) {
             s->snap = gt_snapshot_ref(s->w->snap);
@@ -1677,14 +1764,14 @@ static void process_heads(gt_session *s)
             char why[160];
             snprintf(why, sizeof(why), "%s (at byte %zu)", err.reason, err.offset);
             respond_local(s, err.status, why, true, "error");
-            return;
+            return true;
         }
         s->scanned = 0;
         /* Rules that look at bodies decide once a small body is here (the head is parsed
          * again over the enlarged buffer: pulling it up may move the bytes). */
         long want = body_wanted(s, &req, (size_t)r, len);
         if (want == 0)
-            return; /* wait for the rest of the body (header deadline is running) */
+            return true; /* wait for the rest of the body (header deadline is running) */
         s->body_view = GT_S("");
         if (want > 0) {
             size_t total = (size_t)r + (size_t)want;
@@ -1694,8 +1781,10 @@ static void process_heads(gt_session *s)
                 abort(); /* the same bytes parsed a moment ago */
             s->body_view = gt_slice_make(buf + r, (size_t)want);
         }
-        handle_request(s, &req, (size_t)r);
+        if (!handle_request(s, &req, (size_t)r))
+            return false;
     }
+    return true;
 }
 
 /* --- client callbacks --- */
@@ -1705,16 +1794,19 @@ static void on_client_read(gt_stream *st, void *arg)
     gt_session *s = arg;
     switch (s->st) {
     case S_HEAD:
-        process_heads(s);
+        if (!process_heads(s))
+            return;
         break;
     case S_FORWARD:
-        pump_request(s);
+        if (!pump_request(s))
+            return;
         break;
     case S_DISCARD:
         discard_body(s);
         break;
     case S_TLS_HELLO:
-        tls_hello(s);
+        if (!tls_hello(s))
+            return;
         break;
     case S_CONNECTING:
     case S_TLS_UPSTREAM:
@@ -1745,12 +1837,13 @@ static void on_client_write(gt_stream *st, void *arg)
         }
         if (s->up && !gt_stream_reading(s->up->st) && evbuffer_get_length(out) <= IO_HWM / 2) {
             gt_stream_enable_read(s->up->st);
-            relay_response(s);
+            if (!relay_response(s))
+                return;
         }
         break;
     case S_HEAD:
-        if (evbuffer_get_length(gt_stream_input(st)))
-            process_heads(s);
+        if (evbuffer_get_length(gt_stream_input(st)) && !process_heads(s))
+            return;
         break;
     case S_DISCARD:
     case S_CONNECTING:
@@ -1777,7 +1870,8 @@ static void on_client_event(gt_stream *st, int what, void *arg)
 {
     gt_session *s = arg;
     if (what & GT_STREAM_TLS_DONE) {
-        mitm_ready(s);
+        if (!mitm_ready(s))
+            return;
         return;
     }
     if (s->st == S_TLS_HANDSHAKE || s->st == S_TLS_HELLO || s->st == S_TLS_UPSTREAM) {
@@ -1793,7 +1887,8 @@ static void on_client_event(gt_stream *st, int what, void *arg)
         } else if (s->st == S_TLS_HELLO && (what & GT_STREAM_EOF) &&
                    evbuffer_get_length(gt_stream_input(st))) {
             s->client_eof = true;
-            tls_hello(s); /* decides from what is buffered, or closes */
+            if (!tls_hello(s)) /* decides from what is buffered, or closes */
+                return;
             return;
         }
         session_destroy(s);
@@ -1806,10 +1901,12 @@ static void on_client_event(gt_stream *st, int what, void *arg)
         if (s->st == S_FORWARD && s->rq_done)
             return; /* next_or_close closes once the input holds no further request */
         if (s->st == S_HEAD) {
-            if (evbuffer_get_length(gt_stream_input(st)))
-                process_heads(s); /* closes when only a partial head is left */
-            else
+            if (evbuffer_get_length(gt_stream_input(st))) {
+                if (!process_heads(s)) /* closes when only a partial head is left */
+                    return;
+            } else {
                 enter_closing(s);
+            }
             return;
         }
         if (s->st == S_CLOSING && !s->linger_started)
@@ -1822,6 +1919,15 @@ static void on_client_event(gt_stream *st, int what, void *arg)
     if (s->st == S_FORWARD || s->st == S_CONNECTING)
         log_abort(s, (what & GT_STREAM_TIMEOUT) ? "client stalled" : "client closed mid-request");
     session_destroy(s);
+}
+
+/* The next pipelined request, read from the loop (next_or_close). */
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    gt_session *s = arg;
+    if (s->st == S_HEAD && !process_heads(s))
+        return;
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -1883,14 +1989,15 @@ void gt_session_accept(gt_worker *w, int fd, const struct sockaddr *sa, int sale
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     s->cs = gt_stream_new(w->base, fd); /* owns fd from here */
     s->timer = evtimer_new(w->base, on_timer, s);
+    s->resume = event_new(w->base, -1, 0, on_resume, s);
     LIST_INSERT_HEAD(&w->sessions, s, link);
     w->nsessions++;
-    if (!s->cs || !s->timer) {
+    if (!s->cs || !s->timer || !s->resume) {
         session_destroy(s);
         return;
     }
     gt_stream_setcb(s->cs, on_client_read, on_client_write, on_client_event, s);
-    gt_stream_set_read_hwm(s->cs, IO_HWM);
+    gt_stream_set_read_hwm(s->cs, read_hwm(s));
     gt_stream_set_write_lowat(s->cs, IO_HWM / 2);
     gt_stream_enable_read(s->cs);
     arm_idle(s);

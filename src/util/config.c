@@ -408,33 +408,47 @@ static int read_file(const char *path, char **buf, size_t *len, gt_diags *diags)
 #define GT_RULES_DIR "/usr/local/share/gretel/rules"
 #endif
 
+static char *join_path(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *p = gt_xmalloc(la + lb + 1);
+    memcpy(p, a, la);
+    memcpy(p + la, b, lb + 1);
+    return p;
+}
+
 /* The installed rules, or, for a binary still in a source tree's build/ (make run, tests),
  * the tree's rules/: a developer's edits then apply without an install. */
 static void default_rules(gt_config *c)
 {
-    char exe[4096], p[4200];
+    char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
     if (n > 0) {
         exe[n] = 0;
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = 0;
-            const char *ups[] = {"/..", "/../.."};
+            const char *ups[] = {"/../rules", "/../../rules"};
             size_t len = strlen(exe);
             bool in_build = (len >= 6 && strcmp(exe + len - 6, "/build") == 0) ||
                             (len >= 11 && strcmp(exe + len - 11, "/build/test") == 0);
             for (size_t i = 0; in_build && i < 2; i++) {
-                snprintf(p, sizeof(p), "%s%s/rules", exe, ups[i]);
-                char real[4096];
-                char mk[4200];
-                if (realpath(p, real) == NULL)
+                char *p = join_path(exe, ups[i]);
+                char *real = realpath(p, NULL);
+                free(p);
+                if (!real)
                     continue;
-                snprintf(mk, sizeof(mk), "%s/../Makefile", real);
-                if (access(mk, R_OK) == 0) {
-                    snprintf(p, sizeof(p), "%s/*.rules", real);
-                    gt_config_strlist_add(&c->rules, gt_slice_cstr(p));
+                char *mk = join_path(real, "/../Makefile");
+                bool ours = access(mk, R_OK) == 0;
+                free(mk);
+                if (ours) {
+                    char *glob = join_path(real, "/*.rules");
+                    gt_config_strlist_add(&c->rules, gt_slice_cstr(glob));
+                    free(glob);
+                    free(real);
                     return;
                 }
+                free(real);
             }
         }
     }
@@ -447,19 +461,14 @@ static void finalize(gt_config *c, gt_diags *diags, const char *file, bool had_e
         default_rules(c);
     if (!c->store || !c->store[0]) {
         const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
-        char p[4096];
-        if (xdg && xdg[0] == '/')
-            snprintf(p, sizeof(p), "%s/gretel", xdg);
-        else
-            snprintf(p, sizeof(p), "%s/.local/share/gretel", home && home[0] ? home : "/tmp");
         free(c->store);
-        c->store = gt_xstrdup(p);
+        c->store = xdg && xdg[0] == '/'
+                       ? join_path(xdg, "/gretel")
+                       : join_path(home && home[0] ? home : "/tmp", "/.local/share/gretel");
     }
     if (!c->ca_dir || !c->ca_dir[0]) {
-        char p[4096];
-        snprintf(p, sizeof(p), "%s/ca", c->store);
         free(c->ca_dir);
-        c->ca_dir = gt_xstrdup(p);
+        c->ca_dir = join_path(c->store, "/ca");
     }
     if (c->nlisten == 0 && !had_errors) /* a bad listen value was reported already */
         gt_diags_add(diags, 0, file ? file : "-o", 0, 0, "listen: at least one address needed");

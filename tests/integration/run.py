@@ -2454,6 +2454,201 @@ def page_products_declared_by_intercepted_pages(env):
         expect(_bought_keys(g) == {"gtin:04006381333931", "shop.test:ZC-42"}, _bought_keys(g))
 
 
+# --- issue 14: what a hostile LAN client sends (the release build must survive it) ----------
+
+
+def _read_all_while_sending(port, data, timeout=30.0, want_responses=None, pid=None):
+    """Sends `data` in one write while reading everything back; returns (bytes, peak RSS KiB
+    of `pid` while it ran). Stops when gretel closes, `want_responses` status lines were
+    read, or the timeout."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    out = bytearray()
+    peak = [rss_kb(pid) if pid else 0]
+    stop = threading.Event()
+
+    def sample():
+        while pid and not stop.is_set():
+            peak[0] = max(peak[0], rss_kb(pid))
+            time.sleep(0.02)
+
+    th = threading.Thread(target=sample)
+    th.start()
+    sender = threading.Thread(target=lambda: s.sendall(data))
+    sender.start()
+    end = time.time() + timeout
+    s.settimeout(1.0)
+    try:
+        while time.time() < end:
+            try:
+                chunk = s.recv(1 << 20)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+            if want_responses and out.count(b"HTTP/1.1 ") >= want_responses:
+                break
+    finally:
+        stop.set()
+        th.join()
+        sender.join(timeout)
+        s.close()
+    return bytes(out), peak[0]
+
+
+@test
+def pipelined_local_answers_use_a_bounded_stack(env):
+    """400 pipelined requests gretel answers itself (its own pages, blocked requests) in one
+    write: all answered in order, the release binary still up (it used to recurse once per
+    answer and overflow its stack after ~130)."""
+    rules = _rules_file(env, "pipe-block.rules", "block domain=ads.test\n")
+    with env.own_gretel([f"rules={rules}", "workers=1"],
+                        binary=env.args.release or env.args.gretel) as g:
+        for req, status in ((b"GET http://gretel.proxy/nope HTTP/1.1\r\nHost: gretel.proxy\r\n\r\n",
+                             b"HTTP/1.1 404"),
+                            (b"GET http://ads.test/p.gif HTTP/1.1\r\nHost: ads.test\r\n"
+                             b"Sec-Fetch-Dest: image\r\n\r\n", b"HTTP/1.1 204")):
+            out, _ = _read_all_while_sending(g.port, req * 400, want_responses=400)
+            expect(out.count(status) == 400, f"{out.count(status)} of 400 answered: {out[:200]!r}")
+            expect(g.proc.poll() is None, "gretel died: " + g.log()[-800:])
+
+
+@test
+def ten_thousand_pipelined_answers_in_flat_memory(env):
+    """10,000 pipelined local answers in one write: all answered, RSS growth < 16 MiB."""
+    with env.own_gretel(["workers=1"], binary=env.args.release or env.args.gretel) as g:
+        raw_exchange(g.port, b"GET http://gretel.proxy/nope HTTP/1.1\r\nHost: gretel.proxy\r\n"
+                             b"Connection: close\r\n\r\n")
+        base = rss_kb(g.proc.pid)
+        req = b"GET http://gretel.proxy/nope HTTP/1.1\r\nHost: gretel.proxy\r\n\r\n"
+        out, peak = _read_all_while_sending(g.port, req * 10000, timeout=60,
+                                            want_responses=10000, pid=g.proc.pid)
+        n = out.count(b"HTTP/1.1 404")
+        growth = peak - base
+        print(f"    answered={n} rss base={base} KiB peak={peak} KiB growth={growth} KiB")
+        expect(n == 10000, f"{n} of 10000 answered")
+        expect(growth < 16 * 1024, f"RSS grew by {growth} KiB")
+
+
+@test
+def connect_then_bad_tls_record_in_one_segment(env):
+    """CONNECT and a malformed TLS record in the same segment, and CONNECT with half a
+    hello then EOF (mitm on): the connection ends, gretel does not (a use-after-free in
+    the ASan build before)."""
+    m = env.mitm()
+    port = m.port["shop"]
+    with env.own_gretel(env.mitm_opts()) as g:
+        connect = f"CONNECT shop.test:{port} HTTP/1.1\r\nHost: shop.test:{port}\r\n\r\n".encode()
+        for tail, shut in ((b"\x16\x03\x01\x00\x05\x02\x00\x00\x01\x00", False),
+                           (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", True),
+                           (b"\x16\x03\x01\x00\x30\x01\x00\x00\x2c\x03\x03" + b"\x00" * 32 +
+                            b"\x00\x00\x02\x13\x01\x01\x00\x00\x05\x00\x00\x00\x01/", False)):
+            s = socket.create_connection(("127.0.0.1", g.port), timeout=5)
+            s.sendall(connect + tail)
+            if shut:
+                s.shutdown(socket.SHUT_WR)
+            out = b""
+            try:
+                while True:
+                    c = s.recv(4096)
+                    if not c:
+                        break
+                    out += c
+            except OSError:
+                pass
+            s.close()
+            expect(out.startswith(b"HTTP/1.1 200"), out[:100])
+            expect(g.proc.poll() is None, "gretel died: " + g.log()[-800:])
+        rc, out, err = curl("--cacert", m.gca, f"https://shop.test:{port}/hello", proxy=g.proxy)
+        expect(rc == 0, err)
+
+
+@test
+def trim_referer_with_a_huge_userinfo(env):
+    """The documented trim-referer rule and a 20,000-byte userinfo in the Referer: the
+    origin gets scheme://host/ (no userinfo), over HTTP/1.1 and HTTP/2; a stack overflow
+    before."""
+    rules = _rules_file(env, "trim.rules", "rewrite domain=news.test trim-referer\n")
+    m = env.mitm()
+    port = m.port["shop"]
+    ref = "http://" + "u" * 20000 + "@news.test/x"
+    with env.own_gretel(env.mitm_opts([f"rules={rules}",
+                                      f"resolve=news.test=127.0.0.1:{env.echo.port}"])) as g:
+        rc, out, err = curl("-H", f"Referer: {ref}", "http://news.test/echo", proxy=g.proxy)
+        expect(rc == 0, err)
+        j = json.loads(out)
+        refs = [v for k, v in j["headers"] if k.lower() == "referer"]
+        expect(refs == ["http://news.test/"], refs)
+        # the release binary too, the way it was reported
+        with env.own_gretel([f"rules={rules}", f"resolve=news.test=127.0.0.1:{env.echo.port}"],
+                            binary=env.args.release or env.args.gretel) as r:
+            rc, out, err = curl("-H", f"Referer: {ref}", "http://news.test/echo", proxy=r.proxy)
+            expect(rc == 0 and b"http://news.test/" in out, err)
+        # HTTP/2 inside interception: the same rule, no crash (shop.test is not news.test, so
+        # the rule host is checked on a rule of its own)
+        rules2 = _rules_file(env, "trim2.rules", "rewrite domain=shop.test trim-referer\n")
+    with env.own_gretel(env.mitm_opts([f"rules={rules2}"])) as g:
+        rc, out, err = curl("--http2", "-H", f"Referer: https://{'u' * 20000}@shop.test/x",
+                            "--cacert", m.gca, f"https://shop.test:{port}/hello", proxy=g.proxy)
+        expect(rc == 0, err)
+        expect(g.proc.poll() is None, "gretel died")
+
+
+@test
+def setup_page_escapes_host_and_refuses_bad_hosts(env):
+    """The set-up page prints the Host the client used: escaped; a Host for gretel's own
+    pages that is not host[:port] gets 400."""
+    g = env.gretel
+    out = raw_exchange(g.port, b'GET /setup HTTP/1.1\r\nHost: a"><img src=x onerror=alert(1)>\r\n'
+                               b"Connection: close\r\n\r\n")
+    expect(status_of(out) == 400, out[:200])
+    out = raw_exchange(g.port, f"GET /setup HTTP/1.1\r\nHost: 127.0.0.1:{g.port}\r\n"
+                               "Connection: close\r\n\r\n".encode())
+    expect(status_of(out) == 200 and b"<img" not in out, out[:200])
+    out = raw_exchange(g.port, b"GET http://gretel.proxy/setup HTTP/1.1\r\n"
+                               b'Host: gretel.proxy"><b>x\r\nConnection: close\r\n\r\n')
+    expect(status_of(out) == 400, out[:200])
+
+
+@test
+def intercepted_host_field_does_not_pick_the_rule_host(env):
+    """Inside interception the rules see the tunnel's name: a Host naming a blocked host
+    does not block, a Host naming an allowed host does not unblock, and a Host that is not
+    an authority (`a.test/x`) is refused, over HTTP/1.1 and HTTP/2."""
+    m = env.mitm()
+    port = m.port["shop"]
+    rules = _rules_file(env, "hostpick.rules", "block domain=ads.test\n")
+    with env.own_gretel(env.mitm_opts([f"rules={rules}"])) as g:
+        for h2 in (False, True):
+            proto = ["--http2"] if h2 else ["--http1.1"]
+            rc, out, err = curl(*proto, "-i", "-H", "Host: ads.test", "--cacert", m.gca,
+                                f"https://shop.test:{port}/hello", proxy=g.proxy)
+            expect(rc == 0 and b"X-Gretel: block" not in out and b"x-gretel: block" not in out,
+                   out[:300])
+            rc, out, err = curl(*proto, "-i", "-H", "Host: shop.test/evil", "--cacert", m.gca,
+                                f"https://shop.test:{port}/hello", proxy=g.proxy)
+            # HTTP/1.1: gretel's 400; HTTP/2: nghttp2 already resets a stream whose
+            # :authority holds a '/' (PROTOCOL_ERROR), before gretel's own check
+            expect(re.search(rb"HTTP/[12](\.1)? 400", out) is not None or
+                   (h2 and "PROTOCOL_ERROR" in err), out[:300] + err.encode())
+        expect(g.proc.poll() is None, "gretel died")
+
+
+@test
+def config_limits_fit_the_read_buffer(env):
+    """max_header_size and body_inspect_max at their 1 MiB maximum: a 600 KB head is read
+    whole (it used to stop at the 256 KiB buffer and end as 408)."""
+    with env.own_gretel(["max_header_size=1048576", "max_headers=200"]) as g:
+        big = "x" * 3000
+        head = "".join(f"X-Big-{i}: {big}\r\n" for i in range(190))
+        req = (f"GET http://127.0.0.1:{env.echo.port}/echo HTTP/1.1\r\n"
+               f"Host: 127.0.0.1:{env.echo.port}\r\n{head}Connection: close\r\n\r\n").encode()
+        out = raw_exchange(g.port, req, read_timeout=10)
+        expect(status_of(out) == 200, out[:200])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gretel", required=True)
