@@ -77,6 +77,13 @@ build/fuzz/libgretel.a: $(FUZZ_OBJ)
 	@rm -f $@
 	ar rcs $@ $(FUZZ_OBJ)
 
+# the whole-proxy fuzzers share an in-process driver (tests/fuzz/proxy_driver.c)
+FUZZ_PROXY_BIN = build/fuzz/fuzz_proxy build/fuzz/fuzz_proxy_h2
+$(FUZZ_PROXY_BIN): build/fuzz/%: tests/fuzz/%.c tests/fuzz/proxy_driver.c tests/fuzz/proxy_driver.h build/fuzz/libgretel.a
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< \
+	    tests/fuzz/proxy_driver.c build/fuzz/libgretel.a $(PKG_LIBS)
+
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libgretel.a
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< \

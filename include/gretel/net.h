@@ -151,6 +151,12 @@ struct gt_worker {
 /* The most header fields any head may have (config max_headers is capped here). */
 #define GT_MAX_FIELDS_CAP 1000
 
+/* A worker run on the caller's thread, without listeners: for in-process drivers (the
+ * whole-proxy fuzzers) that hand it connections with gt_session_accept and run its
+ * event_base themselves. sh->snap must be set. Fini ends every connection it holds. */
+int gt_worker_init_detached(gt_worker *w, gt_shared *sh, unsigned id);
+void gt_worker_fini_detached(gt_worker *w);
+
 /* The worker's URL buffer, grown to at least n bytes. */
 char *gt_worker_url_buf(gt_worker *w, size_t n);
 

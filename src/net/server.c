@@ -251,9 +251,10 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static int worker_init(gt_worker *w, server *s, unsigned id, const gt_config *cfg)
+/* Everything of a worker but its listeners and thread. */
+static int worker_core_init(gt_worker *w, gt_shared *sh, unsigned id, const gt_config *cfg)
 {
-    w->sh = &s->sh;
+    w->sh = sh;
     w->id = id;
     LIST_INIT(&w->sessions);
     LIST_INIT(&w->tunnels);
@@ -265,7 +266,7 @@ static int worker_init(gt_worker *w, server *s, unsigned id, const gt_config *cf
     w->base = event_base_new();
     if (!w->base)
         return GT_EIO;
-    w->snap = gt_shared_acquire(&s->sh);
+    w->snap = gt_shared_acquire(sh);
     w->scratch = gt_rules_scratch_new();
     w->req_fields = gt_xcalloc(GT_MAX_FIELDS_CAP, sizeof(*w->req_fields));
     w->resp_fields = gt_xcalloc(GT_MAX_FIELDS_CAP, sizeof(*w->resp_fields));
@@ -294,6 +295,14 @@ static int worker_init(gt_worker *w, server *s, unsigned id, const gt_config *cf
     /* 0x20 case randomisation breaks some home-router resolvers; the proxy gains little
      * from it since origins are verified by TLS anyway. */
     evdns_base_set_option(w->dns, "randomize-case:", "0");
+    return GT_OK;
+}
+
+static int worker_init(gt_worker *w, server *s, unsigned id, const gt_config *cfg)
+{
+    int rv = worker_core_init(w, &s->sh, id, cfg);
+    if (rv < 0)
+        return rv;
     w->listeners = gt_xcalloc(cfg->nlisten, sizeof(*w->listeners));
     w->nlisteners = cfg->nlisten;
     for (size_t i = 0; i < cfg->nlisten; i++) {
@@ -343,6 +352,26 @@ static void worker_fini(gt_worker *w)
 }
 
 /* --- main thread --- */
+
+int gt_worker_init_detached(gt_worker *w, gt_shared *sh, unsigned id)
+{
+    memset(w, 0, sizeof(*w));
+    pthread_mutex_init(&w->lock, NULL);
+    gt_snapshot *snap = gt_shared_acquire(sh);
+    int rv = worker_core_init(w, sh, id, snap->cfg);
+    gt_snapshot_release(snap);
+    return rv;
+}
+
+void gt_worker_fini_detached(gt_worker *w)
+{
+    gt_sessions_destroy_all(w);
+    gt_tunnels_destroy_all(w);
+    gt_h2_destroy_all(w);
+    gt_pool_clear(w);
+    gt_logbuf_flush(&w->logbuf);
+    worker_fini(w);
+}
 
 static int open_listener(const gt_sockaddr *a, int *fd_out)
 {
