@@ -2649,6 +2649,145 @@ def config_limits_fit_the_read_buffer(env):
         expect(status_of(out) == 200, out[:200])
 
 
+class _RstOrigin:
+    """A TLS origin speaking HTTP/2 by hand: every request gets its response head (200, no
+    length), 7 bytes of body, then RST_STREAM(NO_ERROR) before END_STREAM."""
+
+    def __init__(self, cert, key):
+        import ssl
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.ctx.set_alpn_protocols(["h2"])
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.stop_ev = threading.Event()
+        self.th = threading.Thread(target=self._accept, daemon=True)
+        self.th.start()
+
+    def _accept(self):
+        self.sock.settimeout(0.2)
+        while not self.stop_ev.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        try:
+            t = self.ctx.wrap_socket(c, server_side=True)
+            t.settimeout(5)
+            buf = b""
+            while len(buf) < 24:
+                buf += t.recv(65536)
+            buf = buf[24:]
+            t.sendall(h2_frame(H2_SETTINGS, 0, 0))
+            while True:
+                while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+                    n = int.from_bytes(buf[:3], "big")
+                    ftype, flags = buf[3], buf[4]
+                    sid = int.from_bytes(buf[5:9], "big") & 0x7fffffff
+                    buf = buf[9 + n:]
+                    if ftype == H2_SETTINGS and not flags & 1:
+                        t.sendall(h2_frame(H2_SETTINGS, 1, 0))
+                    elif ftype == H2_HEADERS:
+                        t.sendall(h2_frame(H2_HEADERS, 4, sid, hpack_fields([(":status", "200")])) +
+                                  h2_frame(H2_DATA, 0, sid, b"partial") +
+                                  h2_frame(H2_RST, 0, sid, b"\x00\x00\x00\x00"))
+                chunk = t.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+        except OSError:
+            return
+
+    def stop(self):
+        self.stop_ev.set()
+        self.sock.close()
+
+
+@test
+def h2_origin_reset_no_error_before_the_end_is_a_cut_response(env):
+    """An origin's RST_STREAM(NO_ERROR) before END_STREAM: the client must see a cut
+    response (HTTP/1.1: the connection closes without the last chunk; HTTP/2: a reset),
+    never a whole-looking one."""
+    m = env.mitm()
+    pki = os.path.dirname(env.ca)
+    o = _RstOrigin(os.path.join(pki, "shop.pem"), os.path.join(pki, "shop.key"))
+    try:
+        with env.own_gretel(env.mitm_opts([f"connect_ports={o.port}"])) as g:
+            url = f"https://shop.test:{o.port}/x"
+            rc, out, err = curl("--http1.1", "--cacert", m.gca, url, proxy=g.proxy)
+            expect(rc != 0 and out == b"partial", f"http/1.1: rc={rc} out={out!r} {err}")
+            rc, out, err = curl("--http2", "--cacert", m.gca, url, proxy=g.proxy)
+            expect(rc != 0, f"h2: rc={rc} out={out!r} {err}")
+            expect(g.proc.poll() is None, "gretel died")
+    finally:
+        o.stop()
+
+
+@contextlib.contextmanager
+def _lan_netns():
+    """A network namespace with a veth pair: a 'LAN client' at 10.213.N.2 that reaches the
+    host at 10.213.N.1, which is not loopback (`loopback_upstream = auto` applies to it)."""
+    n = os.getpid() % 200 + 20
+    ns, vh, vc = f"gretel-it-{n}", f"vgh{n}", f"vgc{n}"
+    host, client = f"10.213.{n}.1", f"10.213.{n}.2"
+    subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    subprocess.run(["ip", "link", "del", vh], capture_output=True)
+    for cmd in (["ip", "netns", "add", ns],
+                ["ip", "link", "add", vh, "type", "veth", "peer", "name", vc],
+                ["ip", "link", "set", vc, "netns", ns],
+                ["ip", "addr", "add", f"{host}/24", "dev", vh],
+                ["ip", "link", "set", vh, "up"],
+                ["ip", "netns", "exec", ns, "ip", "addr", "add", f"{client}/24", "dev", vc],
+                ["ip", "netns", "exec", ns, "ip", "link", "set", vc, "up"],
+                ["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"]):
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        expect(p.returncode == 0, f"{' '.join(cmd)}: {p.stderr}")
+    try:
+        yield types.SimpleNamespace(ns=ns, host=host, client=client)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        subprocess.run(["ip", "link", "del", vh], capture_output=True)
+
+
+@test
+def lan_client_cannot_ride_a_local_clients_h2_origin_session(env):
+    """A local client opens an HTTP/2 session to an origin whose name resolves (by DNS) to
+    127.0.0.1; a LAN client (in a network namespace) then asks for the same origin: it
+    must get the loopback_upstream refusal, not a ride on the local client's session."""
+    m = env.mitm()
+    port = m.port["shop-h2"]
+    dns = FakeDNS({"shop.test": "127.0.0.1"})
+    try:
+        with _lan_netns() as lan:
+            lport = free_port()
+            opts = [o for o in env.mitm_opts() if not o.startswith("resolve=")]
+            opts += [f"dns_servers=127.0.0.1:{dns.port}", f"listen={lan.host}:{lport}",
+                     f"allow_clients={lan.client}/32", "allow_clients=127.0.0.0/8",
+                     "workers=1"]
+            with env.own_gretel(opts) as g:
+                url = f"https://shop.test:{port}/hello"
+                rc, out, err = curl("--http2", "--cacert", m.gca, url, proxy=g.proxy)
+                expect(rc == 0 and b"hello from shop" in out, f"local client: {rc} {out!r} {err}")
+                cmd = ["ip", "netns", "exec", lan.ns, "curl", "-sS", "--max-time", "10",
+                       "--noproxy", "", "-x", f"http://{lan.host}:{lport}", "--cacert", m.gca,
+                       "-i", "--http2", url]
+                p = subprocess.run(cmd, capture_output=True, timeout=30)
+                expect(b"hello from shop" not in p.stdout,
+                       f"the LAN client reached gretel's loopback origin: {p.stdout[:300]!r}")
+                expect(re.search(rb"HTTP/[12](\.[01])? (403|502)", p.stdout) is not None,
+                       f"LAN client: {p.stdout[:300]!r} {p.stderr!r}")
+                # and the local client still rides its session
+                rc, out, err = curl("--http2", "--cacert", m.gca, url, proxy=g.proxy)
+                expect(rc == 0 and b"hello from shop" in out, f"local client again: {err}")
+    finally:
+        dns.stop()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gretel", required=True)
