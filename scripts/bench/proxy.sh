@@ -4,6 +4,7 @@
 # its own minimal config, caching off), in interleaved rounds of one run. Prints req/s,
 # p50/p99 latency, ratios to direct and to squid, and peak RSS.
 # Env: ROUNDS (3), DURATION seconds per cell (5), PEERS (privoxy tinyproxy squid),
+#      GRETEL_BASE (another gretel binary, e.g. the previous main, measured alongside),
 #      GRETEL (build/gretel), GRETEL_OPTS (extra KEY=VALUE overrides), SCENARIOS (all).
 set -euo pipefail
 cd "$(dirname "$0")/../.."

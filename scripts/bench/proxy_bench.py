@@ -23,6 +23,9 @@ ROUNDS = int(os.environ.get("ROUNDS", "3"))
 DURATION = int(os.environ.get("DURATION", "5"))
 PEERS = os.environ.get("PEERS", "privoxy tinyproxy squid").split()
 GRETEL = os.environ.get("GRETEL", os.path.join(ROOT, "build/gretel"))
+# GRETEL_BASE: another gretel binary (say, the previous main's) measured in the same run as
+# the target "base"; the table then gives gretel's req/s as a ratio to it ("x base")
+GRETEL_BASE = os.environ.get("GRETEL_BASE")
 
 # name, path, connections, keep-alive
 SCENARIOS = [
@@ -123,17 +126,17 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s; send
     return Proc("nginx", ["nginx", "-c", f"{d}/nginx.conf", "-p", d], port, tmp)
 
 
-def start_gretel(tmp, origin_port):
+def start_gretel(tmp, origin_port, binary=None, name="gretel"):
     port = free_port()
-    d = os.path.join(tmp, "gretel")
+    d = os.path.join(tmp, name)
     os.makedirs(d)
     # Default settings (log_level info, one line per request, to a file like the peers' logs).
     # GRETEL_OPTS: extra KEY=VALUE overrides, space-separated (e.g. another rule set)
     extra = []
     for kv in os.environ.get("GRETEL_OPTS", "").split():
         extra += ["-o", kv]
-    return Proc("gretel", [GRETEL, "run", "-o", f"listen=127.0.0.1:{port}", "-o", f"store={d}",
-                           "-o", "max_connections=8192"] + extra, port, tmp)
+    return Proc(name, [binary or GRETEL, "run", "-o", f"listen=127.0.0.1:{port}", "-o",
+                       f"store={d}", "-o", "max_connections=8192"] + extra, port, tmp)
 
 
 def start_privoxy(tmp, origin_port):
@@ -285,10 +288,11 @@ def main():
     os.chmod(tmp, 0o755)
     nginx = start_nginx(tmp)
     starters = {"gretel": start_gretel, "privoxy": start_privoxy, "tinyproxy": start_tinyproxy,
-                "squid": start_squid}
+                "squid": start_squid,
+                "base": lambda t, o: start_gretel(t, o, GRETEL_BASE, "base")}
     targets = {}
     try:
-        for name in ["gretel"] + PEERS:
+        for name in ["gretel"] + (["base"] if GRETEL_BASE else []) + PEERS:
             try:
                 targets[name] = starters[name](tmp, nginx.port)
             except Exception as e:  # a missing peer is reported, not fatal
@@ -328,7 +332,7 @@ def main():
                 idle[n] = (float("nan"), f"error: {e}")
         print()
         print(f"{'scenario':13s} {'target':9s} {'req/s':>9s} {'x direct':>8s} {'x squid':>8s} "
-              f"{'p50 ms':>7s} {'p99 ms':>7s}")
+              f"{'p50 ms':>7s} {'p99 ms':>7s}" + ("  x base" if GRETEL_BASE else ""))
         for sc in SCENARIOS:
             med = {n: statistics.median(x["rps"] for x in results[(n, sc[0])]) for n in names}
             for n in names:
@@ -336,8 +340,10 @@ def main():
                 p50 = statistics.median(x["p50"] for x in rs)
                 p99 = statistics.median(x["p99"] for x in rs)
                 xs = f"{med[n] / med['squid']:.2f}" if "squid" in med and med["squid"] else "-"
+                xb = (f"  {med[n] / med['base']:6.3f}" if GRETEL_BASE and med.get("base")
+                      else "")
                 print(f"{sc[0]:13s} {n:9s} {med[n]:9.0f} {med[n] / med['direct']:8.2f} {xs:>8s} "
-                      f"{p50:7.2f} {p99:7.2f}")
+                      f"{p50:7.2f} {p99:7.2f}{xb}")
         print()
         print(f"{'target':9s} {'peak RSS during bench':>22s} {'RSS with 1000 idle keep-alive conns':>36s}")
         for n, t in targets.items():
