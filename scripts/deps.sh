@@ -46,7 +46,9 @@ echo "deps.sh: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 # Services shipped by these packages (nginx, squid, privoxy, tinyproxy) must not start on
 # install: tests and benchmarks start their own instances on loopback ports.
-policy=/usr/sbin/policy-rc.d
+# (GRETEL_DEPS_POLICY and GRETEL_DEPS_LOG move these two files for tests/deps/run.sh.)
+policy=${GRETEL_DEPS_POLICY:-/usr/sbin/policy-rc.d}
+log=${GRETEL_DEPS_LOG:-/tmp/gretel-deps.log}
 made_policy=0
 if [ ! -e "$policy" ]; then
   printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod 755 "$policy"; made_policy=1
@@ -56,8 +58,14 @@ fi
 # fail a run that installed everything.
 cleanup() { if [ "$made_policy" = 1 ]; then rm -f "$policy"; fi; }
 trap cleanup EXIT
-if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >/tmp/gretel-deps.log 2>&1; then
-  apt-get update -q >>/tmp/gretel-deps.log 2>&1
-  apt-get install -y -q --no-install-recommends "${missing[@]}" >>/tmp/gretel-deps.log 2>&1 || {
-    tail -20 /tmp/gretel-deps.log >&2; echo "deps.sh: apt-get failed (log: /tmp/gretel-deps.log)" >&2; exit 1; }
+# A first failure is usually stale package lists (a fresh image has none): update, retry.
+if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >"$log" 2>&1; then
+  apt-get update -q >>"$log" 2>&1 || true
+  if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$log" 2>&1; then
+    tail -20 "$log" >&2
+    echo "deps.sh: apt-get failed (log: $log)" >&2
+    exit 1
+  fi
 fi
+echo "deps.sh: installed ${missing[*]}" >&2
+exit 0

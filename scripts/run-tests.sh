@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs gretel's test suites and ends with one summary line: "N passed, N failed".
-# Usage: scripts/run-tests.sh [unit] [fuzz] [rules] [integration]   (default: all four)
+# Usage: scripts/run-tests.sh [deps] [unit] [fuzz] [rules] [integration]   (default: all five)
 set -u
 cd "$(dirname "$0")/.."
-suites=("$@"); [ ${#suites[@]} -eq 0 ] && suites=(unit fuzz rules integration)
+suites=("$@"); [ ${#suites[@]} -eq 0 ] && suites=(deps unit fuzz rules integration)
 pass=0; fail=0; failed=()
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
@@ -15,6 +15,9 @@ run() { # name, command...
 
 for s in "${suites[@]}"; do
   case "$s" in
+  deps)
+    echo "== scripts/deps.sh against stub dpkg-query/apt-get"
+    run deps tests/deps/run.sh ;;
   unit)
     echo "== unit tests (cmocka, ASan+UBSan)"
     for t in build/test/test_*; do [ -x "$t" ] && run "unit:$(basename "$t")" "$t"; done ;;
@@ -37,7 +40,7 @@ for s in "${suites[@]}"; do
       fi
     done ;;
   rules)
-    echo "== rule engine CLI (check, explain golden files, --batch over ../shared/data)"
+    echo "== rule engine CLI (check, explain golden files, --batch over tests/data)"
     run rules tests/golden/run.sh build/test/gretel ;;
   integration)
     echo "== integration tests (nginx origins, curl, real sockets)"

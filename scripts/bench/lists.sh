@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Lists benchmark (issue 7): EasyList + EasyPrivacy from Debian's webext-ublock-origin-chromium
-# compiled into a gt_abp_set, every request of ../shared/data/requests-dev.tsv.gz decided
+# compiled into a gt_abp_set, every request of tests/data/requests-dev.tsv.gz decided
 # (URL parsing and registrable-domain lookup included), and in the same run the reference
-# engine (Ghostery's adblocker via ../shared/tools/engine-peer) on the same lists, requests
+# engine (Ghostery's adblocker via scripts/bench/peer) on the same lists, requests
 # and core, measured the same way: 1 warm-up pass, then 20 timed passes, quantiles over all
 # timed decisions. gretel runs ROUNDS times (default 3; the table shows the median round);
 # its load is timed from the list text and from the compiled cache. Prints the table with
@@ -13,10 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 scripts/deps.sh bench
 make -s build/bench/lists_bench
-data=${GRETEL_DATA:-../shared/data}
-[ -d "$data" ] || data=/work/shared/data
-peer_tool=${GRETEL_PEER_TOOL:-../shared/tools/engine-peer/ghostery-decide.mjs}
-[ -f "$peer_tool" ] || [ ! -f /work/shared/tools/engine-peer/ghostery-decide.mjs ] || peer_tool=/work/shared/tools/engine-peer/ghostery-decide.mjs
+data=${GRETEL_DATA:-tests/data}
+peer_tool=${GRETEL_PEER_TOOL:-scripts/bench/peer/ghostery-decide.mjs}
 peer_dir=${GHOSTERY_DIR:-$PWD/build/peers/engine}
 el=/usr/share/chromium/extensions/ublock-origin/assets/thirdparties/easylist
 rounds=${ROUNDS:-3}

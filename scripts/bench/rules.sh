@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Rule engine benchmark (issue 3's targets): gretel's per-decision cost over the real request
-# set ../shared/data/requests-dev.tsv.gz with the shipped rules plus 10,000 generated rules
+# set tests/data/requests-dev.tsv.gz with the shipped rules plus 10,000 generated rules
 # (scripts/bench/gen_rules.py: half host rules, half regex rules), load time and memory;
 # and, in the same run, a public JavaScript engine (Ghostery's adblocker, via
-# ../shared/tools/engine-peer) given the same 10,000 rules as Adblock Plus filters over the
+# scripts/bench/peer) given the same 10,000 rules as Adblock Plus filters over the
 # same requests. Prints a table with the targets and the peer/gretel ratios. The decision
 # figures time gt_rules_decide on a request just split into a reused buffer (hot, as in the
 # proxy); the "cold input" rows time splitting and deciding from the scattered input lines,
@@ -11,11 +11,8 @@
 # Env: ROUNDS (default 5; each gretel figure is the median over rounds), GRETEL_DATA.
 set -eu
 cd "$(dirname "$0")/../.."
-data=${GRETEL_DATA:-../shared/data}
-# a clone elsewhere (CI) finds the workplace's shared data at its usual place
-[ -d "$data" ] || [ ! -d /work/shared/data ] || data=/work/shared/data
-peer_tool=${GRETEL_PEER_TOOL:-../shared/tools/engine-peer/ghostery-decide.mjs}
-[ -f "$peer_tool" ] || [ ! -f /work/shared/tools/engine-peer/ghostery-decide.mjs ] || peer_tool=/work/shared/tools/engine-peer/ghostery-decide.mjs
+data=${GRETEL_DATA:-tests/data}
+peer_tool=${GRETEL_PEER_TOOL:-scripts/bench/peer/ghostery-decide.mjs}
 peer_dir=${GHOSTERY_DIR:-$PWD/build/peers/engine}
 rounds=${ROUNDS:-5}
 out=build/bench
