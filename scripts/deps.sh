@@ -4,10 +4,13 @@
 # apt-get only for what is missing.  Usage: scripts/deps.sh [build|test|bench]...
 set -euo pipefail
 
+# webext-ublock-origin-chromium carries Debian's EasyList + EasyPrivacy, gretel's default
+# lists (installed without its Recommends: chromium is for the tests only)
 build_pkgs=(build-essential pkg-config libevent-dev libssl-dev libnghttp2-dev liblmdb-dev
-            libpcre2-dev libpsl-dev publicsuffix libjansson-dev libinih-dev zlib1g-dev)
+            libpcre2-dev libpsl-dev publicsuffix libjansson-dev libinih-dev zlib1g-dev
+            webext-ublock-origin-chromium)
 test_pkgs=(libcmocka-dev clang libclang-rt-14-dev nginx-light curl python3 openssl procps chromium
-           webext-ublock-origin-chromium)
+           iproute2)
 bench_pkgs=(wrk privoxy tinyproxy squid mitmproxy)
 # The rule benchmark's peer engine runs on node; its npm package is installed by
 # scripts/bench/rules.sh into build/peers/. A node from elsewhere (nodesource) counts.

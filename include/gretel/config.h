@@ -51,6 +51,8 @@ typedef struct gt_config {
     size_t nallow_clients;
     gt_strlist rules, lists, mitm_bypass, dns_servers;
     bool rules_set;        /* rules came from the file or -o (else the installed defaults) */
+    bool lists_set;        /* lists came from the file or -o (`lists =` turns them off) */
+    bool lists_default;    /* lists are Debian's EasyList + EasyPrivacy, by default */
     gt_strlist rule_groups; /* "name"/"+name" enables, "-name" disables a rule group */
     bool rules_watch;       /* reload when a rule file changes */
     gt_resolve_rule *resolve;
@@ -91,6 +93,11 @@ typedef struct {
     size_t key_len;
     const char *value;
 } gt_config_override;
+
+/* Where Debian's webext-ublock-origin-chromium keeps EasyList and EasyPrivacy: the default
+ * lists when the config names none. */
+#define GT_DEBIAN_EASYLIST_DIR                                                                     \
+    "/usr/share/chromium/extensions/ublock-origin/assets/thirdparties/easylist"
 
 /* Builds a config: embedded defaults, then `file` (NULL: none), then the overrides in order.
  * On success *out is a new config owned by the caller (gt_config_free). On error returns

@@ -124,6 +124,17 @@ int gt_cmd_check(int argc, char **argv)
            o.conf_file ? o.conf_file : "embedded defaults", d.errors, d.errors == 1 ? "" : "s",
            d.warnings, d.warnings == 1 ? "" : "s", gt_ruleset_count(rs),
            gt_ruleset_count(rs) == 1 ? "" : "s", nfiles, nfiles == 1 ? "" : "s");
+    if (cfg)
+        /* which lists block, and why those: the defaults are a choice users should see */
+        printf("gretel check: lists: %s\n",
+               cfg->lists_default ? "Debian's EasyList + EasyPrivacy (webext-ublock-origin-"
+                                    "chromium), the default when no `lists` is set; "
+                                    "`lists =` turns them off"
+               : cfg->lists.n     ? "as configured (`lists`)"
+               : cfg->lists_set   ? "none (`lists =`)"
+                                  : "none (no `lists` set, and Debian's EasyList is not "
+                                    "installed: apt-get install --no-install-recommends "
+                                    "webext-ublock-origin-chromium)");
     if (rs)
         /* rules tried on every request cost every request: ops should see how many */
         printf("gretel check: indexed by host %zu, by URL token %zu, by token prefix %zu; "

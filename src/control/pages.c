@@ -83,9 +83,23 @@ void ctl_overview(ctl_ctx *x)
             evbuffer_add_printf(b, "</code></td><td>%zu</td></tr>\n", counts[i]);
         }
         evbuffer_add_printf(b, "</table>\n");
+        if (x->snap->cfg->lists_default)
+            evbuffer_add_printf(b, "<p id=\"lists-source\">These are Debian's EasyList and "
+                                   "EasyPrivacy (package <code>webext-ublock-origin-chromium"
+                                   "</code>, updated with the system): gretel's default when "
+                                   "the configuration names no <code>lists</code>. "
+                                   "<code>lists =</code> turns them off.</p>\n");
+        else
+            evbuffer_add_printf(b, "<p id=\"lists-source\">From the configuration (the "
+                                   "<code>lists</code> key).</p>\n");
+    } else if (x->snap->cfg->lists_set) {
+        evbuffer_add_printf(b, "<p id=\"lists-source\">No lists: the configuration turns "
+                               "them off (<code>lists =</code>).</p>\n");
     } else {
-        evbuffer_add_printf(b, "<p>No EasyList-style lists configured (the <code>lists</code> "
-                               "key).</p>\n");
+        evbuffer_add_printf(b, "<p id=\"lists-source\">No lists: none configured, and "
+                               "Debian's EasyList is not installed (<code>apt-get install "
+                               "--no-install-recommends webext-ublock-origin-chromium</code> "
+                               "makes it gretel's default).</p>\n");
     }
     /* top blocked hosts: counts only, never URLs or clients */
     top_host top[TOP_HOSTS];
@@ -275,8 +289,10 @@ void ctl_mark_confirm(ctl_ctx *x)
 void ctl_setup(ctl_ctx *x)
 {
     struct evbuffer *b = x->out->body;
-    char host[300];
-    snprintf(host, sizeof(host), "%.*s", (int)x->rq->host.len, x->rq->host.p);
+    /* A browser fetches its PAC file directly, not through a proxy: the URL names the
+     * address this client reached gretel on (never gretel.proxy, which exists only inside
+     * gretel, and never the Host the client sent). */
+    const char *host = x->rq->local;
     ctl_page_start(x, "gretel: set-up", "setup");
     evbuffer_add_printf(b, "<h1>Set-up</h1>\n<h2>Use gretel as the proxy</h2>\n"
                            "<p>Automatic configuration (PAC) URL: <code id=\"pac\">http://");

@@ -455,10 +455,26 @@ static void default_rules(gt_config *c)
     gt_config_strlist_add(&c->rules, GT_S(GT_RULES_DIR "/*.rules"));
 }
 
+/* What uBlock Origin blocks out of the box, from the package Debian keeps current: used when
+ * the config names no lists (`lists =` turns them off). Both files or neither. */
+static void default_lists(gt_config *c)
+{
+    static const char *const files[] = {GT_DEBIAN_EASYLIST_DIR "/easylist.txt",
+                                        GT_DEBIAN_EASYLIST_DIR "/easyprivacy.txt"};
+    for (size_t i = 0; i < 2; i++)
+        if (access(files[i], R_OK) != 0)
+            return;
+    for (size_t i = 0; i < 2; i++)
+        gt_config_strlist_add(&c->lists, gt_slice_cstr(files[i]));
+    c->lists_default = true;
+}
+
 static void finalize(gt_config *c, gt_diags *diags, const char *file, bool had_errors)
 {
     if (!c->rules_set)
         default_rules(c);
+    if (!c->lists_set && c->lists.n == 0)
+        default_lists(c);
     if (!c->store || !c->store[0]) {
         const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
         free(c->store);
@@ -489,6 +505,7 @@ int gt_config_load(gt_config **out, const char *file, const gt_config_override *
     }
     memset(lc.touched, 0, sizeof(lc.touched));
     c->rules_set = false;
+    c->lists_set = false;
 
     if (file) {
         c->file = gt_xstrdup(file);

@@ -163,11 +163,13 @@ static int set_lists(gt_config *c, gt_slice v, char *err, size_t errlen)
 {
     (void)err, (void)errlen;
     gt_config_strlist_add(&c->lists, v);
+    c->lists_set = true;
     return GT_OK;
 }
 static void clear_lists(gt_config *c)
 {
     strlist_clear(&c->lists);
+    c->lists_set = true;
 }
 
 static bool valid_host_pattern(gt_slice h)
@@ -407,7 +409,9 @@ const cfg_key gt_config_keys[] = {
      "reload the rules and lists when a rule or list file changes (checked every second; "
      "SIGHUP always works)"},
     {"lists", "path list", "", set_lists, clear_lists,
-     "Adblock Plus / EasyList / hosts-format list files"},
+     "Adblock Plus / EasyList / hosts-format list files; when the key is absent, Debian's "
+     "EasyList and EasyPrivacy (webext-ublock-origin-chromium) if installed; `lists =` "
+     "turns lists off"},
     {"resolve", "HOST=ADDR list", "", set_resolve, clear_resolve,
      "upstream name override: NAME=ADDR, *.SUFFIX=ADDR or *=ADDR; ADDR may carry :PORT"},
     {"forward", "URL", "", set_forward, NULL,

@@ -29,19 +29,19 @@ else bad "check on a broken file (rc=$rc)"; echo "$out"; fi
 for c in tests/golden/explain/*.cmd; do
   name=$(basename "$c" .cmd)
   mapfile -t args < "$c"
-  if "$bin" explain -o "store=$tmp/store" -o rules=tests/golden/explain/golden.rules "${args[@]}" >"$tmp/$name.out" 2>&1 \
+  if "$bin" explain -o "store=$tmp/store" -o lists= -o rules=tests/golden/explain/golden.rules "${args[@]}" >"$tmp/$name.out" 2>&1 \
      && diff -u "tests/golden/explain/$name.out" "$tmp/$name.out" >"$tmp/$name.diff"; then
     ok "explain golden $name"
   else bad "explain golden $name"; cat "$tmp/$name.diff"; fi
 done
-if "$bin" explain -o "store=$tmp/store" -o rules=tests/golden/explain/golden.rules --batch tests/golden/explain/batch.tsv \
+if "$bin" explain -o "store=$tmp/store" -o lists= -o rules=tests/golden/explain/golden.rules --batch tests/golden/explain/batch.tsv \
      >"$tmp/batch.out" 2>/dev/null && diff -u tests/golden/explain/batch.out "$tmp/batch.out"; then
   ok "explain --batch golden"
 else bad "explain --batch golden"; fi
 # a marked product makes block-if-bought decide, and batch output stars it
 "$bin" mark -o "store=$tmp/bought" shop.co.uk:4711 >/dev/null
 line=$(printf 'https://www.facebook.com/tr?cd%%5Bcontent_ids%%5D=%%5B4711%%2C12%%5D\thttps://shop.co.uk/\timage\n' |
-       "$bin" explain -o "store=$tmp/bought" -o rules=tests/golden/explain/golden.rules --batch - 2>&1)
+       "$bin" explain -o "store=$tmp/bought" -o lists= -o rules=tests/golden/explain/golden.rules --batch - 2>&1)
 if [[ $line == "block"$'\t'"tests/golden/explain/golden.rules:11"$'\t'"shop.co.uk:4711*,shop.co.uk:12"$'\t'* ]]; then
   ok "explain --batch: a bought product blocks and is starred"
 else bad "explain --batch with a bought product: $line"; fi
@@ -64,7 +64,7 @@ check_batch() { # name, input-command
   local name=$1; shift
   local n_in n_out
   n_in=$("$@" | grep -c .)
-  "$@" | "$bin" explain -o "store=$tmp/store" --batch - >"$tmp/$name.tsv" 2>"$tmp/$name.err"; local rc=$?
+  "$@" | "$bin" explain -o "store=$tmp/store" -o lists= --batch - >"$tmp/$name.tsv" 2>"$tmp/$name.err"; local rc=$?
   n_out=$(wc -l <"$tmp/$name.tsv")
   local malformed
   malformed=$(awk -F'\t' 'NF!=4 || $1 !~ /^(block|allow|rewrite|redirect|pass)$/ ||
@@ -96,7 +96,7 @@ if [ -r "$data/requests-dev.tsv.gz" ]; then
   else bad "too many generated rules tried on every request"; echo "$out" | tail -2; fi
   for set in shipped generated; do
     opts=(); [ $set = generated ] && opts=(-o "rules=$tmp/gen.rules")
-    opts+=(-o "store=$tmp/store")
+    opts+=(-o "store=$tmp/store" -o lists=)
     zcat "$data/requests-dev.tsv.gz" | "$bin" explain "${opts[@]}" --batch - >"$tmp/ix.tsv" 2>/dev/null
     zcat "$data/requests-dev.tsv.gz" | GRETEL_RULES_NO_INDEX=1 "$bin" explain "${opts[@]}" --batch - \
       >"$tmp/all.tsv" 2>/dev/null
@@ -107,6 +107,19 @@ if [ -r "$data/requests-dev.tsv.gz" ]; then
   done
 else
   bad "explain --batch: $data/requests-dev.tsv.gz is missing (the project carries it)"
+fi
+# 5b. the defaults as a new user gets them (no -c: the shipped rules and, when installed,
+# Debian's EasyList + EasyPrivacy) block at least what the reference engine blocks with the
+# same two lists (redirects count as blocks for both)
+if [ -r "$data/requests-dev.tsv.gz" ]; then
+  zcat "$data/requests-dev.tsv.gz" | "$bin" explain -o "store=$tmp/defaults" --batch - \
+    >"$tmp/defaults.tsv" 2>/dev/null
+  mine=$(awk -F'\t' '$1=="block"||$1=="redirect"' "$tmp/defaults.tsv" | wc -l)
+  ref=$(zcat "$data/requests-dev.ghostery-decisions.tsv.gz" | awk -F'\t' '$1=="block"' | wc -l)
+  lists=$("$bin" check 2>&1 | sed -n 's/^gretel check: lists: //p')
+  if [ "$mine" -ge "$ref" ] && [[ $lists == Debian* ]]; then
+    ok "the defaults block $mine of $(wc -l <"$tmp/defaults.tsv") requests (reference engine: $ref)"
+  else bad "the defaults block $mine, the reference engine $ref (lists: $lists)"; fi
 fi
 # 6. list files: EasyList and EasyPrivacy from Debian's webext-ublock-origin-chromium (the
 # deps script installs it), a hosts file, and a malformed filter as a FILE:LINE:1 warning

@@ -63,6 +63,12 @@ class Env:
                 "resolve=origin.test=127.0.0.1"]
         if not any(o.startswith("dns_servers=") for o in opts):
             base.append(f"dns_servers=127.0.0.1:{self.dns.port}")
+        # Tests say which lists they use: without this, Debian's EasyList + EasyPrivacy (the
+        # default when installed) would decide the test hosts too. `default_lists=True` keeps
+        # the default (the test of the default itself).
+        if not kw.pop("default_lists", False) and not any(o.startswith("lists=") for o in opts) \
+                and "lists" not in conf:
+            base.append("lists=")
         return Gretel(binary or self.args.gretel, self.tmp, conf_text=conf,
                       opts=base + list(opts), env=env, **kw)
 
@@ -2203,7 +2209,8 @@ def control_page_changes_need_post_origin_and_token(env):
         expect(code == 400 and b"SCOPE:ID" in out, out[-300:])
         # the pages: overview, set-up with the PAC URL as this client reached gretel
         rc, out, err = curl("http://gretel.proxy/setup", proxy=g.proxy)
-        expect(b"http://gretel.proxy/proxy.pac" in out and b'id="bookmarklet"' in out, out[:300])
+        expect(f"http://127.0.0.1:{g.port}/proxy.pac".encode() in out and
+               b"gretel.proxy/proxy.pac" not in out and b'id="bookmarklet"' in out, out[:300])
         rc, out, err = curl(f"http://127.0.0.1:{g.port}/proxy.pac")
         expect(out.rstrip().endswith(f'return "PROXY 127.0.0.1:{g.port}";\n}}'.encode()), out)
     # only allowed clients get the pages (allow_clients is checked before anything else)
@@ -2378,14 +2385,22 @@ fetch('http://gretel.proxy/mark', {method: 'POST', mode: 'no-cors',
 
 @test
 def chromium_pac_routes_pages_through_gretel(env):
-    """Chromium configured only with gretel's PAC URL: a page on a public-looking name goes
-    through gretel (its log shows it, and its rules apply); loopback stays direct."""
+    """Chromium configured only with gretel's PAC URL, exactly as the set-up page (opened
+    through the proxy, the way the README says) tells the user: a page on a public-looking
+    name goes through gretel (its log shows it, and its rules block its pixel); loopback
+    stays direct."""
     env.nginx.write("pac.html", b'<html><body><h1 id="t">via pac</h1>'
                                 b'<img src="/px.gif?ad=1"></body></html>')
     env.nginx.write("px.gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;")
     rules = _rules_file(env, "pac.rules", "block host=shop.test path~^/px\n")
     with env.own_gretel([f"rules={rules}", f"resolve=*.test=127.0.0.1:{env.nginx.port}"]) as g:
-        c = Chromium(env.tmp, [f"--proxy-pac-url=http://127.0.0.1:{g.port}/proxy.pac"])
+        import html
+        rc, out, err = curl("http://gretel.proxy/setup", proxy=g.proxy)
+        m = re.search(rb"<code>(--proxy-pac-url=[^<]*)</code>", out)
+        expect(m, out[:400])
+        flag = html.unescape(m.group(1).decode())
+        expect(flag == f"--proxy-pac-url=http://127.0.0.1:{g.port}/proxy.pac", flag)
+        c = Chromium(env.tmp, [flag])
         try:
             c.goto(f"http://shop.test:{env.nginx.port}/pac.html")
             expect(c.eval("document.getElementById('t').textContent") == "via pac",
@@ -2783,6 +2798,27 @@ def lan_client_cannot_ride_a_local_clients_h2_origin_session(env):
                 expect(rc == 0 and b"hello from shop" in out, f"local client again: {err}")
     finally:
         dns.stop()
+
+
+@test
+def default_lists_are_debians_easylist_and_easyprivacy(env):
+    """No `lists` set: Debian's EasyList + EasyPrivacy decide (a tracker blocked, named by
+    list file and line), the control page says where the lists come from; `lists =` turns
+    them off."""
+    el = "/usr/share/chromium/extensions/ublock-origin/assets/thirdparties/easylist"
+    expect(os.path.exists(f"{el}/easyprivacy.txt"), "webext-ublock-origin-chromium missing")
+    with env.own_gretel(["rules="], default_lists=True) as g:
+        rc, out, err = curl("-i", "http://ad.doubleclick.net/x.gif", proxy=g.proxy)
+        expect(status_of(out) in (200, 204, 403) and
+               f"X-Gretel: block; rule={el}/easylist.txt:".encode() in out, out[:400])
+        expect("lists: 102" in g.log() or g.wait_log("lists: "), g.log()[-400:])
+        rc, out, err = curl(f"http://127.0.0.1:{g.port}/", timeout=10)
+        expect(b'id="lists-source">These are Debian' in out, out[:200])
+    with env.own_gretel(["rules=", "lists="]) as g:
+        rc, out, err = curl("-i", "http://ad.doubleclick.net/x.gif", proxy=g.proxy)
+        expect(b"X-Gretel: block" not in out, out[:300])
+        rc, out, err = curl(f"http://127.0.0.1:{g.port}/", timeout=10)
+        expect(b"the configuration turns them off" in out, out[:200])
 
 
 def main():
