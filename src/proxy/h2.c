@@ -74,6 +74,7 @@ struct h2stream {
     size_t method, method_l, authority, authority_l, path, path_l, scheme, scheme_l;
     bool too_big, bad;
     bool req_end;        /* END_STREAM seen from the client */
+    bool body_wait;      /* decided once its body is here (body~ rules, body_inspect_max) */
     /* the request */
     gt_snapshot *snap;
     uint64_t t0;
@@ -796,7 +797,13 @@ static void stream_request(h2stream *h)
     if (h->rq.framing == GT_BODY_NONE && !h->req_end)
         h->rq.framing = GT_BODY_CHUNKED;
     gt_decision *d = &w->decision;
-    gt_proxy_decide(w, h->snap, &req, gt_slice_cstr(h->host), &uri, GT_S(""), c->peer.id, d,
+    /* a body read ahead for body~ rules (wants_body) is whole in rq_wait */
+    gt_slice body = GT_S("");
+    if (h->req_end && h->rq_wait && evbuffer_get_length(h->rq_wait)) {
+        size_t bl = evbuffer_get_length(h->rq_wait);
+        body = gt_slice_make((const char *)evbuffer_pullup(h->rq_wait, (ev_ssize_t)bl), bl);
+    }
+    gt_proxy_decide(w, h->snap, &req, gt_slice_cstr(h->host), &uri, body, c->peer.id, d,
                     &h->type);
     h->rule = d->rule;
     h->list_file = d->list_file;
@@ -853,6 +860,52 @@ static void forward_h1(h2stream *h)
     }
     gt_upstream_connect_tls(w, cfg, gt_slice_cstr(c->peer.mitm_host), c->peer.mitm_port,
                             c->peer.sni, false, deny, on_connected, h, &h->connect);
+}
+
+/* --- request bodies read before deciding (body~ rules) --- */
+
+/* Whether to hold the decision until the request body is here, as the HTTP/1.1 session
+ * does (body_wanted in session.c): only when some rule has a body~ condition, and only for
+ * a Content-Length body up to body_inspect_max that also fits the stream's flow-control
+ * window (the client can send it whole without our WINDOW_UPDATE); others are decided on
+ * the head. */
+static bool wants_body(const h2stream *h)
+{
+    const gt_snapshot *snap = h->c->w->snap;
+    const gt_config *cfg = snap->cfg;
+    if (!gt_ruleset_wants_body(snap->rules) || cfg->body_inspect_max == 0)
+        return false;
+    size_t max = cfg->body_inspect_max < cfg->h2_window ? cfg->body_inspect_max : cfg->h2_window;
+    for (size_t i = 0; i < h->nf; i++) {
+        gt_slice n = gt_slice_make(h->hbuf + h->f[i].n, h->f[i].nl);
+        if (!gt_slice_eq(n, GT_S("content-length")))
+            continue;
+        uint64_t v;
+        gt_slice val = gt_slice_trim(gt_slice_make(h->hbuf + h->f[i].v, h->f[i].vl));
+        return gt_parse_u64(val, UINT64_MAX / 2, &v) == 0 && v > 0 && v <= max;
+    }
+    return false;
+}
+
+/* After a request decided on its read-ahead body: a local answer drops the body (its
+ * window reopened), a forwarded request sends it on. */
+static void after_body_wait(h2stream *h)
+{
+    if (!h->rq_wait)
+        return;
+    if (h->rs_submitted || h->rq_sent_end) {
+        evbuffer_drain(h->rq_wait, evbuffer_get_length(h->rq_wait));
+        if (h->unconsumed)
+            nghttp2_session_consume(h->c->ng, h->id, h->unconsumed);
+        h->unconsumed = 0;
+        return;
+    }
+    if (h->via_h2o) {
+        if (h->oreq)
+            gt_h2o_resume_body(h->oreq);
+    } else {
+        pump_request(h);
+    }
 }
 
 /* --- nghttp2 callbacks --- */
@@ -936,7 +989,18 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
     bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
         h->req_end = end;
+        if (!end && wants_body(h)) {
+            h->body_wait = true; /* decided at END_STREAM, with the body (on_data_chunk) */
+            return 0;
+        }
         stream_request(h);
+        return 0;
+    }
+    if (end && h->body_wait) {
+        h->body_wait = false;
+        h->req_end = true;
+        stream_request(h);
+        after_body_wait(h);
         return 0;
     }
     if (end && (frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS)) {
@@ -963,6 +1027,12 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
     }
     if (!h->rq_wait)
         h->rq_wait = evbuffer_new();
+    if (h->body_wait) {
+        /* read ahead, not yet acknowledged: within the stream's window by wants_body */
+        evbuffer_add(h->rq_wait, data, len);
+        h->unconsumed += len;
+        return 0;
+    }
     if (h->via_h2o) {
         /* HTTP/2 to the origin: DATA pulled by its session, acknowledged when taken */
         evbuffer_add(h->rq_wait, data, len);

@@ -2821,6 +2821,28 @@ def default_lists_are_debians_easylist_and_easyprivacy(env):
         expect(b"the configuration turns them off" in out, out[:200])
 
 
+@test
+def body_rules_on_every_path(env):
+    """A body~ rule decides on the request body whether it arrives over HTTP/1.1 or HTTP/2
+    inside interception, and whether the origin speaks HTTP/1.1 or HTTP/2 (a beacon naming
+    the item is blocked, the same beacon naming another passes, its body intact)."""
+    m = env.mitm()
+    rules = _rules_file(env, "bodypath.rules", "block domain=shop.test method=POST body~item_id=123\n")
+    with env.own_gretel(env.mitm_opts([f"rules={rules}"])) as g:
+        for origin in ("shop", "shop-h2"):
+            for proto in ("--http1.1", "--http2"):
+                url = f"https://shop.test:{m.port[origin]}/post"
+                rc, out, err = curl(proto, "-i", "--cacert", m.gca, "--data-binary",
+                                    "en=purchase&item_id=123", url, proxy=g.proxy)
+                expect(rc == 0 and re.search(rb"(?i)x-gretel: block; rule=", out) is not None,
+                       f"{origin} {proto}: {out[:300]!r} {err}")
+                rc, out, err = curl(proto, "-i", "--cacert", m.gca, "--data-binary",
+                                    "en=purchase&item_id=999", url, proxy=g.proxy)
+                expect(rc == 0 and re.search(rb"HTTP/[12](\.1)? 200", out) is not None and
+                       re.search(rb"(?i)x-gretel: block", out) is None,
+                       f"{origin} {proto} (allowed): {out[:300]!r} {err}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gretel", required=True)
