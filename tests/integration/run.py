@@ -2843,6 +2843,36 @@ def body_rules_on_every_path(env):
                        f"{origin} {proto} (allowed): {out[:300]!r} {err}")
 
 
+@test
+def chromium_h2_beacon_decided_on_its_body(env):
+    """Headless Chromium (HTTP/2 inside interception) posts two beacons from a page, as
+    GA4's sendBeacon does: the one whose body names the item is blocked by a body~ rule,
+    the other reaches the origin."""
+    m = env.mitm()
+    port = m.port["shop-h2"]
+    page = ('<html><body><p id="r">waiting</p><script>'
+            'const post = b => fetch("/post", {method: "POST", body: b, keepalive: true,'
+            ' headers: {"Content-Type": "text/plain"}})'
+            '.then(r => r.text().then(t => (r.headers.get("x-gretel") || "") + "|" + t.trim()));'
+            'Promise.all([post("en=purchase&item_id=123"), post("en=purchase&item_id=999")])'
+            '.then(v => { document.getElementById("r").textContent = v.join(" / "); });'
+            '</script></body></html>')
+    m.origins.write("beacon.html", page.encode())
+    rules = _rules_file(env, "beacon.rules",
+                        "block domain=shop.test method=POST body~item_id=123 respond=204\n")
+    spki = [l.split(": ", 1)[1] for l in _ca(env, m.ca_dir, "show").stdout.splitlines()
+            if l.startswith("spki sha256")][0]
+    with env.own_gretel(env.mitm_opts([f"rules={rules}"])) as g:
+        dom, err = _chromium(env, g, f"https://shop.test:{port}/beacon.html", spki)
+        got = re.search(r'<p id="r">([^<]*)</p>', dom)
+        expect(got, dom[:300] + err[-400:])
+        first, second = got.group(1).split(" / ")
+        expect(first.startswith(f"block; rule={rules}:1|"), got.group(1))
+        expect(second == "|posted", got.group(1))
+        expect(g.wait_log("method=POST host=shop.test status=204") and "proto=h2" in g.log(),
+               g.log()[-600:])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gretel", required=True)
