@@ -628,6 +628,8 @@ http {{
   uwsgi_temp_path {self.dir}/ut;
   scgi_temp_path {self.dir}/st;
   client_max_body_size 0;
+  # long URLs (16 KB queries, as real sites send) reach the origin, over h1 and h2
+  large_client_header_buffers 4 64k;
   types {{ text/html html; image/gif gif; application/javascript js; }}
   {''.join(servers)}
 }}

@@ -2873,6 +2873,21 @@ def chromium_h2_beacon_decided_on_its_body(env):
                g.log()[-600:])
 
 
+@test
+def long_urls_on_every_path(env):
+    """A 16 KB URL (`fetch('/x?q=' + 'a'.repeat(16000))`) is forwarded over HTTP/1.1 and
+    HTTP/2 inside interception, to origins speaking either: gretel has no fixed URL buffer
+    (it answered 414 or 400 before)."""
+    m = env.mitm()
+    with env.own_gretel(env.mitm_opts()) as g:
+        for origin in ("shop", "shop-h2"):
+            for proto in ("--http1.1", "--http2"):
+                url = f"https://shop.test:{m.port[origin]}/hello?q=" + "a" * 16000
+                rc, out, err = curl(proto, "--cacert", m.gca, url, proxy=g.proxy)
+                expect(rc == 0 and out == f"hello from {origin}\n".encode(),
+                       f"{origin} {proto}: {out[:200]!r} {err}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gretel", required=True)
