@@ -167,6 +167,10 @@ static void stream_free(h2stream *h)
     gt_upstream_connect_cancel(h->connect);
     if (h->oreq)
         gt_h2o_cancel(h->oreq);
+    /* body bytes received and never acknowledged still count against the connection's
+     * window: give them back, or a connection of aborted uploads stalls */
+    if (h->unconsumed && !h->c->dead)
+        nghttp2_session_consume_connection(h->c->ng, h->unconsumed);
     free(h->trailers);
     free(h->trailer_buf);
     if (h->up) {
@@ -1051,6 +1055,21 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
     return 0;
 }
 
+/* RFC 9113 §8.1: a server that sent a whole response before the request ended may send
+ * RST_STREAM(NO_ERROR) so that the client stops sending; without it an upload the origin
+ * answered early (or gretel answered, blocked) goes on until the client's own timeout. */
+static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
+{
+    (void)user;
+    if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM) ||
+        (frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS))
+        return 0;
+    h2stream *h = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
+    if (h && !h->req_end)
+        nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, h->id, NGHTTP2_NO_ERROR);
+    return 0;
+}
+
 static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void *user)
 {
     (void)code;
@@ -1200,6 +1219,7 @@ void gt_h2_start(gt_worker *w, gt_stream *cs, const gt_h2_peer *peer)
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
     nghttp2_option *opt;
     nghttp2_option_new(&opt);
     /* request bodies are acknowledged when the origin took them, not on receipt */

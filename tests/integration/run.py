@@ -2888,6 +2888,35 @@ def long_urls_on_every_path(env):
                        f"{origin} {proto}: {out[:200]!r} {err}")
 
 
+@test
+def h2_early_answer_resets_the_unfinished_upload(env):
+    """An upload the origin (or gretel itself) answers before it ended: after the whole
+    response gretel sends RST_STREAM(NO_ERROR) (RFC 9113 §8.1), so the client stops sending
+    instead of stalling until its own timeout; the connection serves the next stream."""
+    m = env.mitm()
+    rules = _rules_file(env, "early.rules", "block domain=shop.test path~^/blocked\n")
+    with env.own_gretel(env.mitm_opts([f"rules={rules}"])) as g:
+        for origin, path in (("shop", "/post"), ("shop-h2", "/post"), ("shop", "/blocked")):
+            c = H2Raw(g.port, "shop.test", m.port[origin], m.gca)
+            auth = f"shop.test:{m.port[origin]}"
+            try:
+                c.send(h2_frame(H2_HEADERS, 0x4, 1, h2_request_block(
+                    auth, path, "POST", [("content-length", str(20 << 20))])) +
+                       h2_frame(H2_DATA, 0, 1, b"x" * 16000))
+                frames, closed = c.frames(timeout=5, until=lambda f: f[0] == H2_RST and f[2] == 1)
+                ends = [f for f in frames if f[2] == 1 and f[0] in (H2_DATA, H2_HEADERS) and f[1] & 1]
+                rst = [f for f in frames if f[0] == H2_RST and f[2] == 1]
+                expect(ends and rst and rst[0][3] == b"\x00\x00\x00\x00",
+                       f"{origin}{path}: {[(f[0], f[1], f[2], f[3][:8]) for f in frames]}")
+                # the connection goes on
+                c.send(h2_frame(H2_HEADERS, 0x5, 3, h2_request_block(auth, "/hello")))
+                frames, closed = c.frames(timeout=5, until=lambda f: f[2] == 3 and f[1] & 1)
+                expect(any(f[2] == 3 and f[0] == H2_DATA and b"hello from" in f[3] for f in frames),
+                       f"{origin}: next stream: {frames[-3:]}")
+            finally:
+                c.close()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gretel", required=True)
