@@ -37,7 +37,12 @@ void gt_proxy_error_response(struct evbuffer *out, int status, const char *why, 
  * origin. */
 void gt_proxy_request_head(struct evbuffer *out, const gt_http1_request *req,
                            const gt_http1_uri *uri, bool absolute_form,
-                           const gt_http1_body *body, const gt_decision *d);
+                           const gt_http1_body *body, const gt_decision *d, bool websocket);
+/* A WebSocket opening handshake (RFC 6455 §4.1: GET, HTTP/1.1, Connection: upgrade,
+ * Upgrade: websocket): the one protocol upgrade gretel relays (h2c is not). */
+bool gt_proxy_is_websocket_upgrade(const gt_http1_request *req);
+/* The origin's 101 for a WebSocket upgrade, as the client gets it. */
+void gt_proxy_switching_head(struct evbuffer *out, const gt_http1_response *res);
 
 /* Appends a locally answered blocked or redirected request's response: the resource's
  * status, type and body, Cache-Control: no-store, and `X-Gretel: <xgretel>`. */

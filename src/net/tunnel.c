@@ -183,6 +183,9 @@ static void maybe_splice(gt_tunnel *t)
 {
     if (t->spliced || t->bytes[0] + t->bytes[1] < SPLICE_AFTER)
         return;
+    /* TLS (a WebSocket inside interception) has to pass through OpenSSL */
+    if (gt_stream_ssl(t->side[0]) || gt_stream_ssl(t->side[1]))
+        return;
     for (int i = 0; i < 2; i++)
         if (t->eof[i] || evbuffer_get_length(gt_stream_input(t->side[i])) ||
             evbuffer_get_length(gt_stream_output(t->side[i])) ||

@@ -828,7 +828,7 @@ static void stream_request(h2stream *h)
     if (d->action != GT_DECIDE_PASS)
         h->decision = gt_decide_action_name(d->action);
     h->head = evbuffer_new();
-    gt_proxy_request_head(h->head, &req, &uri, false, &h->rq, d);
+    gt_proxy_request_head(h->head, &req, &uri, false, &h->rq, d, false);
     if (cfg->page_products && h->type == GT_TYPE_DOCUMENT && w->sh->control &&
         gt_slice_eq(method, GT_S("GET")))
         h->sniff_url = gt_xstrdup(url);

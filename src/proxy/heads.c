@@ -225,7 +225,7 @@ static void add_authority(struct evbuffer *out, const gt_http1_uri *uri, uint16_
 
 void gt_proxy_request_head(struct evbuffer *out, const gt_http1_request *req,
                            const gt_http1_uri *uri, bool absolute_form,
-                           const gt_http1_body *body, const gt_decision *d)
+                           const gt_http1_body *body, const gt_decision *d, bool websocket)
 {
     uint16_t defport = uri->is_https ? 443 : 80;
     add_slice(out, req->method);
@@ -252,7 +252,39 @@ void gt_proxy_request_head(struct evbuffer *out, const gt_http1_request *req,
              gt_slice_caseeq(req->method, GT_S("PUT")))
         /* a body-less POST/PUT still states its length, as RFC 9110 §8.6 asks of senders */
         evbuffer_add(out, "Content-Length: 0\r\n", 19);
+    /* hop-by-hop, so re-emitted for this hop: the one upgrade gretel relays */
+    static const char upgrade[] = "Connection: Upgrade\r\nUpgrade: websocket\r\n";
+    if (websocket)
+        evbuffer_add(out, upgrade, sizeof(upgrade) - 1);
     evbuffer_add(out, "\r\n", 2);
+}
+
+bool gt_proxy_is_websocket_upgrade(const gt_http1_request *req)
+{
+    if (!gt_slice_eq(req->method, GT_S("GET")) || req->minor_version != 1)
+        return false;
+    bool conn_upgrade = false, ws = false;
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const gt_http1_header *h = &req->headers[i];
+        if (gt_slice_caseeq(h->name, GT_S("connection"))) {
+            gt_slice rest = h->value, item;
+            while (gt_slice_next(&rest, ',', &item))
+                if (gt_slice_caseeq(gt_slice_trim(item), GT_S("upgrade")))
+                    conn_upgrade = true;
+        } else if (gt_slice_caseeq(h->name, GT_S("upgrade"))) {
+            ws = gt_slice_caseeq(gt_slice_trim(h->value), GT_S("websocket"));
+        }
+    }
+    return conn_upgrade && ws;
+}
+
+void gt_proxy_switching_head(struct evbuffer *out, const gt_http1_response *res)
+{
+    static const char status[] = "HTTP/1.1 101 Switching Protocols\r\n";
+    static const char upgrade[] = "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    evbuffer_add(out, status, sizeof(status) - 1);
+    copy_fields(out, res->headers, res->num_headers, false, true, NULL, false, false);
+    evbuffer_add(out, upgrade, sizeof(upgrade) - 1);
 }
 
 void gt_proxy_response_head(struct evbuffer *out, const gt_http1_response *res,

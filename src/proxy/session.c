@@ -87,6 +87,7 @@ struct gt_session {
     uint16_t port;
     char *url; /* only kept at log_level debug */
     bool is_head, is_connect, client_10, keepalive;
+    bool websocket; /* a WebSocket opening handshake, relayed as an upgrade (RFC 6455) */
     gt_http1_body rq;
     gt_body_relay rq_body;
     bool rq_done, rq_sent_any;
@@ -234,7 +235,7 @@ static void end_request(gt_session *s)
     gt_free(&s->url);
     s->method[0] = s->host[0] = '\0';
     s->port = 0;
-    s->is_head = s->is_connect = false;
+    s->is_head = s->is_connect = s->websocket = false;
     s->rq_done = s->rq_sent_any = s->retried = s->up_got_bytes = false;
     s->rs_head_done = s->rs_started = s->rs_done = s->dechunk = s->up_reusable = false;
     s->o_chunked = s->o_done = false;
@@ -616,6 +617,39 @@ static GT_MUST_CHECK bool pump_request(gt_session *s)
 
 /* --- forwarding: response --- */
 
+/* The origin accepted a WebSocket upgrade: its 101 goes to the client, and both
+ * connections become a tunnel (net/tunnel.c), the session ends. Returns false (the
+ * session is gone). */
+static GT_MUST_CHECK bool websocket_switch(gt_session *s, const gt_http1_response *res,
+                                           size_t head_len)
+{
+    struct evbuffer *out = gt_stream_output(s->cs);
+    size_t before = evbuffer_get_length(out);
+    gt_proxy_switching_head(out, res);
+    s->bytes_out += evbuffer_get_length(out) - before;
+    evbuffer_drain(gt_stream_input(s->up->st), head_len);
+    s->status = 101;
+    unsigned idle = cfg_of(s)->tunnel_idle_timeout_ms;
+    char label[400];
+    snprintf(label, sizeof(label), "conn=%u client=%s host=%s websocket", s->id, s->client,
+             s->host);
+    uint64_t t0 = s->t0;
+    end_request(s); /* logged and counted as the 101 it is */
+    gt_upstream *up = s->up;
+    s->up = NULL;
+    gt_stream *cb = s->cs, *ob = up->st;
+    up->st = NULL;
+    gt_upstream_free(up);
+    s->cs = NULL;
+    evtimer_del(s->timer);
+    /* the tunnel takes over the client's connection slot (session_destroy subtracts it) */
+    atomic_fetch_add_explicit(&s->w->sh->counters.open_conns, 1, memory_order_relaxed);
+    gt_tunnel_start(s->w, cb, ob, idle, label, t0);
+    gt_stream_flush(cb);
+    session_destroy(s);
+    return false;
+}
+
 /* 1: the head is relayed; 0: not yet (or the request was answered with an error);
  * -1: the session is gone. */
 static GT_MUST_CHECK int parse_response_head(gt_session *s)
@@ -645,10 +679,13 @@ static GT_MUST_CHECK int parse_response_head(gt_session *s)
             snprintf(why, sizeof(why), "invalid response from upstream: %s", err.reason);
             return upstream_failed(s, 502, why) ? 0 : -1;
         }
-        if (res.status == 101)
+        if (res.status == 101) {
+            if (s->websocket && s->rq_done)
+                return websocket_switch(s, &res, (size_t)r) ? 0 : -1;
             return upstream_failed(s, 502, "upstream switched protocols without being asked")
                        ? 0
                        : -1;
+        }
         if (res.status < 200) {
             /* Interim responses: 100 only if the client asked for it, others (103) to
              * HTTP/1.1 clients; HTTP/1.0 clients cannot receive them (RFC 9110 §15.2). */
@@ -1616,8 +1653,9 @@ static GT_MUST_CHECK bool handle_request(gt_session *s, gt_http1_request *req, s
     }
     if (!s->head)
         s->head = evbuffer_new();
+    s->websocket = gt_proxy_is_websocket_upgrade(req);
     gt_proxy_request_head(s->head, req, &uri, cfg->forward_kind == GT_FORWARD_HTTP && !s->mitm,
-                          &s->rq, d);
+                          &s->rq, d, s->websocket);
     /* a page load: its product ids are read as it passes (before the head is drained:
      * req->target points into the input) */
     gt_free(&s->sniff_url);
@@ -1632,7 +1670,9 @@ static GT_MUST_CHECK bool handle_request(gt_session *s, gt_http1_request *req, s
     else
         gt_upstream_key(cfg, gt_slice_cstr(s->host), s->port, key, sizeof(key));
     /* inside interception, an origin whose HTTP/2 session is up serves this request too */
-    if (s->mitm && cfg->http2 && gt_h2o_ready(s->w, key, deny_loopback(s))) {
+    /* (a WebSocket upgrade needs an HTTP/1.1 connection: RFC 8441 towards origins is not
+     * spoken) */
+    if (s->mitm && cfg->http2 && !s->websocket && gt_h2o_ready(s->w, key, deny_loopback(s))) {
         evtimer_del(s->timer);
         if (forward_h2o(s, key))
             return true;

@@ -768,6 +768,114 @@ def h2_goaway_code(frames):
     return None
 
 
+
+class WsEcho:
+    """A WebSocket echo origin (RFC 6455, standard library only), plain or TLS: answers the
+    opening handshake with 101, then echoes every text or binary message, and answers a
+    close. Records the request heads it got."""
+
+    GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+    def __init__(self, cert=None, key=None):
+        import ssl
+        self.ctx = None
+        if cert:
+            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ctx.load_cert_chain(cert, key)
+            self.ctx.set_alpn_protocols(["http/1.1"])
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.heads = []
+        self.running = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while self.running:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def _recv_exact(c, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = c.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("eof")
+            buf += chunk
+        return buf
+
+    def _serve(self, c):
+        import base64
+        try:
+            if self.ctx:
+                c = self.ctx.wrap_socket(c, server_side=True)
+            c.settimeout(10)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = c.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            text = head.split(b"\r\n\r\n")[0].decode("latin-1")
+            self.heads.append(text)
+            fields = {l.split(":", 1)[0].strip().lower(): l.split(":", 1)[1].strip()
+                      for l in text.split("\r\n")[1:] if ":" in l}
+            if fields.get("upgrade", "").lower() != "websocket" or "sec-websocket-key" not in fields:
+                c.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                return
+            accept = base64.b64encode(hashlib.sha1(
+                (fields["sec-websocket-key"] + self.GUID).encode()).digest()).decode()
+            c.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                       f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").encode())
+            while True:
+                b0, b1 = self._recv_exact(c, 2)
+                op, n = b0 & 0x0f, b1 & 0x7f
+                if n == 126:
+                    n = int.from_bytes(self._recv_exact(c, 2), "big")
+                elif n == 127:
+                    n = int.from_bytes(self._recv_exact(c, 8), "big")
+                mask = self._recv_exact(c, 4) if b1 & 0x80 else b"\0\0\0\0"
+                data = bytes(x ^ mask[i % 4] for i, x in enumerate(self._recv_exact(c, n)))
+                if op == 8:
+                    c.sendall(b"\x88\x00")
+                    return
+                if op in (1, 2):
+                    c.sendall(ws_frame(op, data, masked=False))
+        except (OSError, ConnectionError, ValueError):
+            return
+        finally:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def stop(self):
+        self.running = False
+        self.sock.close()
+
+
+def ws_frame(op, data, masked=True):
+    """One final WebSocket frame; clients mask (RFC 6455 §5.3)."""
+    n = len(data)
+    head = bytes([0x80 | op])
+    mbit = 0x80 if masked else 0
+    if n < 126:
+        head += bytes([mbit | n])
+    elif n < 65536:
+        head += bytes([mbit | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([mbit | 127]) + n.to_bytes(8, "big")
+    if not masked:
+        return head + data
+    mask = os.urandom(4)
+    return head + mask + bytes(x ^ mask[i % 4] for i, x in enumerate(data))
+
+
 class Chromium:
     """Headless Debian Chromium driven over the DevTools protocol (a WebSocket on loopback;
     the client below is the standard library's sockets and RFC 6455 framing), so tests can

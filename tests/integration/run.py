@@ -26,7 +26,7 @@ from lib import (EchoOrigin, FakeDNS, Gretel, Nginx, Socks5Server, TlsOrigins, c
                  free_port, make_origin_certs, make_tls_certs, H2Raw, h2_frame, h2_goaway_code,
                  h2_request_block, hpack_fields, H2_HEADERS, H2_RST, H2_SETTINGS, H2_PING,
                  H2_CONT, H2_GOAWAY, H2_DATA,
-                 raw_exchange, rss_kb, wait_port, HERE, Chromium)
+                 raw_exchange, rss_kb, wait_port, HERE, Chromium, WsEcho, ws_frame)
 
 TESTS = []
 
@@ -2915,6 +2915,119 @@ def h2_early_answer_resets_the_unfinished_upload(env):
                        f"{origin}: next stream: {frames[-3:]}")
             finally:
                 c.close()
+
+
+def _ws_handshake(sock, target, host):
+    import base64
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\n"
+                  f"Upgrade: websocket\r\nSec-WebSocket-Key: {key}\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        c = sock.recv(4096)
+        if not c:
+            break
+        head += c
+    want = base64.b64encode(hashlib.sha1((key + WsEcho.GUID).encode()).digest())
+    return head, want
+
+
+def _ws_echo_once(sock, text):
+    sock.sendall(ws_frame(1, text))
+    got = b""
+    while len(got) < 2 + len(text):
+        c = sock.recv(4096)
+        if not c:
+            break
+        got += c
+    return got
+
+
+@test
+def websocket_upgrade_plain_and_intercepted(env):
+    """A WebSocket opening handshake is relayed as an upgrade and the connection becomes a
+    two-way tunnel: plain ws:// (absolute-form through the proxy) and wss:// inside
+    interception (HTTP/1.1, what browsers use for WebSockets), with messages echoed both
+    ways; a rule that blocks the host answers the handshake locally (no 101)."""
+    import ssl
+    m = env.mitm()
+    pki = os.path.dirname(env.ca)
+    plain = WsEcho()
+    tls = WsEcho(os.path.join(pki, "shop.pem"), os.path.join(pki, "shop.key"))
+    rules = _rules_file(env, "ws.rules", "block domain=ads.test\n")
+    try:
+        opts = env.mitm_opts([f"connect_ports={tls.port}", f"rules={rules}"])
+        with env.own_gretel(opts) as g:
+            s = socket.create_connection(("127.0.0.1", g.port), timeout=5)
+            head, want = _ws_handshake(s, f"http://ws.test:{plain.port}/chat", f"ws.test:{plain.port}")
+            expect(head.startswith(b"HTTP/1.1 101") and want in head, head)
+            got = _ws_echo_once(s, b"hello plain")
+            expect(got == b"\x81\x0bhello plain", got)
+            s.close()
+            expect("Connection: Upgrade" in plain.heads[-1] and "Upgrade: websocket" in plain.heads[-1],
+                   plain.heads[-1])
+            # inside interception
+            s = socket.create_connection(("127.0.0.1", g.port), timeout=5)
+            s.sendall(f"CONNECT shop.test:{tls.port} HTTP/1.1\r\nHost: shop.test:{tls.port}\r\n\r\n".encode())
+            r = b""
+            while b"\r\n\r\n" not in r:
+                r += s.recv(1)
+            ctx = ssl.create_default_context(cafile=m.gca)
+            ctx.set_alpn_protocols(["http/1.1"])
+            t = ctx.wrap_socket(s, server_hostname="shop.test")
+            head, want = _ws_handshake(t, "/chat", f"shop.test:{tls.port}")
+            expect(head.startswith(b"HTTP/1.1 101") and want in head, head)
+            got = _ws_echo_once(t, b"hello tls")
+            expect(got == b"\x81\x09hello tls", got)
+            t.close()
+            # blocked
+            s = socket.create_connection(("127.0.0.1", g.port), timeout=5)
+            head, _ = _ws_handshake(s, f"http://ads.test:{plain.port}/chat", f"ads.test:{plain.port}")
+            expect(not head.startswith(b"HTTP/1.1 101") and b"X-Gretel: block" in head, head)
+            s.close()
+            expect(g.wait_log("websocket"), g.log()[-600:])
+    finally:
+        plain.stop()
+        tls.stop()
+
+
+@test
+def chromium_websocket_through_interception(env):
+    """Headless Chromium opens `new WebSocket('wss://…')` from a page it loaded over
+    intercepted HTTP/2: the socket opens through gretel and a message comes back."""
+    m = env.mitm()
+    pki = os.path.dirname(env.ca)
+    tls = WsEcho(os.path.join(pki, "shop.pem"), os.path.join(pki, "shop.key"))
+    port = m.port["shop-h2"]
+    page = ('<html><body><p id="r">waiting</p><script>'
+            f'const ws = new WebSocket("wss://shop.test:{tls.port}/chat");'
+            'ws.onopen = () => ws.send("ping from chromium");'
+            'ws.onmessage = e => { document.getElementById("r").textContent = "echo:" + e.data; };'
+            'ws.onerror = () => { document.getElementById("r").textContent = "error"; };'
+            '</script></body></html>')
+    m.origins.write("ws.html", page.encode())
+    spki = [l.split(": ", 1)[1] for l in _ca(env, m.ca_dir, "show").stdout.splitlines()
+            if l.startswith("spki sha256")][0]
+    try:
+        with env.own_gretel(env.mitm_opts([f"connect_ports={tls.port}"])) as g:
+            c = Chromium(env.tmp, [f"--proxy-server={g.proxy}",
+                                   f"--ignore-certificate-errors-spki-list={spki}"])
+            try:
+                c.goto(f"https://shop.test:{port}/ws.html")
+                end = time.time() + 10
+                got = ""
+                while time.time() < end:
+                    got = c.eval("document.getElementById('r').textContent")
+                    if got != "waiting":
+                        break
+                    time.sleep(0.1)
+                expect(got == "echo:ping from chromium", f"{got}: {g.log()[-600:]}")
+                expect(g.wait_log("status=101"), g.log()[-600:])
+            finally:
+                c.close()
+    finally:
+        tls.stop()
 
 
 def main():
