@@ -33,6 +33,10 @@ def get(url, host, extra=b""):
 
 
 OK5 = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+WS_HEAD = (b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n")
+WS_101 = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
 CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n"
 HTML = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 96\r\n\r\n"
         b'<html><script type="application/ld+json">{"@type":"Product","gtin13":"4006381333931"}'
@@ -82,6 +86,10 @@ proxy = {
     "connect-mitm-not-tls": bytes([MITM]) + C(
         b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\nSSH-2.0-x\r\n") + O(b"x"),
     "half-close-after-request": bytes([0]) + C(get("http://a.test/", "a.test")) + CSHUT() + O(OK5),
+    # a WebSocket upgrade: 101, then frames both ways through the tunnel it becomes
+    "websocket-upgrade": bytes([0]) + C(get("http://a.test/ws", "a.test", WS_HEAD)) + O(WS_101) +
+                         C(b"\x81\x85\x00\x00\x00\x00hello") + O(b"\x81\x05hello") + OCLOSE(),
+    "websocket-refused": bytes([0]) + C(get("http://a.test/ws", "a.test", WS_HEAD)) + O(OK5),
 }
 
 SETTINGS = h2_frame(H2_SETTINGS, 0, 0)
@@ -121,6 +129,8 @@ proxy_h2 = {
         SETTINGS + SACK + hdrs(1, [(":status", "200")])),
     "h1-inside-h1-origin": bytes([CLIENT_H1 | ORIGIN_H1]) + C(get("/", "a.test") + get("/2", "a.test"))
                            + O(OK5 + CHUNKED),
+    "h1-inside-websocket": bytes([CLIENT_H1 | ORIGIN_H1]) + C(get("/ws", "a.test", WS_HEAD)) + O(WS_101)
+                           + C(b"\x81\x85\x00\x00\x00\x00hello") + O(b"\x81\x05hello"),
     "h1-inside-host-mismatch": bytes([CLIENT_H1 | ORIGIN_H1 | RULES]) + C(
         get("/", "ads.test") + get("/", "a.test/x")) + O(OK5),
 }
