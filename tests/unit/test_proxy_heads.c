@@ -44,7 +44,7 @@ static char *head_with(const char *raw, bool absolute, const gt_decision *d)
     gt_http1_body b;
     assert_int_equal(gt_http1_request_body(&req, &b, &err), 0);
     struct evbuffer *out = evbuffer_new();
-    gt_proxy_request_head(out, &req, &uri, absolute, &b, d);
+    gt_proxy_request_head(out, &req, &uri, absolute, &b, d, gt_proxy_is_websocket_upgrade(&req));
     return drain_str(out);
 }
 
@@ -75,6 +75,57 @@ static void test_request_head_rewrites(void **st)
     s = head_with("GET http://o.example/ HTTP/1.1\r\nHost: o.example\r\nCookie: tid=2\r\n\r\n",
                   false, &d);
     assert_null(strstr(s, "Cookie"));
+    free(s);
+    /* trim-referer keeps scheme and authority, never userinfo, and drops an origin longer
+     * than any real one (a 20,000-byte userinfo overflowed a stack buffer before) */
+    d.hdr_ops[0] = (gt_hdr_op){.kind = GT_HDR_TRIM_REFERER, .name = GT_S("referer")};
+    d.nhdr_ops = 1;
+    s = head_with("GET http://o.example/ HTTP/1.1\r\nHost: o.example\r\n"
+                  "Referer: http://user:pw@news.example:8080/a?b\r\n\r\n", false, &d);
+    assert_non_null(strstr(s, "\r\nReferer: http://news.example:8080/\r\n"));
+    free(s);
+    size_t n = 20000;
+    char *raw = malloc(n + 200);
+    int k = snprintf(raw, n + 200, "GET http://o.example/ HTTP/1.1\r\nHost: o.example\r\n"
+                                   "Referer: http://");
+    memset(raw + k, 'u', n);
+    memcpy(raw + k + n, "@news.example/x\r\n\r\n", sizeof("@news.example/x\r\n\r\n"));
+    s = head_with(raw, false, &d);
+    assert_non_null(strstr(s, "\r\nReferer: http://news.example/\r\n"));
+    free(s);
+    k = snprintf(raw, n + 200, "GET http://o.example/ HTTP/1.1\r\nHost: o.example\r\n"
+                               "Referer: http://");
+    memset(raw + k, 'h', 700);
+    memcpy(raw + k + 700, ".example/x\r\n\r\n", sizeof(".example/x\r\n\r\n"));
+    s = head_with(raw, false, &d);
+    assert_null(strstr(s, "Referer"));
+    free(s);
+    free(raw);
+}
+
+/* A WebSocket opening handshake keeps its upgrade for the next hop; other upgrades (h2c)
+ * and Connection-listed fields go. */
+static void test_websocket_upgrade_head(void **st)
+{
+    (void)st;
+    char *s = head_for("GET http://o.example/ws HTTP/1.1\r\nHost: o.example\r\n"
+                       "Connection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n"
+                       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                       "Sec-WebSocket-Version: 13\r\n\r\n", false);
+    assert_string_equal(s, "GET /ws HTTP/1.1\r\nHost: o.example\r\n"
+                           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                           "Sec-WebSocket-Version: 13\r\n"
+                           "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    free(s);
+    s = head_for("GET http://o.example/ HTTP/1.1\r\nHost: o.example\r\n"
+                 "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+                 "HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n", false);
+    assert_string_equal(s, "GET / HTTP/1.1\r\nHost: o.example\r\n\r\n");
+    free(s);
+    s = head_for("POST http://o.example/ws HTTP/1.1\r\nHost: o.example\r\n"
+                 "Connection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 0\r\n\r\n",
+                 false);
+    assert_null(strstr(s, "Upgrade"));
     free(s);
 }
 
@@ -236,6 +287,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_head),
         cmocka_unit_test(test_request_head_rewrites),
+        cmocka_unit_test(test_websocket_upgrade_head),
         cmocka_unit_test(test_block_response),
         cmocka_unit_test(test_request_head_absolute_and_body),
         cmocka_unit_test(test_response_head),
