@@ -23,15 +23,30 @@ for s in "${suites[@]}"; do
     for t in build/test/test_*; do [ -x "$t" ] && run "unit:$(basename "$t")" "$t"; done ;;
   fuzz)
     secs=${FUZZ_SECONDS:-5}
-    echo "== fuzzers (libFuzzer, ${secs}s each)"
-    for f in build/fuzz/fuzz_*; do
-      [ -x "$f" ] || continue
-      n=$(basename "$f"); corpus=tests/fuzz/corpus/${n#fuzz_}; work=build/fuzz/work-${n#fuzz_}
+    jobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
+    echo "== fuzzers (libFuzzer, ${secs}s each, $jobs at a time)"
+    # Each fuzzer gets its full time; they run side by side, one per core, and report in
+    # order once all have ended.
+    fz=(); for f in build/fuzz/fuzz_*; do [ -x "$f" ] && fz+=("$f"); done
+    fuzz_one() { # fuzzer -> writes build/fuzz/NAME.rc
+      local f=$1 n; n=$(basename "$f")
+      local corpus=tests/fuzz/corpus/${n#fuzz_} work=build/fuzz/work-${n#fuzz_}
       mkdir -p "$work"
-      dict=(); [ -f "tests/fuzz/${n#fuzz_}.dict" ] && dict=(-dict="tests/fuzz/${n#fuzz_}.dict")
-      if "$f" -max_total_time="$secs" -print_final_stats=0 -artifact_prefix=build/fuzz/ \
-           "${dict[@]}" "$work" "$corpus" \
-           >"build/fuzz/$n.log" 2>&1; then
+      local dict=(); [ -f "tests/fuzz/${n#fuzz_}.dict" ] && dict=(-dict="tests/fuzz/${n#fuzz_}.dict")
+      "$f" -max_total_time="$secs" -print_final_stats=0 -artifact_prefix=build/fuzz/ \
+        "${dict[@]}" "$work" "$corpus" >"build/fuzz/$n.log" 2>&1
+      echo $? >"build/fuzz/$n.rc"
+    }
+    running=0
+    for f in "${fz[@]}"; do
+      fuzz_one "$f" &
+      running=$((running+1))
+      if [ "$running" -ge "$jobs" ]; then wait -n; running=$((running-1)); fi
+    done
+    wait
+    for f in "${fz[@]}"; do
+      n=$(basename "$f")
+      if [ "$(cat "build/fuzz/$n.rc" 2>/dev/null)" = 0 ]; then
         echo "[  PASSED  ] $n: $(grep -Eo 'Done [0-9]+ runs' "build/fuzz/$n.log" | tail -1)"
         pass=$((pass+1))
       else
