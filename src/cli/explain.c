@@ -159,6 +159,36 @@ static void explain_one(const gt_ruleset *rs, const gt_abp_set *lists, const gt_
     gt_rules_scratch_free(sc);
 }
 
+/* Reads a request body for --body: a file, or standard input for "-"; at most max + 1
+ * bytes are kept (enough to know it is larger than the proxy would read ahead). */
+static int read_body(const char *path, size_t max, char **out, size_t *len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "gretel explain: --body %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    size_t cap = max + 1, n = 0;
+    char *buf = gt_xmalloc(cap + 1);
+    for (;;) {
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0 || n == cap)
+            break;
+    }
+    bool bad = ferror(f);
+    if (f != stdin)
+        fclose(f);
+    if (bad) {
+        fprintf(stderr, "gretel explain: --body %s: read error\n", path);
+        free(buf);
+        return -1;
+    }
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
 int gt_cmd_explain(int argc, char **argv)
 {
     gt_cli_opts o;
@@ -171,6 +201,9 @@ int gt_cmd_explain(int argc, char **argv)
     gt_diags d;
     gt_diags_init(&d);
     const char *batch = NULL, *url = NULL, *referer = "", *type = "", *method = "";
+    const char *body_file = NULL;
+    char *body = NULL;
+    size_t body_len = 0;
     int code = gt_cli_parse(argc, argv, &o);
     if (code)
         goto out;
@@ -180,6 +213,7 @@ int gt_cmd_explain(int argc, char **argv)
                            : strcmp(a, "--referer") == 0 ? &referer
                            : strcmp(a, "--type") == 0    ? &type
                            : strcmp(a, "--method") == 0  ? &method
+                           : strcmp(a, "--body") == 0    ? &body_file
                                                          : NULL;
         if (dst) {
             if (i + 1 >= o.nargs) {
@@ -198,7 +232,7 @@ int gt_cmd_explain(int argc, char **argv)
     }
     if (!batch == !url) {
         fprintf(stderr, "usage: gretel explain [-c FILE] [-o KEY=VALUE]... URL [--referer URL] "
-                        "[--type TYPE] [--method M]\n"
+                        "[--type TYPE] [--method M] [--body FILE-OR-DASH]\n"
                         "       gretel explain [-c FILE] [-o KEY=VALUE]... --batch FILE-OR-DASH\n");
         code = 2;
         goto out;
@@ -222,6 +256,14 @@ int gt_cmd_explain(int argc, char **argv)
         code = run_batch(batch, rs, lists, psl, store);
         goto out;
     }
+    /* --body: what the proxy would read ahead for body~ rules (a POST unless --method says
+     * otherwise); a body past body_inspect_max is decided without it, as in the proxy */
+    if (body_file && read_body(body_file, cfg->body_inspect_max, &body, &body_len) < 0) {
+        code = 2;
+        goto out;
+    }
+    if (body_file && !method[0])
+        method = "POST";
     gt_rules_request rq;
     gt_cli_url_parts up;
     const char *why = NULL;
@@ -232,9 +274,17 @@ int gt_cmd_explain(int argc, char **argv)
         code = 2;
         goto out;
     }
+    if (body_file && body_len > cfg->body_inspect_max) {
+        printf("body      %zu bytes: larger than body_inspect_max (%u), decided without it, as "
+               "the proxy does\n", body_len, cfg->body_inspect_max);
+    } else if (body_file) {
+        rq.body = gt_slice_make(body, body_len);
+        printf("body      %zu bytes, seen by body~ conditions\n", body_len);
+    }
     explain_one(rs, lists, psl, store, &rq, su);
     code = 0;
 out:
+    free(body);
     gt_store_close(store);
     gt_abp_set_free(lists);
     gt_ruleset_release(rs);

@@ -59,12 +59,13 @@ int gt_cmd_help(int argc, char **argv)
     }
     if (argc > 0 && strcmp(argv[0], "explain") == 0) {
         printf("usage: gretel explain [-c FILE] [-o KEY=VALUE]... URL [--referer URL]\n"
-               "                      [--type TYPE] [--method M]\n"
+               "                      [--type TYPE] [--method M] [--body FILE-OR-DASH]\n"
                "       gretel explain [-c FILE] [-o KEY=VALUE]... --batch FILE-OR-DASH\n"
                "Prints the decision for a request: action, the deciding rule (file:line and\n"
                "text) with every condition it evaluated, the rule an allow overrides, the\n"
                "local response, product keys (and whether bought), rewrites, log rules.\n"
                "--method CONNECT shows what an HTTPS request (host only) gets.\n"
+               "--body gives the request that body for body~ rules (a POST by default).\n"
                "--batch reads URL<TAB>REFERER<TAB>TYPE[<TAB>METHOD] lines and prints\n"
                "DECISION<TAB>RULE<TAB>PRODUCT-KEYS<TAB>URL per line, rules loaded once.\n"
                "TYPE: document subdocument script image stylesheet xmlhttprequest ping media\n"

@@ -34,6 +34,21 @@ for c in tests/golden/explain/*.cmd; do
     ok "explain golden $name"
   else bad "explain golden $name"; cat "$tmp/$name.diff"; fi
 done
+# explain --body: a body~ rule tested the way its author would, from a file and from stdin;
+# a body past body_inspect_max is decided without it, as the proxy does
+printf 'block domain=shop.example method=POST body~item_id=123\n' >"$tmp/body.rules"
+printf 'en=purchase&item_id=123' >"$tmp/body.txt"
+b1=$("$bin" explain -o "store=$tmp/store" -o lists= -o "rules=$tmp/body.rules" \
+     https://shop.example/collect --body "$tmp/body.txt" 2>&1)
+b2=$(printf 'en=purchase&item_id=9' | "$bin" explain -o "store=$tmp/store" -o lists= \
+     -o "rules=$tmp/body.rules" https://shop.example/collect --body - 2>&1)
+b3=$("$bin" explain -o "store=$tmp/store" -o lists= -o "rules=$tmp/body.rules" \
+     -o body_inspect_max=8 https://shop.example/collect --body "$tmp/body.txt" 2>&1)
+if grep -q "^decision  block" <<<"$b1" && grep -q "^body      23 bytes, seen" <<<"$b1" \
+   && grep -q "^decision  pass" <<<"$b2" && grep -q "^request   POST" <<<"$b2" \
+   && grep -q "larger than body_inspect_max (8)" <<<"$b3" && grep -q "^decision  pass" <<<"$b3"; then
+  ok "explain --body FILE and --body -: body~ rules decided on it, past body_inspect_max without"
+else bad "explain --body"; printf '%s\n---\n%s\n---\n%s\n' "$b1" "$b2" "$b3"; fi
 if "$bin" explain -o "store=$tmp/store" -o lists= -o rules=tests/golden/explain/golden.rules --batch tests/golden/explain/batch.tsv \
      >"$tmp/batch.out" 2>/dev/null && diff -u tests/golden/explain/batch.out "$tmp/batch.out"; then
   ok "explain --batch golden"
