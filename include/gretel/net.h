@@ -61,6 +61,9 @@ typedef struct {
     atomic_ullong decisions[GT_CTR_DECISIONS];
     atomic_ullong upstream_kind[GT_UPERR_KINDS];
     atomic_ullong reloads_ok, reloads_failed;
+    /* requests with a body that body~ rules wanted but did not see (chunked or HTTP/2
+     * without Content-Length, larger than body_inspect_max, Expect: 100-continue) */
+    atomic_ullong bodies_not_inspected;
 } gt_counters;
 
 /* Counts a finished request under its log word ("pass", "block", ...). */

@@ -37,6 +37,10 @@ void ctl_metrics(ctl_ctx *x)
     for (int i = 0; i < GT_UPERR_KINDS; i++)
         evbuffer_add_printf(b, "gretel_upstream_errors_total{kind=\"%s\"} %llu\n",
                             gt_counters_upstream_names[i], ld(&c->upstream_kind[i]));
+    family(b, "gretel_bodies_not_inspected_total", "counter",
+           "Request bodies body~ rules did not see (chunked, over body_inspect_max, ...).");
+    evbuffer_add_printf(b, "gretel_bodies_not_inspected_total %llu\n",
+                        ld(&c->bodies_not_inspected));
     family(b, "gretel_reloads_total", "counter", "Configuration, rule and list reloads.");
     evbuffer_add_printf(b, "gretel_reloads_total{result=\"ok\"} %llu\n", ld(&c->reloads_ok));
     evbuffer_add_printf(b, "gretel_reloads_total{result=\"failed\"} %llu\n",

@@ -880,15 +880,20 @@ static bool wants_body(const h2stream *h)
     if (!gt_ruleset_wants_body(snap->rules) || cfg->body_inspect_max == 0)
         return false;
     size_t max = cfg->body_inspect_max < cfg->h2_window ? cfg->body_inspect_max : cfg->h2_window;
+    bool ok = false;
     for (size_t i = 0; i < h->nf; i++) {
         gt_slice n = gt_slice_make(h->hbuf + h->f[i].n, h->f[i].nl);
         if (!gt_slice_eq(n, GT_S("content-length")))
             continue;
         uint64_t v;
         gt_slice val = gt_slice_trim(gt_slice_make(h->hbuf + h->f[i].v, h->f[i].vl));
-        return gt_parse_u64(val, UINT64_MAX / 2, &v) == 0 && v > 0 && v <= max;
+        ok = gt_parse_u64(val, UINT64_MAX / 2, &v) == 0 && v > 0 && v <= max;
+        break;
     }
-    return false;
+    if (!ok) /* a body (the stream is open) the body~ rules will not see: /metrics says */
+        atomic_fetch_add_explicit(&h->c->w->sh->counters.bodies_not_inspected, 1,
+                                  memory_order_relaxed);
+    return ok;
 }
 
 /* After a request decided on its read-ahead body: a local answer drops the body (its

@@ -1692,10 +1692,11 @@ static GT_MUST_CHECK bool handle_request(gt_session *s, gt_http1_request *req, s
     return true;
 }
 
-/* Whether to read a request's body before deciding: -1 no, 0 not all here yet, else its
- * length (all in the buffer). Only Content-Length bodies up to body_inspect_max, only when
- * some rule has a body~ condition, and never for Expect: 100-continue (the client waits
- * for us before sending). */
+/* Whether to read a request's body before deciding: -1 no, -2 no although body~ rules
+ * would look at it (counted: /metrics), 0 not all here yet, else its length (all in the
+ * buffer). Only Content-Length bodies up to body_inspect_max, only when some rule has a
+ * body~ condition, and never for Expect: 100-continue (the client waits for us before
+ * sending). */
 static bool is_self_request(gt_session *s, const gt_http1_request *req);
 
 static long body_wanted(gt_session *s, const gt_http1_request *req, size_t head_len,
@@ -1712,9 +1713,11 @@ static long body_wanted(gt_session *s, const gt_http1_request *req, size_t head_
         max = snap->cfg->body_inspect_max;
     gt_http1_body b;
     gt_http1_error err;
-    if (gt_http1_request_body(req, &b, &err) < 0 || b.framing != GT_BODY_LENGTH ||
-        b.length == 0 || b.length > max || b.expect_continue)
+    if (gt_http1_request_body(req, &b, &err) < 0 || b.framing == GT_BODY_NONE ||
+        (b.framing == GT_BODY_LENGTH && b.length == 0))
         return -1;
+    if (b.framing != GT_BODY_LENGTH || b.length > max || b.expect_continue)
+        return -2;
     if (have >= head_len + b.length)
         return (long)b.length;
     return s->client_eof ? -1 : 0;
@@ -1812,6 +1815,9 @@ static bool process_heads(gt_session *s)
         long want = body_wanted(s, &req, (size_t)r, len);
         if (want == 0)
             return true; /* wait for the rest of the body (header deadline is running) */
+        if (want == -2)
+            atomic_fetch_add_explicit(&s->w->sh->counters.bodies_not_inspected, 1,
+                                      memory_order_relaxed);
         s->body_view = GT_S("");
         if (want > 0) {
             size_t total = (size_t)r + (size_t)want;

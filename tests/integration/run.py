@@ -2841,6 +2841,22 @@ def body_rules_on_every_path(env):
                 expect(rc == 0 and re.search(rb"HTTP/[12](\.1)? 200", out) is not None and
                        re.search(rb"(?i)x-gretel: block", out) is None,
                        f"{origin} {proto} (allowed): {out[:300]!r} {err}")
+        # bodies the rules cannot see are decided on the head, and counted: a chunked upload
+        # and one past body_inspect_max (64 KiB), on HTTP/1.1 and HTTP/2
+        big = os.path.join(env.tmp, "big-beacon.txt")
+        with open(big, "wb") as f:
+            f.write(b"item_id=123&" + b"x" * 70000)
+        url = f"https://shop.test:{m.port['shop']}/post"
+        for proto in ("--http1.1", "--http2"):
+            rc, out, err = curl(proto, "-i", "--cacert", m.gca, "--data-binary", f"@{big}", url,
+                                proxy=g.proxy)
+            expect(rc == 0 and re.search(rb"(?i)x-gretel: block", out) is None, out[:200])
+        rc, out, err = curl("--http1.1", "-i", "--cacert", m.gca, "-H", "Transfer-Encoding: chunked",
+                            "--data-binary", "item_id=123", url, proxy=g.proxy)
+        expect(rc == 0 and re.search(rb"(?i)x-gretel: block", out) is None, out[:200])
+        rc, out, err = curl(f"http://127.0.0.1:{g.port}/metrics")
+        m2 = re.search(rb"gretel_bodies_not_inspected_total (\d+)", out)
+        expect(m2 and int(m2.group(1)) >= 3, out[-600:])
 
 
 @test
