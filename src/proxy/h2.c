@@ -236,6 +236,22 @@ static void submit(h2stream *h, int status, const nghttp2_nv *extra, size_t next
     nghttp2_submit_response(h->c->ng, h->id, nv, n, body ? &prd : NULL);
 }
 
+/* An interim response (100 Continue, 103 Early Hints) before the final head; 101 never
+ * (HTTP/2 has no upgrade). */
+static void submit_interim(h2stream *h, int status, const nghttp2_nv *extra, size_t nextra)
+{
+    if (status == 101 || h->rs_submitted)
+        return;
+    nghttp2_nv nv[MAX_FIELDS + 4];
+    char st[8];
+    snprintf(st, sizeof(st), "%d", status);
+    nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)st, 7, strlen(st), NGHTTP2_NV_FLAG_NONE};
+    size_t n = 1;
+    for (size_t i = 0; i < nextra && n < MAX_FIELDS + 4; i++)
+        nv[n++] = extra[i];
+    nghttp2_submit_headers(h->c->ng, NGHTTP2_FLAG_NONE, h->id, NULL, nv, n, NULL);
+}
+
 #define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
 
 /* Answers a stream locally: the body is copied into the stream's buffer. */
@@ -352,6 +368,37 @@ static void upstream_failed(h2stream *h, int status, const char *why)
 
 /* The origin's response head, as HTTP/2 fields: lower-case names, no connection-specific
  * fields (RFC 9113 §8.2.2), no Alt-Svc (QUIC would leave the proxy), framing by DATA. */
+/* An HTTP/1.1 response's fields as HTTP/2 fields: lower-case names (into nb->lower), no
+ * connection-specific fields (RFC 9113 §8.2.2) or fields Connection lists, no Alt-Svc;
+ * Content-Length only when keep_cl (it describes the DATA that follows). */
+static size_t h2_fields(const gt_http1_header *hdrs, size_t n, bool keep_cl, nvbuf *nb)
+{
+    size_t lo = 0, nn = 0;
+    bool lists_others = false;
+    for (size_t i = 0; i < n; i++)
+        if (gt_slice_caseeq(hdrs[i].name, GT_S("connection")) &&
+            !gt_slice_caseeq(gt_slice_trim(hdrs[i].value), GT_S("close")) &&
+            !gt_slice_caseeq(gt_slice_trim(hdrs[i].value), GT_S("keep-alive")))
+            lists_others = true;
+    for (size_t i = 0; i < n && nn < MAX_FIELDS; i++) {
+        gt_slice name = hdrs[i].name;
+        if (gt_http1_is_hop_by_hop(name) || gt_slice_caseeq(name, GT_S("transfer-encoding")) ||
+            gt_slice_caseeq(name, GT_S("alt-svc")) ||
+            (lists_others && gt_http1_connection_lists(hdrs, n, name)))
+            continue;
+        if (gt_slice_caseeq(name, GT_S("content-length")) && !keep_cl)
+            continue;
+        if (lo + name.len > sizeof(nb->lower))
+            break;
+        for (size_t k = 0; k < name.len; k++)
+            nb->lower[lo + k] = gt_ascii_lower(name.p[k]);
+        nb->nv[nn++] = (nghttp2_nv){(uint8_t *)nb->lower + lo, (uint8_t *)hdrs[i].value.p,
+                                    name.len, hdrs[i].value.len, NGHTTP2_NV_FLAG_NONE};
+        lo += name.len;
+    }
+    return nn;
+}
+
 static bool response_head(h2stream *h)
 {
     const gt_config *cfg = cfg_of(h);
@@ -382,42 +429,22 @@ static bool response_head(h2stream *h)
             return false;
         }
         if (res.status < 200) {
-            evbuffer_drain(in, (size_t)r); /* interim responses are not relayed over h2 */
+            /* interim responses (100, 103 Early Hints) go on as non-final HEADERS */
+            nvbuf *nb = gt_xmalloc(sizeof(*nb));
+            size_t nn = h2_fields(hdrs, res.num_headers, false, nb);
+            submit_interim(h, res.status, nb->nv, nn);
+            free(nb);
+            evbuffer_drain(in, (size_t)r);
             continue;
         }
         if (gt_http1_response_body(&res, h->is_head, &h->rs, &err) < 0) {
             upstream_failed(h, 502, err.reason);
             return false;
         }
-        /* names lower-cased into one buffer the nv array points into (heap: 26 KB) */
         nvbuf *nb = gt_xmalloc(sizeof(*nb));
-        char *lower = nb->lower;
-        size_t lo = 0;
+        bool keep_cl = h->rs.framing == GT_BODY_LENGTH || h->is_head || res.status == 304;
+        size_t nn = h2_fields(hdrs, res.num_headers, keep_cl, nb);
         nghttp2_nv *nv = nb->nv;
-        size_t nn = 0;
-        bool lists_others = false;
-        for (size_t i = 0; i < res.num_headers; i++)
-            if (gt_slice_caseeq(hdrs[i].name, GT_S("connection")) &&
-                !gt_slice_caseeq(gt_slice_trim(hdrs[i].value), GT_S("close")) &&
-                !gt_slice_caseeq(gt_slice_trim(hdrs[i].value), GT_S("keep-alive")))
-                lists_others = true;
-        for (size_t i = 0; i < res.num_headers && nn < MAX_FIELDS; i++) {
-            gt_slice name = hdrs[i].name;
-            if (gt_http1_is_hop_by_hop(name) || gt_slice_caseeq(name, GT_S("transfer-encoding")) ||
-                gt_slice_caseeq(name, GT_S("alt-svc")) ||
-                (lists_others && gt_http1_connection_lists(hdrs, res.num_headers, name)))
-                continue;
-            if (gt_slice_caseeq(name, GT_S("content-length")) && h->rs.framing != GT_BODY_LENGTH &&
-                !(h->is_head || res.status == 304))
-                continue;
-            if (lo + name.len > sizeof(nb->lower))
-                break;
-            for (size_t k = 0; k < name.len; k++)
-                lower[lo + k] = gt_ascii_lower(name.p[k]);
-            nv[nn++] = (nghttp2_nv){(uint8_t *)lower + lo, (uint8_t *)hdrs[i].value.p, name.len,
-                                    hdrs[i].value.len, NGHTTP2_NV_FLAG_NONE};
-            lo += name.len;
-        }
         h->rs_head_done = true;
         h->up_reusable = !h->rs.conn_close && !(res.minor_version == 0 && !h->rs.conn_keep_alive) &&
                          h->rs.framing != GT_BODY_EOF && !h->rs.had_cl_and_te;
@@ -664,8 +691,15 @@ static ssize_t o_body(void *arg, uint8_t *buf, size_t len, bool *eof)
     return n;
 }
 
+static void o_interim(void *arg, int status, const nghttp2_nv *nv, size_t n)
+{
+    h2stream *h = arg;
+    submit_interim(h, status, nv, n);
+    conn_flush_soon(h->c);
+}
+
 static const gt_h2o_cbs o_cbs = {o_head, o_data, o_trailers, o_end, o_closed, o_fail, o_fallback,
-                                 o_body};
+                                 o_body, o_interim};
 
 /* Sends the request over the origin's HTTP/2 session. The head is the HTTP/1.1 head gretel
  * built (rules' rewrites applied), read back into HTTP/2 fields, so both paths forward the

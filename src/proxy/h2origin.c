@@ -182,7 +182,7 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
 
 /* Hands the collected fields over. The callee may cancel (free) r: nothing here touches r
  * after the call, and the fields it reads live in r's buffer until then. */
-static void deliver_fields(gt_h2o_req *r, bool trailers, bool end)
+static void deliver_fields(gt_h2o_req *r, bool trailers, bool end, bool interim)
 {
     nghttp2_nv nv[128];
     size_t n = r->nf;
@@ -194,7 +194,9 @@ static void deliver_fields(gt_h2o_req *r, bool trailers, bool end)
     const gt_h2o_cbs *cbs = r->cbs;
     void *arg = r->arg;
     int status = r->status;
-    if (trailers) {
+    if (interim) {
+        cbs->interim(arg, status, nv, n);
+    } else if (trailers) {
         cbs->trailers(arg, nv, n);
         if (end)
             cbs->end(arg);
@@ -217,15 +219,20 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
     if (end)
         r->remote_end = true;
     if (frame->hd.type == NGHTTP2_HEADERS) {
-        if (frame->headers.cat == NGHTTP2_HCAT_RESPONSE) {
+        /* the first HEADERS is HCAT_RESPONSE; after an interim (1xx) one, nghttp2 files the
+         * final head under HCAT_HEADERS, like trailers: what was seen tells them apart */
+        if (frame->headers.cat != NGHTTP2_HCAT_RESPONSE &&
+            frame->headers.cat != NGHTTP2_HCAT_HEADERS)
+            return 0;
+        if (!r->head_seen) {
             if (r->status >= 100 && r->status < 200) {
-                r->nf = r->hlen = 0; /* interim: not relayed */
+                deliver_fields(r, false, false, true); /* interim: relayed, the head follows */
                 return 0;
             }
             r->head_seen = true;
-            deliver_fields(r, false, end);
-        } else if (frame->headers.cat == NGHTTP2_HCAT_HEADERS && r->head_seen) {
-            deliver_fields(r, true, end);
+            deliver_fields(r, false, end, false);
+        } else {
+            deliver_fields(r, true, end, false);
         }
         return 0;
     }

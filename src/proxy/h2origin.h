@@ -23,6 +23,8 @@ typedef struct {
     /* request body: copies up to len bytes, sets *eof after the last; 0 without eof means
      * "nothing yet" (call gt_h2o_resume_body when there is) */
     ssize_t (*body)(void *arg, uint8_t *buf, size_t len, bool *eof);
+    /* an interim response (100 Continue, 103 Early Hints) before the head */
+    void (*interim)(void *arg, int status, const nghttp2_nv *nv, size_t n);
 } gt_h2o_cbs;
 
 /* Sends a request to the origin's shared HTTP/2 session (connecting it, ALPN h2, if there

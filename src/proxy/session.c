@@ -1079,8 +1079,27 @@ static ssize_t o_body(void *arg, uint8_t *buf, size_t len, bool *eof)
     return n;
 }
 
+/* An interim response from the HTTP/2 origin: as parse_response_head relays them from an
+ * HTTP/1.1 one (100 only when asked for, none to HTTP/1.0 clients, RFC 9110 §15.2). */
+static void o_interim(void *arg, int status, const nghttp2_nv *nv, size_t n)
+{
+    gt_session *s = arg;
+    if (s->client_10 || status == 101 || (status == 100 && !s->rq.expect_continue))
+        return;
+    struct evbuffer *out = gt_stream_output(s->cs);
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, gt_http_reason(status));
+    for (size_t i = 0; i < n; i++) {
+        evbuffer_add(out, nv[i].name, nv[i].namelen);
+        evbuffer_add(out, ": ", 2);
+        evbuffer_add(out, nv[i].value, nv[i].valuelen);
+        evbuffer_add(out, "\r\n", 2);
+    }
+    evbuffer_add(out, "\r\n", 2);
+    gt_stream_flush(s->cs);
+}
+
 static const gt_h2o_cbs o_cbs = {o_head, o_data, o_trailers, o_end, o_closed, o_fail, o_fallback,
-                                 o_body};
+                                 o_body, o_interim};
 
 /* An HTTP/1.1 request inside interception, over the origin's HTTP/2 session (one is up
  * already, verified). The head gretel built is read back into HTTP/2 fields. */

@@ -2663,13 +2663,16 @@ def config_limits_fit_the_read_buffer(env):
 
 class _RstOrigin:
     """A TLS origin speaking HTTP/2 by hand: every request gets its response head (200, no
-    length), 7 bytes of body, then RST_STREAM(NO_ERROR) before END_STREAM."""
+    length), 7 bytes of body, then RST_STREAM(NO_ERROR) before END_STREAM (or what
+    `answer(sid)` returns)."""
 
-    def __init__(self, cert, key):
+    def __init__(self, cert, key, answer=None, alpn="h2"):
+        self.answer = answer
         import ssl
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(cert, key)
-        self.ctx.set_alpn_protocols(["h2"])
+        self.ctx.set_alpn_protocols([alpn])
+        self.alpn = alpn
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -2692,6 +2695,15 @@ class _RstOrigin:
             t = self.ctx.wrap_socket(c, server_side=True)
             t.settimeout(5)
             buf = b""
+            if self.alpn == "http/1.1":  # one HTTP/1.1 answer per request head
+                while True:
+                    while b"\r\n\r\n" not in buf:
+                        chunk = t.recv(65536)
+                        if not chunk:
+                            return
+                        buf += chunk
+                    buf = buf.split(b"\r\n\r\n", 1)[1]
+                    t.sendall(self.answer(0))
             while len(buf) < 24:
                 buf += t.recv(65536)
             buf = buf[24:]
@@ -2704,6 +2716,8 @@ class _RstOrigin:
                     buf = buf[9 + n:]
                     if ftype == H2_SETTINGS and not flags & 1:
                         t.sendall(h2_frame(H2_SETTINGS, 1, 0))
+                    elif ftype == H2_HEADERS and self.answer:
+                        t.sendall(self.answer(sid))
                     elif ftype == H2_HEADERS:
                         t.sendall(h2_frame(H2_HEADERS, 4, sid, hpack_fields([(":status", "200")])) +
                                   h2_frame(H2_DATA, 0, sid, b"partial") +
@@ -3044,6 +3058,38 @@ def chromium_websocket_through_interception(env):
                 c.close()
     finally:
         tls.stop()
+
+
+@test
+def early_hints_on_every_path(env):
+    """103 Early Hints before the final response reach the client over HTTP/1.1 and HTTP/2
+    inside interception, from origins speaking HTTP/1.1 or HTTP/2 (they were dropped on
+    every HTTP/2 leg, and an HTTP/2 origin's final head after one was lost)."""
+    m = env.mitm()
+    pki = os.path.dirname(env.ca)
+    cert, key = os.path.join(pki, "shop.pem"), os.path.join(pki, "shop.key")
+    h1 = _RstOrigin(cert, key, alpn="http/1.1", answer=lambda sid: (
+        b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"))
+    h2 = _RstOrigin(cert, key, answer=lambda sid: (
+        h2_frame(H2_HEADERS, 4, sid, hpack_fields([(":status", "103"),
+                                                   ("link", "</style.css>; rel=preload")])) +
+        h2_frame(H2_HEADERS, 4, sid, hpack_fields([(":status", "200"), ("content-length", "3")])) +
+        h2_frame(H2_DATA, 1, sid, b"ok\n")))
+    try:
+        with env.own_gretel(env.mitm_opts([f"connect_ports={h1.port}",
+                                           f"connect_ports={h2.port}"])) as g:
+            for o in (h1, h2):
+                for proto in ("--http1.1", "--http2"):
+                    rc, out, err = curl(proto, "-i", "--cacert", m.gca,
+                                        f"https://shop.test:{o.port}/page", proxy=g.proxy)
+                    expect(rc == 0 and re.search(rb"HTTP/[12](\.1)? 103", out) is not None and
+                           re.search(rb"(?i)link: </style.css>; rel=preload", out) is not None and
+                           out.endswith(b"\r\n\r\nok\n"),
+                           f"{o.alpn} {proto}: {out[:400]!r} {err}")
+    finally:
+        h1.stop()
+        h2.stop()
 
 
 def main():
