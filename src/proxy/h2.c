@@ -220,16 +220,24 @@ static ssize_t data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
     return n;
 }
 
+/* :status (written into st) followed by the given fields, as far as nv holds. */
+static size_t status_fields(int status, const nghttp2_nv *extra, size_t nextra, nghttp2_nv *nv,
+                            char st[8])
+{
+    snprintf(st, 8, "%d", status);
+    nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)st, 7, strlen(st), NGHTTP2_NV_FLAG_NONE};
+    size_t n = 1;
+    for (size_t i = 0; i < nextra && n < MAX_FIELDS + 4; i++)
+        nv[n++] = extra[i];
+    return n;
+}
+
 /* Submits a response head (and body source) on a stream. */
 static void submit(h2stream *h, int status, const nghttp2_nv *extra, size_t nextra, bool body)
 {
     nghttp2_nv nv[MAX_FIELDS + 4];
     char st[8];
-    snprintf(st, sizeof(st), "%d", status);
-    nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)st, 7, strlen(st), NGHTTP2_NV_FLAG_NONE};
-    size_t n = 1;
-    for (size_t i = 0; i < nextra && n < MAX_FIELDS + 4; i++)
-        nv[n++] = extra[i];
+    size_t n = status_fields(status, extra, nextra, nv, st);
     nghttp2_data_provider prd = {.source.ptr = h, .read_callback = data_read};
     h->status = status;
     h->rs_submitted = true;
@@ -244,11 +252,7 @@ static void submit_interim(h2stream *h, int status, const nghttp2_nv *extra, siz
         return;
     nghttp2_nv nv[MAX_FIELDS + 4];
     char st[8];
-    snprintf(st, sizeof(st), "%d", status);
-    nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)st, 7, strlen(st), NGHTTP2_NV_FLAG_NONE};
-    size_t n = 1;
-    for (size_t i = 0; i < nextra && n < MAX_FIELDS + 4; i++)
-        nv[n++] = extra[i];
+    size_t n = status_fields(status, extra, nextra, nv, st);
     nghttp2_submit_headers(h->c->ng, NGHTTP2_FLAG_NONE, h->id, NULL, nv, n, NULL);
 }
 

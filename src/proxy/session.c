@@ -617,6 +617,23 @@ static GT_MUST_CHECK bool pump_request(gt_session *s)
 
 /* --- forwarding: response --- */
 
+/* The client's connection and the origin's become a tunnel (net/tunnel.c) that takes over
+ * the client's connection slot; the session ends. */
+static void hand_to_tunnel(gt_session *s, gt_upstream *up, const char *label, unsigned idle_ms,
+                           uint64_t t0)
+{
+    gt_stream *cb = s->cs, *ob = up->st;
+    up->st = NULL;
+    gt_upstream_free(up);
+    s->cs = NULL;
+    evtimer_del(s->timer);
+    /* undo the count session_destroy subtracts: the slot is the tunnel's now */
+    atomic_fetch_add_explicit(&s->w->sh->counters.open_conns, 1, memory_order_relaxed);
+    gt_tunnel_start(s->w, cb, ob, idle_ms, label, t0);
+    gt_stream_flush(cb);
+    session_destroy(s);
+}
+
 /* The origin accepted a WebSocket upgrade: its 101 goes to the client, and both
  * connections become a tunnel (net/tunnel.c), the session ends. Returns false (the
  * session is gone). */
@@ -637,16 +654,7 @@ static GT_MUST_CHECK bool websocket_switch(gt_session *s, const gt_http1_respons
     end_request(s); /* logged and counted as the 101 it is */
     gt_upstream *up = s->up;
     s->up = NULL;
-    gt_stream *cb = s->cs, *ob = up->st;
-    up->st = NULL;
-    gt_upstream_free(up);
-    s->cs = NULL;
-    evtimer_del(s->timer);
-    /* the tunnel takes over the client's connection slot (session_destroy subtracts it) */
-    atomic_fetch_add_explicit(&s->w->sh->counters.open_conns, 1, memory_order_relaxed);
-    gt_tunnel_start(s->w, cb, ob, idle, label, t0);
-    gt_stream_flush(cb);
-    session_destroy(s);
+    hand_to_tunnel(s, up, label, idle, t0);
     return false;
 }
 
@@ -1166,17 +1174,7 @@ static void on_tunnel_connected(void *arg, gt_upstream *up, int status, const ch
     char label[400];
     snprintf(label, sizeof(label), "conn=%u client=%s host=%s:%u", s->id, s->client, s->host,
              s->port);
-    gt_stream *cb = s->cs, *ob = up->st;
-    up->st = NULL;
-    gt_upstream_free(up);
-    s->cs = NULL;
-    evtimer_del(s->timer);
-    /* The tunnel takes over the client's connection slot: undo the count the session
-     * destroy would subtract. */
-    atomic_fetch_add_explicit(&s->w->sh->counters.open_conns, 1, memory_order_relaxed);
-    gt_tunnel_start(s->w, cb, ob, cfg_of(s)->tunnel_idle_timeout_ms, label, s->t0);
-    gt_stream_flush(cb);
-    session_destroy(s);
+    hand_to_tunnel(s, up, label, cfg_of(s)->tunnel_idle_timeout_ms, s->t0);
 }
 
 /* --- TLS interception ---
