@@ -933,6 +933,19 @@ static void o_maybe_next(gt_session *s)
     next_or_close(s);
 }
 
+/* An HTTP/2 origin's head as HTTP/1.1: the status line and the fields, no blank line. */
+static void add_status_and_fields(struct evbuffer *out, int status, const nghttp2_nv *nv,
+                                  size_t n)
+{
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, gt_http_reason(status));
+    for (size_t i = 0; i < n; i++) {
+        evbuffer_add(out, nv[i].name, nv[i].namelen);
+        evbuffer_add(out, ": ", 2);
+        evbuffer_add(out, nv[i].value, nv[i].valuelen);
+        evbuffer_add(out, "\r\n", 2);
+    }
+}
+
 static void o_head(void *arg, int status, const nghttp2_nv *nv, size_t n, bool end)
 {
     gt_session *s = arg;
@@ -950,13 +963,7 @@ static void o_head(void *arg, int status, const nghttp2_nv *nv, size_t n, bool e
     bool close = s->close_after || !s->keepalive || s->draining;
     if (close)
         s->close_after = true;
-    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, gt_http_reason(status));
-    for (size_t i = 0; i < n; i++) {
-        evbuffer_add(out, nv[i].name, nv[i].namelen);
-        evbuffer_add(out, ": ", 2);
-        evbuffer_add(out, nv[i].value, nv[i].valuelen);
-        evbuffer_add(out, "\r\n", 2);
-    }
+    add_status_and_fields(out, status, nv, n);
     if (s->o_chunked)
         evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
     else if (end && !has_cl && !s->is_head && status != 204 && status != 304)
@@ -1095,13 +1102,7 @@ static void o_interim(void *arg, int status, const nghttp2_nv *nv, size_t n)
     if (s->client_10 || status == 101 || (status == 100 && !s->rq.expect_continue))
         return;
     struct evbuffer *out = gt_stream_output(s->cs);
-    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, gt_http_reason(status));
-    for (size_t i = 0; i < n; i++) {
-        evbuffer_add(out, nv[i].name, nv[i].namelen);
-        evbuffer_add(out, ": ", 2);
-        evbuffer_add(out, nv[i].value, nv[i].valuelen);
-        evbuffer_add(out, "\r\n", 2);
-    }
+    add_status_and_fields(out, status, nv, n);
     evbuffer_add(out, "\r\n", 2);
     gt_stream_flush(s->cs);
 }

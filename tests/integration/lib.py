@@ -799,15 +799,7 @@ class WsEcho:
                 return
             threading.Thread(target=self._serve, args=(c,), daemon=True).start()
 
-    @staticmethod
-    def _recv_exact(c, n):
-        buf = b""
-        while len(buf) < n:
-            chunk = c.recv(n - len(buf))
-            if not chunk:
-                raise ConnectionError("eof")
-            buf += chunk
-        return buf
+    _recv_exact = staticmethod(lambda c, n: Socks5Server._recv(c, n))
 
     def _serve(self, c):
         import base64
