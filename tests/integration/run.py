@@ -2703,7 +2703,7 @@ class _RstOrigin:
                             return
                         buf += chunk
                     buf = buf.split(b"\r\n\r\n", 1)[1]
-                    t.sendall(self.answer(0))
+                    self._send(t, self.answer(0))
             while len(buf) < 24:
                 buf += t.recv(65536)
             buf = buf[24:]
@@ -2717,7 +2717,7 @@ class _RstOrigin:
                     if ftype == H2_SETTINGS and not flags & 1:
                         t.sendall(h2_frame(H2_SETTINGS, 1, 0))
                     elif ftype == H2_HEADERS and self.answer:
-                        t.sendall(self.answer(sid))
+                        self._send(t, self.answer(sid))
                     elif ftype == H2_HEADERS:
                         t.sendall(h2_frame(H2_HEADERS, 4, sid, hpack_fields([(":status", "200")])) +
                                   h2_frame(H2_DATA, 0, sid, b"partial") +
@@ -2728,6 +2728,17 @@ class _RstOrigin:
                 buf += chunk
         except OSError:
             return
+
+    @staticmethod
+    def _send(t, answer):
+        """bytes, or a list of parts sent 0.8 s apart (a streamed response)"""
+        if isinstance(answer, (bytes, bytearray)):
+            t.sendall(answer)
+            return
+        for i, part in enumerate(answer):
+            if i:
+                time.sleep(0.8)
+            t.sendall(part)
 
     def stop(self):
         self.stop_ev.set()
@@ -3087,6 +3098,71 @@ def early_hints_on_every_path(env):
                            re.search(rb"(?i)link: </style.css>; rel=preload", out) is not None and
                            out.endswith(b"\r\n\r\nok\n"),
                            f"{o.alpn} {proto}: {out[:400]!r} {err}")
+    finally:
+        h1.stop()
+        h2.stop()
+
+
+@test
+def streamed_responses_reach_the_client_piece_by_piece(env):
+    """Server-sent events: each event reaches the client as the origin sends it (the next
+    one comes 0.8 s later), over HTTP/1.1 and HTTP/2 inside interception, from origins
+    speaking either; nothing waits for the end of the response."""
+    import ssl
+    m = env.mitm()
+    pki = os.path.dirname(env.ca)
+    cert, key = os.path.join(pki, "shop.pem"), os.path.join(pki, "shop.key")
+    h1 = _RstOrigin(cert, key, alpn="http/1.1", answer=lambda sid: [
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+        b"\r\nb\r\ndata: one\n\n\r\n", b"b\r\ndata: two\n\n\r\n0\r\n\r\n"])
+    h2 = _RstOrigin(cert, key, answer=lambda sid: [
+        h2_frame(H2_HEADERS, 4, sid, hpack_fields([(":status", "200"),
+                                                   ("content-type", "text/event-stream")])) +
+        h2_frame(H2_DATA, 0, sid, b"data: one\n\n"), h2_frame(H2_DATA, 1, sid, b"data: two\n\n")])
+    try:
+        with env.own_gretel(env.mitm_opts([f"connect_ports={h1.port}",
+                                           f"connect_ports={h2.port}"])) as g:
+            for o in (h1, h2):
+                # HTTP/1.1 inside interception
+                s = socket.create_connection(("127.0.0.1", g.port), timeout=5)
+                s.sendall(f"CONNECT shop.test:{o.port} HTTP/1.1\r\nHost: shop.test:{o.port}\r\n\r\n".encode())
+                r = b""
+                while b"\r\n\r\n" not in r:
+                    r += s.recv(1)
+                ctx = ssl.create_default_context(cafile=m.gca)
+                ctx.set_alpn_protocols(["http/1.1"])
+                t = ctx.wrap_socket(s, server_hostname="shop.test")
+                t.sendall(b"GET /events HTTP/1.1\r\nHost: shop.test\r\nAccept: text/event-stream\r\n\r\n")
+                t0, got = time.time(), b""
+                while b"data: one" not in got:
+                    c = t.recv(4096)
+                    if not c:
+                        break
+                    got += c
+                first = time.time() - t0
+                while b"data: two" not in got:
+                    c = t.recv(4096)
+                    if not c:
+                        break
+                    got += c
+                second = time.time() - t0
+                t.close()
+                expect(b"data: one" in got and b"data: two" in got and first < 0.6 and second >= 0.7,
+                       f"{o.alpn} http/1.1: first {first:.2f}s second {second:.2f}s {got[:200]!r}")
+                # HTTP/2 inside interception
+                c = H2Raw(g.port, "shop.test", o.port, m.gca)
+                try:
+                    c.send(h2_frame(H2_HEADERS, 0x5, 1, h2_request_block(f"shop.test:{o.port}",
+                                                                         "/events")))
+                    t0 = time.time()
+                    frames, _ = c.frames(timeout=5, until=lambda f: f[0] == H2_DATA and b"one" in f[3])
+                    first = time.time() - t0
+                    frames, _ = c.frames(timeout=5, until=lambda f: f[0] == H2_DATA and b"two" in f[3])
+                    second = time.time() - t0
+                    expect(first < 0.6 and second >= 0.7 and any(b"two" in f[3] for f in frames),
+                           f"{o.alpn} h2: first {first:.2f}s second {second:.2f}s")
+                finally:
+                    c.close()
     finally:
         h1.stop()
         h2.stop()
