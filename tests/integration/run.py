@@ -2875,7 +2875,11 @@ def body_rules_on_every_path(env):
         for proto in ("--http1.1", "--http2"):
             rc, out, err = curl(proto, "-i", "--cacert", m.gca, "--data-binary", f"@{big}", url,
                                 proxy=g.proxy)
-            expect(rc == 0 and re.search(rb"(?i)x-gretel: block", out) is None, out[:200])
+            # nginx may answer before the 70 KB arrived: over h2 gretel then ends the upload
+            # with RST_STREAM(NO_ERROR), which curl 7.88 reports as (92); either way the
+            # request was forwarded, not blocked
+            expect((rc == 0 or (proto == "--http2" and rc == 92)) and
+                   re.search(rb"(?i)x-gretel: block", out) is None, f"{proto} rc={rc} {out[:200]!r}")
         rc, out, err = curl("--http1.1", "-i", "--cacert", m.gca, "-H", "Transfer-Encoding: chunked",
                             "--data-binary", "item_id=123", url, proxy=g.proxy)
         expect(rc == 0 and re.search(rb"(?i)x-gretel: block", out) is None, out[:200])
