@@ -15,6 +15,9 @@ from benchlib import cpu_s, free_port, make_pki, rss_kb, run, wait_port  # noqa:
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 GRETEL = os.environ.get("GRETEL", os.path.join(ROOT, "build", "gretel"))
+# GRETEL_BASE: another gretel binary (the previous main's, say) measured in the same run as
+# "base-h2"; both then run with `lists =`, so the comparison is of the same configuration
+GRETEL_BASE = os.environ.get("GRETEL_BASE")
 ROUNDS = int(os.environ.get("ROUNDS", "7"))
 REQUESTS = int(os.environ.get("REQUESTS", "2000"))
 # Emulated round-trip time to the origin: on bare loopback six HTTP/1.1 connections cost
@@ -161,10 +164,14 @@ http {{ access_log off; keepalive_requests 1000000; http2_max_concurrent_streams
         gca = os.path.join(tmp, "gca.pem")
         run(GRETEL, "ca", "-o", f"ca_dir={ca_dir}", "export", gca)
         gports = {}
-        for name, h2 in (("gretel-h2", "on"), ("gretel-h1", "off")):
+        gretels = [("gretel-h2", "on", GRETEL), ("gretel-h1", "off", GRETEL)]
+        if GRETEL_BASE:
+            gretels.append(("base-h2", "on", GRETEL_BASE))
+        for name, h2, binary in gretels:
             gp = free_port()
+            extra = ["-o", "lists="] if GRETEL_BASE else []
             procs.append(subprocess.Popen(
-                [GRETEL, "run", "-o", f"listen=127.0.0.1:{gp}", "-o", "mitm=on",
+                [binary, "run", *extra, "-o", f"listen=127.0.0.1:{gp}", "-o", "mitm=on",
                  "-o", f"ca_dir={ca_dir}", "-o", f"store={tmp}/store-{name}",
                  "-o", f"upstream_ca_file={tmp}/ca.pem", "-o", f"connect_ports={port}",
                  "-o", f"resolve=shop.test=127.0.0.1:{relay}", "-o", f"http2={h2}",
@@ -180,6 +187,9 @@ http {{ access_log off; keepalive_requests 1000000; http2_max_concurrent_streams
             "gretel-h1": [f"--proxy-server=http://127.0.0.1:{gports['gretel-h1']}",
                           f"--ignore-certificate-errors-spki-list={spki_of(gca)}"],
         }
+        if GRETEL_BASE:
+            modes["base-h2"] = [f"--proxy-server=http://127.0.0.1:{gports['base-h2']}",
+                                f"--ignore-certificate-errors-spki-list={spki_of(gca)}"]
         for flags in modes.values():  # warm: leaf minted
             load_ms(tmp, url, flags)
         res = {k: [] for k in modes}
@@ -196,6 +206,8 @@ http {{ access_log off; keepalive_requests 1000000; http2_max_concurrent_streams
         print("median: " + "  ".join(f"{k}={v:.0f} ms" for k, v in med.items()))
         print(f"gretel-h2 / direct-h2 = {med['gretel-h2'] / med['direct-h2']:.2f} (target <= 1.5)")
         print(f"gretel-h1 / gretel-h2 = {med['gretel-h1'] / med['gretel-h2']:.2f} (target >= 2)")
+        if GRETEL_BASE:
+            print(f"gretel-h2 / base-h2 = {med['gretel-h2'] / med['base-h2']:.2f} (lower is faster)")
 
         print(f"== {REQUESTS} requests of 1 KiB in one h2 connection (curl --parallel, 100 at once; "
               f"origin behind the same {RTT_MS:g} ms relay)")
@@ -208,6 +220,8 @@ http {{ access_log off; keepalive_requests 1000000; http2_max_concurrent_streams
                           f"{tmp}/ca.pem"],
             "gretel-h2": ["-x", f"http://127.0.0.1:{gports['gretel-h2']}", "--cacert", gca],
         }
+        if GRETEL_BASE:
+            cells["base-h2"] = ["-x", f"http://127.0.0.1:{gports['base-h2']}", "--cacert", gca]
         rps = {k: [] for k in cells}
         for r in range(3):
             for k, args in cells.items():
@@ -224,7 +238,8 @@ http {{ access_log off; keepalive_requests 1000000; http2_max_concurrent_streams
                       flush=True)
         m2 = {k: statistics.median(v) for k, v in rps.items()}
         print("median: " + "  ".join(f"{k}={v:.0f} req/s" for k, v in m2.items()) +
-              f"  gretel/direct = {m2['gretel-h2'] / m2['direct-h2']:.2f}")
+              f"  gretel/direct = {m2['gretel-h2'] / m2['direct-h2']:.2f}" +
+              (f"  gretel/base = {m2['gretel-h2'] / m2['base-h2']:.2f}" if GRETEL_BASE else ""))
     finally:
         for p in reversed(procs):
             p.terminate()

@@ -6,7 +6,7 @@
 # intercepted h2 connection (curl --parallel) against the same directly.
 # The origin sits behind a relay adding RTT_MS of round trip (gretel stays next to the
 # browser, as on a user's machine). Env: ROUNDS (7), REQUESTS (2000), RTT_MS (40; 0 = bare
-# loopback).
+# loopback), GRETEL_BASE (another gretel binary measured alongside, both with `lists =`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 scripts/deps.sh bench test
