@@ -135,6 +135,18 @@ proxy_h2 = {
         get("/", "ads.test") + get("/", "a.test/x")) + O(OK5),
 }
 
+# the integration suite's smuggling and framing cases (tests/integration/cases/*.case), each
+# as the client's bytes with an origin ready to answer
+cases = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration", "cases")
+for name in sorted(os.listdir(cases)):
+    if not name.endswith(".case"):
+        continue
+    with open(os.path.join(cases, name), encoding="utf-8") as f:
+        raw = f.read().split("---\n", 1)[1].strip("\n")
+    data = (raw.replace("{origin}", "a.test").encode("latin-1").decode("unicode_escape")
+            .encode("latin-1"))
+    proxy["case-" + name[:-5]] = bytes([0]) + C(data) + O(OK5)
+
 for outdir, seeds in ((sys.argv[1], proxy), (sys.argv[2], proxy_h2)):
     os.makedirs(outdir, exist_ok=True)
     for name, data in seeds.items():
