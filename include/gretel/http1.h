@@ -99,6 +99,7 @@ typedef struct {
     unsigned digits;
     size_t trailer_bytes;
     size_t trailer_max;  /* cap for the trailer section (0: 16 KiB) */
+    size_t trailer_off;  /* where the trailer section began in the last feed's input */
 } gt_http1_chunked;
 
 enum {
@@ -115,6 +116,10 @@ int gt_http1_chunked_feed(gt_http1_chunked *c, const char *p, size_t len, size_t
                           gt_http1_error *err);
 /* Records that n (<= data_left) bytes of chunk data were passed through. */
 void gt_http1_chunked_consumed(gt_http1_chunked *c, uint64_t n);
+/* True once the last chunk's size line was read: what follows is the trailer section
+ * (fields, then the final CRLF). When it began inside the last feed, trailer_off says
+ * where in that input. */
+bool gt_http1_chunked_in_trailers(const gt_http1_chunked *c);
 
 /* Splits an absolute-form target `http://host[:port]/path?query` (RFC 9112 §3.2.2).
  * host is without brackets for IPv6 literals; path is "/" when empty. Returns 0 or

@@ -69,6 +69,9 @@ typedef struct {
     gt_http1_chunked chunk;
     bool dechunk;
     bool done;             /* the whole body has been moved */
+    /* when dechunking: where the trailer section's bytes go (fields and the final CRLF),
+     * or NULL to drop them */
+    struct evbuffer *trailers;
 } gt_body_relay;
 
 void gt_body_relay_init(gt_body_relay *b, const gt_http1_body *body, bool dechunk);

@@ -110,6 +110,7 @@ int gt_http1_chunked_feed(gt_http1_chunked *c, const char *p, size_t len, size_t
             c->size = 0;
             if (c->data_left == 0) {
                 c->state = CS_TRAILER_START;
+                c->trailer_off = i + 1;
             } else {
                 c->state = CS_DATA;
                 *used = i + 1;
@@ -168,6 +169,11 @@ int gt_http1_chunked_feed(gt_http1_chunked *c, const char *p, size_t len, size_t
     if (c->state == CS_DATA)
         return GT_CHUNKED_DATA;
     return c->state == CS_DONE ? GT_CHUNKED_DONE : GT_CHUNKED_MORE;
+}
+
+bool gt_http1_chunked_in_trailers(const gt_http1_chunked *c)
+{
+    return c->state >= CS_TRAILER_START;
 }
 
 void gt_http1_chunked_consumed(gt_http1_chunked *c, uint64_t n)

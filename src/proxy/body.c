@@ -49,10 +49,18 @@ int gt_body_relay_move(gt_body_relay *b, struct evbuffer *in, struct evbuffer *o
             evbuffer_peek(in, -1, NULL, &v, 1);
             size_t used = 0;
             size_t seg = v.iov_len < avail ? v.iov_len : avail;
+            bool in_trailers = gt_http1_chunked_in_trailers(&b->chunk);
             int r = gt_http1_chunked_feed(&b->chunk, v.iov_base, seg, &used, err);
             if (r == GT_HTTP1_ERROR)
                 return GT_HTTP1_ERROR;
             if (b->dechunk) {
+                /* the trailer section is kept aside for a protocol that carries it apart
+                 * (HTTP/2 HEADERS after the DATA) */
+                size_t from = in_trailers                                  ? 0
+                              : gt_http1_chunked_in_trailers(&b->chunk) ? b->chunk.trailer_off
+                                                                        : used;
+                if (b->trailers && from < used)
+                    evbuffer_add(b->trailers, (const char *)v.iov_base + from, used - from);
                 evbuffer_drain(in, used);
             } else {
                 evbuffer_remove_buffer(in, out, used);

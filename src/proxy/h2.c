@@ -105,6 +105,7 @@ struct h2stream {
     gt_http1_body rs;
     gt_body_relay rs_body;
     struct evbuffer *rs_buf; /* response body bytes for DATA frames */
+    struct evbuffer *rs_trailers; /* a chunked HTTP/1.1 response's trailer section */
     /* a page load: its schema.org product ids, read as its HTML passes (page_products) */
     char *sniff_url;
     struct gt_sniff *sniff;
@@ -186,6 +187,8 @@ static void stream_free(h2stream *h)
         evbuffer_free(h->rq_wait);
     if (h->rs_buf)
         evbuffer_free(h->rs_buf);
+    if (h->rs_trailers)
+        evbuffer_free(h->rs_trailers);
     gt_snapshot_release(h->snap);
     free(h->hbuf);
     free(h);
@@ -453,6 +456,11 @@ static bool response_head(h2stream *h)
         h->up_reusable = !h->rs.conn_close && !(res.minor_version == 0 && !h->rs.conn_keep_alive) &&
                          h->rs.framing != GT_BODY_EOF && !h->rs.had_cl_and_te;
         gt_body_relay_init(&h->rs_body, &h->rs, true);
+        if (h->rs.framing == GT_BODY_CHUNKED) {
+            /* its trailers go on as HEADERS after the last DATA (data_read) */
+            h->rs_trailers = evbuffer_new();
+            h->rs_body.trailers = h->rs_trailers;
+        }
         if (h->sniff_url && res.status == 200 && !h->is_head)
             h->sniff = gt_proxy_sniff_start(hdrs, res.num_headers, false); /* dechunked */
         if (!h->rs_buf)
@@ -466,6 +474,39 @@ static bool response_head(h2stream *h)
             finish_response(h);
         return true;
     }
+}
+
+static void o_trailers(void *arg, const nghttp2_nv *nv, size_t n);
+
+/* A chunked response's trailer section (validated by the chunked decoder: no control
+ * characters, no obs-fold) as HTTP/2 trailer fields, through the same path as an HTTP/2
+ * origin's (o_trailers). Fields that may not be trailers over HTTP/2 are dropped. */
+static void take_trailers(h2stream *h)
+{
+    if (!h->rs_trailers || evbuffer_get_length(h->rs_trailers) <= 2)
+        return;
+    size_t len = evbuffer_get_length(h->rs_trailers);
+    const char *p = (const char *)evbuffer_pullup(h->rs_trailers, (ev_ssize_t)len);
+    gt_http1_header *f = h->c->w->resp_fields; /* worker-owned, this call only */
+    size_t n = 0;
+    gt_slice rest = gt_slice_make(p, len), line;
+    while (n < GT_MAX_FIELDS_CAP && gt_slice_next(&rest, '\n', &line)) {
+        if (line.len && line.p[line.len - 1] == '\r')
+            line.len--;
+        const char *colon = line.len ? memchr(line.p, ':', line.len) : NULL;
+        if (!colon || colon == line.p)
+            continue;
+        gt_slice name = gt_slice_make(line.p, (size_t)(colon - line.p));
+        gt_slice value = gt_slice_trim(gt_slice_make(colon + 1, (size_t)(line.p + line.len - colon - 1)));
+        if (gt_slice_caseeq(name, GT_S("host")) || gt_slice_caseeq(name, GT_S("te")))
+            continue;
+        f[n++] = (gt_http1_header){name, value};
+    }
+    nvbuf *nb = gt_xmalloc(sizeof(*nb));
+    size_t nn = h2_fields(f, n, false, nb);
+    if (nn)
+        o_trailers(h, nb->nv, nn);
+    free(nb);
 }
 
 static void relay_response(h2stream *h)
@@ -486,6 +527,7 @@ static void relay_response(h2stream *h)
         nghttp2_session_resume_data(h->c->ng, h->id);
     }
     if (h->rs_body.done) {
+        take_trailers(h);
         finish_response(h);
         return;
     }

@@ -3172,6 +3172,39 @@ def streamed_responses_reach_the_client_piece_by_piece(env):
         h2.stop()
 
 
+@test
+def response_trailers_on_every_path(env):
+    """A response's trailers reach the client on the four intercepted paths: a chunked
+    HTTP/1.1 response's trailer section goes on as HTTP/2 trailer HEADERS (fields that
+    cannot be trailers dropped), an HTTP/2 origin's trailers go on as HTTP/2 trailers or
+    as the chunked body's trailer section."""
+    m = env.mitm()
+    pki = os.path.dirname(env.ca)
+    cert, key = os.path.join(pki, "shop.pem"), os.path.join(pki, "shop.key")
+    h1 = _RstOrigin(cert, key, alpn="http/1.1", answer=lambda sid: (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nok\n\r\n"
+        b"0\r\nX-Checksum: abc123\r\nHost: evil.test\r\n\r\n"))
+    h2 = _RstOrigin(cert, key, answer=lambda sid: (
+        h2_frame(H2_HEADERS, 4, sid, hpack_fields([(":status", "200")])) +
+        h2_frame(H2_DATA, 0, sid, b"ok\n") +
+        h2_frame(H2_HEADERS, 5, sid, hpack_fields([("x-checksum", "abc123")]))))
+    try:
+        with env.own_gretel(env.mitm_opts([f"connect_ports={h1.port}",
+                                           f"connect_ports={h2.port}"])) as g:
+            for o in (h1, h2):
+                for proto in ("--http1.1", "--http2"):
+                    rc, out, err = curl(proto, "-si", "--raw", "--cacert", m.gca,
+                                        f"https://shop.test:{o.port}/t", proxy=g.proxy)
+                    body = out.split(b"\r\n\r\n", 2)[-1]
+                    expect(rc == 0 and re.search(rb"(?i)x-checksum: abc123", body) is not None,
+                           f"{o.alpn} {proto}: {out!r} {err}")
+                    if proto == "--http2":
+                        expect(b"evil.test" not in out, f"{o.alpn}: {out!r}")
+    finally:
+        h1.stop()
+        h2.stop()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gretel", required=True)

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <cmocka.h>
 #include <event2/buffer.h>
 
@@ -46,6 +47,39 @@ static int run(enum gt_http1_framing f, uint64_t len, bool dechunk, const char *
     evbuffer_free(in);
     evbuffer_free(o);
     return rv;
+}
+
+/* De-chunking with a trailer buffer: the trailer section (and only it, with its final
+ * CRLF) is kept aside, whatever the split; without one it is dropped. */
+static void test_dechunk_keeps_trailers(void **st)
+{
+    (void)st;
+    const char *wire = "3;x=1\r\nabc\r\n0\r\nX-Sum: 1\r\nY: 2\r\n\r\nNEXT";
+    for (size_t step = 1; step < 40; step++) {
+        gt_http1_body body = {.framing = GT_BODY_CHUNKED};
+        gt_body_relay r;
+        gt_body_relay_init(&r, &body, true);
+        struct evbuffer *in = evbuffer_new(), *o = evbuffer_new(), *t = evbuffer_new();
+        r.trailers = t;
+        size_t n = strlen(wire), pos = 0;
+        uint64_t moved = 0;
+        while (pos < n && !r.done) {
+            size_t k = n - pos < step ? n - pos : step;
+            evbuffer_add(in, wire + pos, k);
+            pos += k;
+            gt_http1_error err;
+            assert_int_equal(gt_body_relay_move(&r, in, o, 1 << 20, &moved, &err), 0);
+        }
+        assert_true(r.done);
+        char out[64];
+        take(o, out, sizeof(out));
+        assert_string_equal(out, "abc");
+        take(t, out, sizeof(out));
+        assert_string_equal(out, "X-Sum: 1\r\nY: 2\r\n\r\n");
+        evbuffer_free(in);
+        evbuffer_free(o);
+        evbuffer_free(t);
+    }
 }
 
 static void test_length(void **st)
@@ -141,6 +175,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_length),
+        cmocka_unit_test(test_dechunk_keeps_trailers),
         cmocka_unit_test(test_chunked_passthrough_and_dechunk),
         cmocka_unit_test(test_eof_and_none),
         cmocka_unit_test(test_bad_chunk_stops),
