@@ -133,6 +133,8 @@ int gt_http1_parse_absolute(gt_slice target, gt_http1_uri *uri, gt_http1_error *
 
 /* Splits a CONNECT target `host:port` (authority-form, RFC 9112 §3.2.3). */
 int gt_http1_parse_authority(gt_slice target, gt_http1_uri *uri, gt_http1_error *err);
+/* A token (RFC 9110 §5.6.2): what a field name must be. */
+bool gt_http1_is_token(gt_slice s);
 /* A Host field (or :authority): host[:port] and nothing else (no path, userinfo, query);
  * the port defaults to def_port. */
 int gt_http1_parse_host_field(gt_slice t, uint16_t def_port, gt_http1_uri *uri,

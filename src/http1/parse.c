@@ -531,6 +531,16 @@ int gt_http1_parse_absolute(gt_slice t, gt_http1_uri *uri, gt_http1_error *err)
     return 0;
 }
 
+bool gt_http1_is_token(gt_slice s)
+{
+    if (!s.len)
+        return false;
+    for (size_t i = 0; i < s.len; i++)
+        if (!tchar[(unsigned char)s.p[i]])
+            return false;
+    return true;
+}
+
 int gt_http1_parse_host_field(gt_slice t, uint16_t def_port, gt_http1_uri *uri,
                               gt_http1_error *err)
 {

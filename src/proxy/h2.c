@@ -498,8 +498,9 @@ static void take_trailers(h2stream *h)
             continue;
         gt_slice name = gt_slice_make(line.p, (size_t)(colon - line.p));
         gt_slice value = gt_slice_trim(gt_slice_make(colon + 1, (size_t)(line.p + line.len - colon - 1)));
-        if (gt_slice_caseeq(name, GT_S("host")) || gt_slice_caseeq(name, GT_S("te")))
-            continue;
+        if (!gt_http1_is_token(name) || gt_slice_caseeq(name, GT_S("host")) ||
+            gt_slice_caseeq(name, GT_S("te")))
+            continue; /* not a field name HTTP/2 can carry, or not one a trailer may be */
         f[n++] = (gt_http1_header){name, value};
     }
     nvbuf *nb = gt_xmalloc(sizeof(*nb));
