@@ -2962,6 +2962,23 @@ def h2_early_answer_resets_the_unfinished_upload(env):
                 c.close()
 
 
+def _h1_tunnel(g, port, cafile):
+    """A TLS connection to shop.test:port through gretel's CONNECT, ALPN http/1.1 (what
+    browsers open for WebSockets), verified against gretel's CA."""
+    import ssl
+    s = socket.create_connection(("127.0.0.1", g.port), timeout=5)
+    s.sendall(f"CONNECT shop.test:{port} HTTP/1.1\r\nHost: shop.test:{port}\r\n\r\n".encode())
+    r = b""
+    while b"\r\n\r\n" not in r:
+        c = s.recv(1)
+        if not c:
+            raise ConnectionError(f"CONNECT: {r!r}")
+        r += c
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx.wrap_socket(s, server_hostname="shop.test")
+
+
 def _ws_handshake(sock, target, host):
     import base64
     key = base64.b64encode(os.urandom(16)).decode()
@@ -3013,14 +3030,7 @@ def websocket_upgrade_plain_and_intercepted(env):
             expect("Connection: Upgrade" in plain.heads[-1] and "Upgrade: websocket" in plain.heads[-1],
                    plain.heads[-1])
             # inside interception
-            s = socket.create_connection(("127.0.0.1", g.port), timeout=5)
-            s.sendall(f"CONNECT shop.test:{tls.port} HTTP/1.1\r\nHost: shop.test:{tls.port}\r\n\r\n".encode())
-            r = b""
-            while b"\r\n\r\n" not in r:
-                r += s.recv(1)
-            ctx = ssl.create_default_context(cafile=m.gca)
-            ctx.set_alpn_protocols(["http/1.1"])
-            t = ctx.wrap_socket(s, server_hostname="shop.test")
+            t = _h1_tunnel(g, tls.port, m.gca)
             head, want = _ws_handshake(t, "/chat", f"shop.test:{tls.port}")
             expect(head.startswith(b"HTTP/1.1 101") and want in head, head)
             got = _ws_echo_once(t, b"hello tls")
@@ -3128,14 +3138,7 @@ def streamed_responses_reach_the_client_piece_by_piece(env):
                                            f"connect_ports={h2.port}"])) as g:
             for o in (h1, h2):
                 # HTTP/1.1 inside interception
-                s = socket.create_connection(("127.0.0.1", g.port), timeout=5)
-                s.sendall(f"CONNECT shop.test:{o.port} HTTP/1.1\r\nHost: shop.test:{o.port}\r\n\r\n".encode())
-                r = b""
-                while b"\r\n\r\n" not in r:
-                    r += s.recv(1)
-                ctx = ssl.create_default_context(cafile=m.gca)
-                ctx.set_alpn_protocols(["http/1.1"])
-                t = ctx.wrap_socket(s, server_hostname="shop.test")
+                t = _h1_tunnel(g, o.port, m.gca)
                 t.sendall(b"GET /events HTTP/1.1\r\nHost: shop.test\r\nAccept: text/event-stream\r\n\r\n")
                 t0, got = time.time(), b""
                 while b"data: one" not in got:
